@@ -1,0 +1,38 @@
+# The two commands a fresh machine needs: `make serve` and `make test`.
+VENV   := .venv
+PY     := $(VENV)/bin/python
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+MODEL  ?= models/digits
+RUN    ?= runs/digits
+PORT   ?= 3000
+
+.PHONY: setup test serve bench model clean
+
+setup: $(STAMP)
+
+# Re-installs only when the project's requirements change.
+$(STAMP): pyproject.toml .ci/constraints.txt
+	test -x $(PY) || python3 -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -c .ci/constraints.txt -e '.[train,dev]'
+	touch $(STAMP)
+
+test: setup
+	$(PY) -m pytest -q
+
+# Trains and exports the default model (dcgan on the built-in digits) unless one exists.
+model: setup
+	@if [ ! -f $(MODEL)/model.json ]; then \
+	  if [ ! -f $(RUN)/release/config.json ]; then $(BIN)/ganserve train --run-dir $(RUN); fi; \
+	  $(BIN)/ganserve export $(RUN) --out $(MODEL) --force; \
+	fi
+
+serve: model
+	$(BIN)/ganserve serve $(MODEL) --port $(PORT)
+
+bench: model
+	$(PY) benchmarks/run.py
+
+clean:
+	rm -rf $(VENV) runs models

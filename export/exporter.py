@@ -1,0 +1,204 @@
+"""Release folder -> model folder: generator.onnx, discriminator.onnx (+ fp16 variants), model.json.
+
+Everything is written into a temp folder beside the target and renamed into place only after
+every check passed, so a failed export never leaves a half-written model folder.
+
+    >>> summary = export_model(Path("runs/00000-dcgan-digits"), Path("models/digits"))
+"""
+
+from __future__ import annotations
+
+import copy
+import datetime
+import json
+import os
+import re
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from training import __version__ as package_version
+from training.data import load_dataset, split_holdout
+from training.errors import UserError
+from training.release import Release, read_release, sha256_file
+from training.samples import to_uint8
+
+from .calibration import fit_platt
+from .graphs import OPSET, DiscriminatorGraph, GeneratorGraph, export_graph
+from .verify import ExportError, Tolerance, compare, open_runtime
+
+MODEL_FORMAT_VERSION = 1
+G_TOLERANCE = Tolerance(absolute=1)  # uint8 levels: rounding at .5 may flip by one
+D_TOLERANCE = Tolerance(absolute=1e-3, relative=1e-4)
+G_FP16_TOLERANCE = Tolerance(absolute=8)  # float16 keeps ~3 decimal digits: a few levels at most
+D_FP16_TOLERANCE = Tolerance(absolute=5e-2, relative=2e-2)
+PARITY_SEED = 1234
+
+
+@dataclass
+class ExportOptions:
+    out: Path
+    name: str | None = None  # default: the output folder's name
+    fp16: bool = False
+    force: bool = False
+    calibration_data: str | None = None  # default: the release's own held-out split
+    calibration_samples: int = 2000
+    bentoml_name: str | None = None
+
+
+def export_model(source: Path, options: ExportOptions) -> dict:
+    """Export, verify and write the model folder; returns model.json's content."""
+    release = read_release(source)
+    out = Path(options.out)
+    if out.exists() and not options.force:
+        raise ExportError(f"--out {out} already exists; pass --force to replace it")
+    name = options.name or out.name
+    if not re.fullmatch(r"[a-z0-9][a-z0-9._-]{0,62}", name):
+        raise ExportError(f"--name {name!r}: use 1-63 lowercase letters, digits, '.', '_' or '-', "
+                          "starting with a letter or digit")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    staging = out.with_name(f".{out.name}.tmp-{os.getpid()}")
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir()
+    try:
+        card = _export_into(staging, release, name, options)
+        _swap_into_place(staging, out)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    if options.bentoml_name:
+        card["bentoml_tag"] = save_to_bentoml(out, options.bentoml_name, card)
+    return card
+
+
+def _export_into(folder: Path, release: Release, name: str, options: ExportOptions) -> dict:
+    spec = release.spec
+    generator, discriminator = release.build_generator(), release.build_discriminator()
+    gen_graph, disc_graph = GeneratorGraph(generator), DiscriminatorGraph(discriminator)
+    conditional = spec.num_classes > 0
+
+    def gen_inputs(batch: int) -> dict[str, np.ndarray]:
+        rng = np.random.default_rng(PARITY_SEED + batch)
+        feeds = {"z": rng.standard_normal((batch, spec.latent_dim), dtype=np.float32)}
+        if conditional:
+            feeds["labels"] = (np.arange(batch) % spec.num_classes).astype(np.int64)
+        return feeds
+
+    def disc_inputs(batch: int) -> dict[str, np.ndarray]:
+        feeds = gen_inputs(batch)
+        with torch.no_grad():
+            images = gen_graph(**{k: torch.from_numpy(v) for k, v in feeds.items()}).numpy()
+        images[batch // 2:] = np.random.default_rng(batch).integers(0, 256, images[batch // 2:].shape,
+                                                                      dtype=np.uint8)  # half noise
+        return {"images": images, **({"labels": feeds["labels"]} if conditional else {})}
+
+    graphs = {"generator": (gen_graph, gen_inputs, "images", G_TOLERANCE),
+              "discriminator": (disc_graph, disc_inputs, "logits", D_TOLERANCE)}
+    if options.fp16:
+        graphs["generator_fp16"] = (GeneratorGraph(copy.deepcopy(generator), torch.float16), gen_inputs,
+                                    "images", G_FP16_TOLERANCE, gen_graph)
+        graphs["discriminator_fp16"] = (DiscriminatorGraph(copy.deepcopy(discriminator), torch.float16),
+                                        disc_inputs, "logits", D_FP16_TOLERANCE, disc_graph)
+    entries, parity = {}, {}
+    for key, (graph, make_inputs, output, tolerance, *reference) in graphs.items():
+        file_name = key.replace("_fp16", ".fp16") + ".onnx"
+        export_graph(graph, _to_torch(make_inputs(2)), output, folder / file_name)
+        # fp16 graphs are held to the float32 PyTorch graph: that is the model being served.
+        parity[key] = compare(reference[0] if reference else graph, folder / file_name, make_inputs,
+                              tolerance, f"{file_name}")
+        entries[key] = {"file": file_name, "inputs": _io_names(conditional, key), "output": output,
+                        "precision": "float16" if key.endswith("fp16") else "float32"}
+    calibration = calibrate(folder, release, options, conditional)
+    files = {p.name: sha256_file(p) for p in sorted(folder.glob("*.onnx"))}
+    card = {
+        "format_version": MODEL_FORMAT_VERSION,
+        "name": name,
+        "version": f"s{release.config.get('step', 0)}-{files['generator.onnx'][:8]}",
+        "architecture": spec.arch,
+        "latent_dim": spec.latent_dim,
+        "num_classes": spec.num_classes,
+        "class_names": release.config.get("class_names") if conditional else None,
+        "height": spec.resolution, "width": spec.resolution, "channels": spec.channels,
+        "graphs": entries,
+        "files": files,
+        "source": {"release": str(release.path), "step": release.config.get("step"),
+                   "dataset": release.config.get("dataset"), "sha256": release.config.get("files")},
+        "calibration": calibration,
+        "parity": parity,
+        "export": {"exporter": "torch.onnx.export(dynamo=True)", "opset": OPSET, "torch": torch.__version__,
+                   "ganserve": package_version,
+                   "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")},
+    }
+    (folder / "model.json").write_text(json.dumps(card, indent=2) + "\n")
+    return card
+
+
+def calibrate(folder: Path, release: Release, options: ExportOptions, conditional: bool) -> dict:
+    """Score held-out real images and generated ones with the exported graphs; fit Platt."""
+    spec, config = release.spec, release.config
+    spec_text = options.calibration_data or config.get("dataset")
+    try:
+        data = load_dataset(spec_text, config.get("dataset_resolution"), config.get("dataset_channels"))
+    except UserError as error:
+        raise ExportError(f"D calibration needs real images and the data could not be loaded ({error}); "
+                          "pass --calibration-data SPEC") from None
+    if data.shape != (spec.channels, spec.resolution, spec.resolution):
+        raise ExportError(f"--calibration-data {spec_text!r} has images of shape {data.shape}, the model "
+                          f"expects {(spec.channels, spec.resolution, spec.resolution)}")
+    split = "calibration data"
+    if not options.calibration_data:
+        _, held_out = split_holdout(data, config.get("holdout", 0.0), config.get("seed", 0))
+        data, split = (held_out, "held-out split") if len(held_out) else (data, "training data (no holdout)")
+    count = min(len(data.images), options.calibration_samples)
+    real = to_uint8(data.images[:count])
+    real_labels = data.labels[:count].numpy() if conditional else None
+    rng = np.random.default_rng(PARITY_SEED)
+    run_g, _ = open_runtime(folder / "generator.onnx")
+    run_d, _ = open_runtime(folder / "discriminator.onnx")
+    fake_labels = rng.integers(0, spec.num_classes, count) if conditional else None
+    z = rng.standard_normal((count, spec.latent_dim), dtype=np.float32)
+    fake = _batched(run_g, {"z": z, **({"labels": fake_labels} if conditional else {})})
+    real_logits = _batched(run_d, {"images": real, **({"labels": real_labels} if conditional else {})})
+    fake_logits = _batched(run_d, {"images": fake, **({"labels": fake_labels} if conditional else {})})
+    return {**fit_platt(real_logits, fake_logits), "split": split, "data": spec_text}
+
+
+def _batched(run, feeds: dict[str, np.ndarray], batch: int = 256) -> np.ndarray:
+    count = len(next(iter(feeds.values())))
+    return np.concatenate([run({k: v[i:i + batch] for k, v in feeds.items()}) for i in range(0, count, batch)])
+
+
+def _to_torch(feeds: dict[str, np.ndarray]) -> dict[str, torch.Tensor]:
+    return {k: torch.from_numpy(v) for k, v in feeds.items()}
+
+
+def _io_names(conditional: bool, key: str) -> list[str]:
+    first = "z" if key.startswith("generator") else "images"
+    return [first, "labels"] if conditional else [first]
+
+
+def _swap_into_place(staging: Path, out: Path) -> None:
+    retired = out.with_name(f".{out.name}.old-{os.getpid()}")
+    if out.exists():
+        out.rename(retired)
+    staging.rename(out)
+    shutil.rmtree(retired, ignore_errors=True)
+
+
+def save_to_bentoml(folder: Path, name: str, card: dict) -> str:
+    """Put the model folder into the local BentoML model store; returns the tag."""
+    import bentoml
+
+    metadata = {k: card[k] for k in ("name", "version", "architecture", "latent_dim", "num_classes",
+                                     "height", "width", "channels")}
+    metadata["auroc"] = card["calibration"]["auroc"]
+    try:
+        with bentoml.models.create(name, metadata=metadata, labels={"framework": "onnx",
+                                                                    "package": "ganserve"}) as model:
+            for file in folder.iterdir():
+                shutil.copy2(file, Path(model.path) / file.name)
+    except ValueError as error:
+        raise ExportError(f"--bentoml {name!r}: {error}") from None
+    return str(model.tag)

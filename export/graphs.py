@@ -1,0 +1,74 @@
+"""The exported graphs: G and D with the uint8 NHWC image format fused in, and the exporter.
+
+Both graphs speak uint8 (N, H, W, C) images, so no client and no serving code re-implements
+normalisation: G ends with the [-1, 1] -> uint8 mapping, D starts with its inverse.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import logging
+import warnings
+from pathlib import Path
+
+import torch
+from torch import nn
+
+# A fixed opset: 18 is the newest that every ONNX Runtime from 1.14 on runs, with all the
+# operators these networks need.
+OPSET = 18
+MAX_BATCH = 1 << 16
+
+
+class GeneratorGraph(nn.Module):
+    """z (N, latent) float32 [+ labels (N,) int64] -> images (N, H, W, C) uint8."""
+
+    def __init__(self, generator: nn.Module, compute_dtype: torch.dtype = torch.float32):
+        super().__init__()
+        self.generator = generator.to(compute_dtype)
+        self.compute_dtype = compute_dtype
+
+    def forward(self, z: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
+        images = self.generator(z.to(self.compute_dtype), labels).float()  # (N, C, H, W) in [-1, 1]
+        pixels = ((images + 1.0) * 127.5).round().clamp(0.0, 255.0).to(torch.uint8)
+        return pixels.permute(0, 2, 3, 1)  # (N, H, W, C)
+
+
+class DiscriminatorGraph(nn.Module):
+    """images (N, H, W, C) uint8 [+ labels (N,) int64] -> logits (N,) float32."""
+
+    def __init__(self, discriminator: nn.Module, compute_dtype: torch.dtype = torch.float32):
+        super().__init__()
+        self.discriminator = discriminator.to(compute_dtype)
+        self.compute_dtype = compute_dtype
+
+    def forward(self, images: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
+        x = images.permute(0, 3, 1, 2).to(self.compute_dtype) / 127.5 - 1.0  # (N, C, H, W) in [-1, 1]
+        return self.discriminator(x, labels).float()  # (N,)
+
+
+def export_graph(graph: nn.Module, example: dict[str, torch.Tensor], output_name: str, path: Path) -> None:
+    """Export with torch.onnx.export(dynamo=True): the torch.export-based exporter is the one
+    PyTorch recommends (and defaults to) since 2.9; the TorchScript exporter is deprecated.
+    The batch axis is dynamic; the file is self-contained (no external data)."""
+    batch = torch.export.Dim("batch", min=1, max=MAX_BATCH)
+    dynamic = {name: {0: batch} for name in example}
+    # The exporter prints progress lines and warns about optional torchvision operators.
+    quiet = logging.getLogger("torch.onnx._internal.exporter._registration")
+    with contextlib.redirect_stdout(io.StringIO()), warnings.catch_warnings(), _level(quiet, logging.ERROR):
+        warnings.simplefilter("ignore", FutureWarning)
+        program = torch.onnx.export(graph.eval(), (), kwargs=example, dynamo=True, opset_version=OPSET,
+                                    input_names=list(example), output_names=[output_name],
+                                    dynamic_shapes=dynamic, external_data=False, verbose=False)
+        program.save(str(path), external_data=False)
+
+
+@contextlib.contextmanager
+def _level(logger: logging.Logger, level: int):
+    previous = logger.level
+    logger.setLevel(level)
+    try:
+        yield
+    finally:
+        logger.setLevel(previous)

@@ -1,0 +1,3 @@
+"""Training: data sources, networks, losses, the loop, checkpoints and evaluation (needs torch)."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,95 @@
+"""`ganserve train` and `ganserve eval`: a thin layer that fills TrainConfig / EvalOptions.
+
+Imports nothing heavy at module level, so `ganserve --help` works without torch."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import re
+import sys
+from pathlib import Path
+
+RESUMABLE_OVERRIDES = {"steps", "device", "log_every", "sample_every", "checkpoint_every",
+                       "keep_checkpoints", "tensorboard", "amp"}
+
+
+def register(subparsers) -> None:
+    from .config import TrainConfig
+
+    train = subparsers.add_parser(
+        "train", help="train a GAN into a run folder (resumable states + release/)",
+        description="Train a GAN. With no options: dcgan on the built-in digits. "
+                    "Scale out with: torchrun --nproc-per-node N -m training.cli ...")
+    for field in dataclasses.fields(TrainConfig):
+        flag = "--" + field.name.replace("_", "-")
+        help_text = field.metadata.get("help") or None
+        if field.type in ("bool", bool):
+            train.add_argument(flag, action=argparse.BooleanOptionalAction, default=None,
+                               help=f"{help_text} (default: {field.default})")
+        else:
+            kind = {"int": int, "float": float, "int | None": int}.get(str(field.type), str)
+            train.add_argument(flag, type=kind, default=None, help=f"{help_text} (default: {field.default})")
+    train.add_argument("--out", type=Path, default=Path("runs"), help="folder that holds numbered run folders")
+    train.add_argument("--run-dir", type=Path, help="exact run folder (instead of a numbered one under --out)")
+    train.add_argument("--resume", type=Path, metavar="RUN_DIR",
+                       help="continue this run from its last complete state (only --steps, --device and "
+                            "logging options may change)")
+    train.add_argument("--dry-run", action="store_true", help="print the resolved config and run folder, then exit")
+    train.add_argument("--no-progress", action="store_true", help="no progress bar (logs only)")
+    train.set_defaults(handler=run_train)
+
+
+def resolve(args) -> tuple:
+    """The config and run folder this invocation means."""
+    from .config import TrainConfig
+    from .errors import ConfigError
+
+    given = {f.name: getattr(args, f.name) for f in dataclasses.fields(TrainConfig)
+             if getattr(args, f.name) is not None}
+    if args.resume:
+        saved = args.resume / "config.json"
+        if not saved.is_file():
+            raise ConfigError(f"--resume {args.resume}: no config.json there; is it a run folder?")
+        fixed = sorted(set(given) - RESUMABLE_OVERRIDES)
+        if fixed:
+            flags = ", ".join("--" + name.replace("_", "-") for name in fixed)
+            raise ConfigError(f"--resume continues the run's saved config; {flags} cannot change "
+                              "(start a new run instead)")
+        config = TrainConfig.from_dict({**json.loads(saved.read_text()), **given})
+        return config.validate(), args.resume
+    config = TrainConfig(**given).validate()
+    return config, args.run_dir or next_run_dir(args.out, config)
+
+
+def next_run_dir(out: Path, config) -> Path:
+    """runs/00003-dcgan-digits: numbered, named by architecture and data."""
+    numbers = [int(m.group(1)) for p in out.glob("*") if (m := re.match(r"^(\d{5})-", p.name))]
+    data_name = re.sub(r"[^A-Za-z0-9]+", "-", Path(config.data.split(":", 1)[-1]).name or config.data).strip("-")
+    return out / f"{max(numbers, default=-1) + 1:05d}-{config.arch}-{data_name or 'data'}"
+
+
+def run_train(args) -> int:
+    config, run_dir = resolve(args)
+    if args.dry_run:
+        print(json.dumps({"run_dir": str(run_dir), "resume": bool(args.resume), **config.to_dict()}, indent=2))
+        return 0
+    from .loop import train
+
+    release = train(config, run_dir, resume=bool(args.resume), progress=not args.no_progress)
+    print(f"release written to {release}; next: ganserve export {run_dir} --out models/NAME")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry for `torchrun ... -m training.cli [train options]` (one process per device)."""
+    parser = argparse.ArgumentParser(prog="training.cli")
+    subparsers = parser.add_subparsers(dest="command")
+    register(subparsers)
+    args = parser.parse_args(["train", *(sys.argv[1:] if argv is None else argv)])
+    return args.handler(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

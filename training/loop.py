@@ -1,0 +1,237 @@
+"""The training loop: one function, `train(config, run_dir)`.
+
+    >>> train(TrainConfig(steps=100), Path("runs/demo"))
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import logging
+import time
+from contextlib import nullcontext
+from pathlib import Path
+
+import torch
+from tqdm import tqdm
+
+from . import distributed
+from .checkpoints import load_latest_state, save_state
+from .config import TrainConfig
+from .data import ImageDataset, load_dataset, split_holdout
+from .errors import ConfigError
+from .losses import discriminator_loss, generator_loss, gradient_penalty, r1_penalty
+from .networks import NetworkSpec, build_discriminator, build_generator
+from .release import write_release
+from .samples import save_grid
+
+log = logging.getLogger(__name__)
+SAMPLE_COUNT = 64  # images in each sample grid (fixed latents, so grids are comparable over time)
+
+
+class Trainer:
+    """Holds the networks, optimisers and random streams of one run; `step()` trains once."""
+
+    def __init__(self, config: TrainConfig, data: ImageDataset, ctx: distributed.Context):
+        self.config, self.data, self.ctx = config, data, ctx
+        if config.batch_size % ctx.world_size:
+            raise ConfigError(f"--batch-size {config.batch_size} must divide evenly across "
+                              f"{ctx.world_size} processes")
+        if config.conditional and data.labels is None:
+            raise ConfigError(f"--conditional needs labelled data, and --data {data.source!r} has no labels")
+        channels, height, width = data.shape
+        if height != width:
+            raise ConfigError(f"--data {data.source!r} has {width}x{height} images; pass --resolution for square ones")
+        self.spec = NetworkSpec(arch=config.arch, latent_dim=config.latent_dim, channels=channels,
+                                resolution=height, num_classes=data.num_classes if config.conditional else 0,
+                                width=config.width)
+        torch.manual_seed(config.seed)  # identical initial weights on every rank
+        device = ctx.device
+        self.G = build_generator(self.spec).to(device)
+        self.D = build_discriminator(self.spec, config.spectral_norm).to(device)
+        self.G_ema = copy.deepcopy(self.G).eval().requires_grad_(False)
+        betas = (config.beta1, config.beta2)
+        self.opt_g = torch.optim.Adam(self.G.parameters(), lr=config.lr_g, betas=betas)
+        self.opt_d = torch.optim.Adam(self.D.parameters(), lr=config.lr_d, betas=betas)
+        self.amp_dtype = _amp_dtype(config, device)
+        self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp_dtype == torch.float16)
+        # Separate generators for data order and latents: the run depends on nothing else.
+        self.data_rng = torch.Generator().manual_seed(config.seed + 1)
+        self.latent_rng = torch.Generator().manual_seed(config.seed + 2)
+        fixed = torch.Generator().manual_seed(config.seed + 3)
+        self.sample_z = torch.randn(SAMPLE_COUNT, config.latent_dim, generator=fixed)
+        self.sample_labels = (torch.arange(SAMPLE_COUNT) % self.spec.num_classes) if self.spec.num_classes else None
+        self.step_count = 0
+
+    # --- one update of D and one of G --------------------------------------------------------
+    def step(self) -> dict[str, float]:
+        cfg, ctx, device = self.config, self.ctx, self.ctx.device
+        mine = ctx.local_slice(cfg.batch_size)
+        index = torch.randint(len(self.data.images), (cfg.batch_size,), generator=self.data_rng)[mine]
+        real = self.data.images[index].to(device, non_blocking=True)
+        labels = self.data.labels[index].to(device) if self.spec.num_classes else None
+
+        z, fake_labels = self._latents(mine)
+        with self._autocast():
+            fake = self.G(z, fake_labels).detach()
+            real_logits = self.D(real, labels)
+            fake_logits = self.D(fake, fake_labels)
+            loss_d = discriminator_loss(cfg.loss, real_logits.float(), fake_logits.float())
+        penalty = torch.zeros((), device=device)
+        if cfg.loss == "wgan-gp":
+            mix = torch.rand(cfg.batch_size, 1, 1, 1, generator=self.latent_rng)[mine].to(device)
+            penalty = penalty + cfg.gp_weight * gradient_penalty(self.D, real, fake.float(), labels, mix)
+        if cfg.r1_gamma > 0:
+            penalty = penalty + cfg.r1_gamma / 2 * r1_penalty(self.D, real, labels)
+        self._update(self.D, self.opt_d, loss_d + penalty)
+
+        z, fake_labels = self._latents(mine)
+        with self._autocast():
+            loss_g = generator_loss(cfg.loss, self.D(self.G(z, fake_labels), fake_labels).float())
+        self._update(self.G, self.opt_g, loss_g)
+        self.scaler.update()
+        self._update_ema()
+        self.step_count += 1
+        return {"loss_d": loss_d.item(), "loss_g": loss_g.item(), "penalty": penalty.item(),
+                "d_real": real_logits.float().mean().item(), "d_fake": fake_logits.float().mean().item()}
+
+    def _latents(self, mine: slice) -> tuple[torch.Tensor, torch.Tensor | None]:
+        cfg = self.config
+        z = torch.randn(cfg.batch_size, cfg.latent_dim, generator=self.latent_rng)[mine].to(self.ctx.device)
+        if not self.spec.num_classes:
+            return z, None
+        labels = torch.randint(self.spec.num_classes, (cfg.batch_size,), generator=self.latent_rng)[mine]
+        return z, labels.to(self.ctx.device)
+
+    def _update(self, net: torch.nn.Module, optimizer: torch.optim.Optimizer, loss: torch.Tensor) -> None:
+        optimizer.zero_grad(set_to_none=True)
+        self.scaler.scale(loss).backward()
+        distributed.average_gradients(net, self.ctx)
+        self.scaler.step(optimizer)
+
+    def _update_ema(self) -> None:
+        # Ramp the decay up early on (as StyleGAN does) so early samples are not all initial weights.
+        decay = min(self.config.ema_decay, (1 + self.step_count) / (10 + self.step_count))
+        with torch.no_grad():
+            for ema, live in zip(self.G_ema.parameters(), self.G.parameters()):
+                ema.lerp_(live, 1.0 - decay)
+
+    def _autocast(self):
+        if self.amp_dtype is None:
+            return nullcontext()
+        return torch.autocast("cuda", dtype=self.amp_dtype)
+
+    # --- state -----------------------------------------------------------------------------
+    def state_dict(self) -> dict:
+        return {
+            "step": self.step_count,
+            "G": self.G.state_dict(), "D": self.D.state_dict(), "G_ema": self.G_ema.state_dict(),
+            "opt_g": self.opt_g.state_dict(), "opt_d": self.opt_d.state_dict(),
+            "scaler": self.scaler.state_dict(),
+            "rng": {"data": self.data_rng.get_state(), "latent": self.latent_rng.get_state(),
+                    "torch": torch.get_rng_state(),
+                    "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []},
+            "config": self.config.to_dict(),
+        }
+
+    def load_state_dict(self, state: dict) -> None:
+        self.G.load_state_dict(state["G"], strict=True)
+        self.D.load_state_dict(state["D"], strict=True)
+        self.G_ema.load_state_dict(state["G_ema"], strict=True)
+        self.opt_g.load_state_dict(state["opt_g"])
+        self.opt_d.load_state_dict(state["opt_d"])
+        if state.get("scaler"):
+            self.scaler.load_state_dict(state["scaler"])
+        self.data_rng.set_state(state["rng"]["data"])
+        self.latent_rng.set_state(state["rng"]["latent"])
+        torch.set_rng_state(state["rng"]["torch"])
+        if state["rng"]["cuda"] and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(state["rng"]["cuda"])
+        self.step_count = int(state["step"])
+
+    def release_metadata(self) -> dict:
+        cfg = self.config
+        return {"class_names": self.data.class_names if self.spec.num_classes else None,
+                "dataset": cfg.data, "dataset_resolution": cfg.resolution, "dataset_channels": cfg.channels,
+                "holdout": cfg.holdout, "seed": cfg.seed, "step": self.step_count,
+                "training": {k: getattr(cfg, k) for k in ("loss", "spectral_norm", "ema_decay", "lr_g",
+                                                          "lr_d", "batch_size", "r1_gamma")}}
+
+    def sample_images(self) -> torch.Tensor:
+        labels = self.sample_labels.to(self.ctx.device) if self.sample_labels is not None else None
+        with torch.no_grad():
+            return self.G_ema(self.sample_z.to(self.ctx.device), labels)
+
+
+def _amp_dtype(config: TrainConfig, device: torch.device) -> torch.dtype | None:
+    if not config.amp or device.type != "cuda":
+        return None
+    return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+
+
+def train(config: TrainConfig, run_dir: Path, resume: bool = False, progress: bool = True) -> Path:
+    """Train (or continue training) into `run_dir`; returns the release folder."""
+    config.validate()
+    ctx = distributed.init(config.device)
+    try:
+        return _train(config, Path(run_dir), resume, progress, ctx)
+    finally:
+        distributed.shutdown(ctx)
+
+
+def _train(config: TrainConfig, run_dir: Path, resume: bool, progress: bool, ctx: distributed.Context) -> Path:
+    data = load_dataset(config.data, config.resolution, config.channels)
+    train_set, _ = split_holdout(data, config.holdout, config.seed)
+    trainer = Trainer(config, train_set, ctx)
+    if resume:
+        trainer.load_state_dict(load_latest_state(run_dir))
+    if ctx.is_main:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        (run_dir / "config.json").write_text(json.dumps(config.to_dict(), indent=2) + "\n")
+    writer = _tensorboard(run_dir) if config.tensorboard and ctx.is_main else None
+    bar = tqdm(total=config.steps, initial=trainer.step_count, disable=not (progress and ctx.is_main),
+               unit="step", dynamic_ncols=True)
+    window_start, window_steps = time.perf_counter(), 0
+    while trainer.step_count < config.steps:
+        losses = trainer.step()
+        step = trainer.step_count
+        window_steps += 1
+        bar.update(1)
+        if step % config.log_every == 0 or step == config.steps:
+            elapsed = time.perf_counter() - window_start
+            record = {"step": step, **{k: round(v, 5) for k, v in losses.items()},
+                      "images_per_s": round(window_steps * config.batch_size / max(elapsed, 1e-9), 1)}
+            bar.set_postfix(d=f"{losses['loss_d']:.3f}", g=f"{losses['loss_g']:.3f}",
+                            img_s=f"{record['images_per_s']:.0f}")
+            if ctx.is_main:
+                _append_jsonl(run_dir / "metrics.jsonl", record)
+                if writer:
+                    for key, value in record.items():
+                        writer.add_scalar(key, value, step)
+            window_start, window_steps = time.perf_counter(), 0
+        if ctx.is_main and (step % config.sample_every == 0 or step == config.steps):
+            save_grid(trainer.sample_images(), run_dir / "samples" / f"step-{step:08d}.png", columns=8)
+        if step % config.checkpoint_every == 0 or step == config.steps:
+            if ctx.is_main:
+                save_state(run_dir, step, trainer.state_dict(), config.keep_checkpoints)
+                write_release(run_dir / "release", trainer.G_ema, trainer.D, trainer.spec,
+                              trainer.release_metadata())
+            distributed.barrier(ctx)
+    bar.close()
+    if writer:
+        writer.close()
+    return run_dir / "release"
+
+
+def _append_jsonl(path: Path, record: dict) -> None:
+    with open(path, "a") as handle:
+        handle.write(json.dumps(record) + "\n")
+
+
+def _tensorboard(run_dir: Path):
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except ImportError:
+        log.warning("--tensorboard: the tensorboard package is not installed; pip install tensorboard")
+        return None
+    return SummaryWriter(str(run_dir / "tensorboard"))

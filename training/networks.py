@@ -1,0 +1,174 @@
+"""The networks, by name: `mlp` (the tutorial's fully connected GAN) and `dcgan`.
+
+Both generators map z (N, latent_dim) [+ labels (N,)] to images (N, C, H, W) in [-1, 1];
+both discriminators map images [+ labels] to one logit per image (N,).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+from torch.nn.utils.parametrizations import spectral_norm as _spectral_norm
+
+from .errors import ConfigError
+
+
+@dataclass(frozen=True)
+class NetworkSpec:
+    """Everything needed to rebuild G and D from weights (it travels in release/config.json)."""
+
+    arch: str
+    latent_dim: int
+    channels: int
+    resolution: int
+    num_classes: int = 0  # > 0 makes G and D class-conditional
+    width: int = 64
+
+
+def build_generator(spec: NetworkSpec) -> nn.Module:
+    if spec.arch == "mlp":
+        return MLPGenerator(spec)
+    return DCGANGenerator(spec)
+
+
+def build_discriminator(spec: NetworkSpec, spectral_norm: bool = False) -> nn.Module:
+    net = MLPDiscriminator(spec) if spec.arch == "mlp" else DCGANDiscriminator(spec)
+    if spectral_norm:
+        for module in net.modules():
+            if isinstance(module, (nn.Conv2d, nn.Linear)):
+                _spectral_norm(module)
+    return net
+
+
+def dcgan_stages(resolution: int) -> tuple[int, int]:
+    """(start side, number of 2x upsamplings): resolution = start * 2**ups, start in 4..7."""
+    ups = 0
+    side = resolution
+    while side >= 8 and side % 2 == 0:
+        side //= 2
+        ups += 1
+    if ups == 0 or not 4 <= side <= 7:
+        raise ConfigError(f"--resolution {resolution} does not suit dcgan: it needs a side of "
+                          "s * 2**k with s in 4..7 and k >= 1 (8, 10, 12, 14, 16, 24, 28, 32, 48, 56, 64, ...)")
+    return side, ups
+
+
+def _stage_channels(width: int, ups: int) -> list[int]:
+    """Channels at each resolution stage, widest at the smallest side, capped at 8x width."""
+    return [min(width * 2 ** (ups - i), width * 8) for i in range(ups + 1)]
+
+
+class PixelNorm(nn.Module):
+    """Normalise each pixel's feature vector. Used in G instead of BatchNorm so an image never
+    depends on the rest of its batch (per-seed determinism, identical train/eval behaviour,
+    and identical single-process and data-parallel updates)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x * torch.rsqrt(x.pow(2).mean(dim=1, keepdim=True) + 1e-8)
+
+
+class ConditionalInput(nn.Module):
+    """Appends a learned class embedding to z (a no-op for unconditional models)."""
+
+    def __init__(self, latent_dim: int, num_classes: int):
+        super().__init__()
+        self.embed = nn.Embedding(num_classes, latent_dim) if num_classes else None
+        self.out_dim = latent_dim * (2 if num_classes else 1)
+
+    def forward(self, z: torch.Tensor, labels: torch.Tensor | None) -> torch.Tensor:
+        if self.embed is None:
+            return z
+        return torch.cat([z, self.embed(labels)], dim=1)  # (N, 2 * latent_dim)
+
+
+class Projection(nn.Module):
+    """Projection discriminator head (Miyato & Koyama 2018): logit = w.h + <embed(y), h>."""
+
+    def __init__(self, features: int, num_classes: int):
+        super().__init__()
+        self.linear = nn.Linear(features, 1)
+        self.embed = nn.Embedding(num_classes, features) if num_classes else None
+
+    def forward(self, h: torch.Tensor, labels: torch.Tensor | None) -> torch.Tensor:
+        logits = self.linear(h).squeeze(1)  # (N,)
+        if self.embed is not None:
+            logits = logits + (self.embed(labels) * h).sum(dim=1)
+        return logits
+
+
+class MLPGenerator(nn.Module):
+    """The tutorial's generator: latent -> 128 -> 128 -> C*H*W, LeakyReLU, sigmoid output.
+    The sigmoid's [0, 1] is mapped to [-1, 1], the package's image range."""
+
+    def __init__(self, spec: NetworkSpec):
+        super().__init__()
+        self.spec = spec
+        self.input = ConditionalInput(spec.latent_dim, spec.num_classes)
+        pixels = spec.channels * spec.resolution * spec.resolution
+        self.net = nn.Sequential(
+            nn.Linear(self.input.out_dim, 128), nn.LeakyReLU(0.2),
+            nn.Linear(128, 128), nn.LeakyReLU(0.2),
+            nn.Linear(128, pixels), nn.Sigmoid())
+
+    def forward(self, z: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
+        s = self.spec
+        images = self.net(self.input(z, labels)) * 2.0 - 1.0
+        return images.view(-1, s.channels, s.resolution, s.resolution)  # (N, C, H, W)
+
+
+class MLPDiscriminator(nn.Module):
+    """Mirror of the tutorial's generator: C*H*W -> 128 -> 128 -> 1 logit."""
+
+    def __init__(self, spec: NetworkSpec):
+        super().__init__()
+        pixels = spec.channels * spec.resolution * spec.resolution
+        self.body = nn.Sequential(
+            nn.Flatten(),
+            nn.Linear(pixels, 128), nn.LeakyReLU(0.2),
+            nn.Linear(128, 128), nn.LeakyReLU(0.2))
+        self.head = Projection(128, spec.num_classes)
+
+    def forward(self, images: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
+        return self.head(self.body(images), labels)
+
+
+class DCGANGenerator(nn.Module):
+    """z -> linear to (C0, s, s) -> [transposed conv 4x4 stride 2, PixelNorm, ReLU] x k -> 3x3 conv -> tanh."""
+
+    def __init__(self, spec: NetworkSpec):
+        super().__init__()
+        self.spec = spec
+        self.start, ups = dcgan_stages(spec.resolution)
+        chans = _stage_channels(spec.width, ups)
+        self.input = ConditionalInput(spec.latent_dim, spec.num_classes)
+        self.project = nn.Linear(self.input.out_dim, chans[0] * self.start * self.start)
+        blocks: list[nn.Module] = [PixelNorm(), nn.ReLU()]
+        for c_in, c_out in zip(chans[:-1], chans[1:]):
+            blocks += [nn.ConvTranspose2d(c_in, c_out, 4, stride=2, padding=1), PixelNorm(), nn.ReLU()]
+        self.body = nn.Sequential(*blocks)
+        self.to_image = nn.Sequential(nn.Conv2d(chans[-1], spec.channels, 3, padding=1), nn.Tanh())
+
+    def forward(self, z: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
+        h = self.project(self.input(z, labels))
+        h = h.view(z.shape[0], -1, self.start, self.start)  # (N, C0, s, s)
+        return self.to_image(self.body(h))  # (N, C, H, W)
+
+
+class DCGANDiscriminator(nn.Module):
+    """3x3 conv -> [conv 4x4 stride 2, LeakyReLU] x k -> flatten -> projection head."""
+
+    def __init__(self, spec: NetworkSpec):
+        super().__init__()
+        start, ups = dcgan_stages(spec.resolution)
+        chans = _stage_channels(spec.width, ups)[::-1]  # widest-resolution stage first
+        layers: list[nn.Module] = [nn.Conv2d(spec.channels, chans[0], 3, padding=1), nn.LeakyReLU(0.2)]
+        for c_in, c_out in zip(chans[:-1], chans[1:]):
+            layers += [nn.Conv2d(c_in, c_out, 4, stride=2, padding=1), nn.LeakyReLU(0.2)]
+        layers.append(nn.Flatten())  # (N, C0 * s * s)
+        self.body = nn.Sequential(*layers)
+        self.head = Projection(chans[-1] * start * start, spec.num_classes)
+
+    def forward(self, images: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
+        return self.head(self.body(images), labels)  # (N,)

@@ -1,0 +1,139 @@
+"""The release folder: what leaves training. G (EMA weights) and D as safetensors, plus
+config.json with everything needed to rebuild them and the sha256 of each weights file.
+
+    >>> release = read_release(Path("runs/00000-dcgan-digits/release"))
+    >>> generator = release.build_generator()
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+from torch import nn
+from torch.nn.utils import parametrize
+
+from . import __version__
+from .errors import CheckpointError
+from .networks import NetworkSpec, build_discriminator, build_generator
+
+FORMAT_VERSION = 1
+GENERATOR_FILE = "generator.safetensors"
+DISCRIMINATOR_FILE = "discriminator.safetensors"
+CONFIG_FILE = "config.json"
+
+
+@dataclass
+class Release:
+    path: Path
+    config: dict
+    spec: NetworkSpec
+    generator_state: dict
+    discriminator_state: dict
+
+    def build_generator(self) -> nn.Module:
+        net = build_generator(self.spec)
+        net.load_state_dict(self.generator_state, strict=True)
+        return net.eval().requires_grad_(False)
+
+    def build_discriminator(self) -> nn.Module:
+        net = build_discriminator(self.spec, spectral_norm=False)  # weights were released normalised
+        net.load_state_dict(self.discriminator_state, strict=True)
+        return net.eval().requires_grad_(False)
+
+
+def sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def plain_weights(net: nn.Module) -> dict[str, torch.Tensor]:
+    """State dict with parametrizations (spectral norm) folded into the weights, so D loads
+    without them. Evaluated in eval mode: spectral norm then uses its stored vectors as is."""
+    was_training = net.training
+    net.eval()
+    with torch.no_grad():
+        state = {k: v for k, v in net.state_dict().items() if ".parametrizations." not in k}
+        for name, module in net.named_modules():
+            if parametrize.is_parametrized(module):
+                for tensor_name in module.parametrizations:
+                    state[f"{name}.{tensor_name}" if name else tensor_name] = getattr(module, tensor_name)
+    net.train(was_training)
+    return {k: v.detach().contiguous().cpu() for k, v in state.items()}
+
+
+def write_release(release_dir: Path, generator: nn.Module, discriminator: nn.Module, spec: NetworkSpec,
+                  metadata: dict) -> Path:
+    """Write the release into a sibling temp folder, then swap it in, so readers never see half."""
+    from safetensors.torch import save_file
+
+    staging = release_dir.with_name(release_dir.name + ".tmp")
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir(parents=True)
+    save_file(plain_weights(generator), str(staging / GENERATOR_FILE))
+    save_file(plain_weights(discriminator), str(staging / DISCRIMINATOR_FILE))
+    config = {
+        "format_version": FORMAT_VERSION,
+        "package_version": __version__,
+        **asdict(spec),
+        **metadata,
+        "files": {name: sha256_file(staging / name) for name in (GENERATOR_FILE, DISCRIMINATOR_FILE)},
+    }
+    (staging / CONFIG_FILE).write_text(json.dumps(config, indent=2) + "\n")
+    retired = release_dir.with_name(release_dir.name + ".old")
+    shutil.rmtree(retired, ignore_errors=True)
+    if release_dir.exists():
+        release_dir.rename(retired)
+    staging.rename(release_dir)
+    shutil.rmtree(retired, ignore_errors=True)
+    return release_dir
+
+
+def resolve_release_dir(path: Path) -> Path:
+    """Accept a run folder or its release/ folder."""
+    if (path / "release").is_dir():
+        return path / "release"
+    return path
+
+
+def read_release(path: Path) -> Release:
+    """Load and check a release folder. Raises CheckpointError naming what is wrong."""
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    release_dir = resolve_release_dir(Path(path))
+    config_path = release_dir / CONFIG_FILE
+    if not config_path.is_file():
+        raise CheckpointError(f"{release_dir}: no {CONFIG_FILE}; pass a run folder or its release/ folder")
+    try:
+        config = json.loads(config_path.read_text())
+    except json.JSONDecodeError as error:
+        raise CheckpointError(f"{config_path}: not valid JSON ({error}); the release is incomplete") from None
+    version = config.get("format_version")
+    if not isinstance(version, int) or version > FORMAT_VERSION:
+        raise CheckpointError(f"{config_path}: format_version {version!r} is newer than this ganserve "
+                              f"understands ({FORMAT_VERSION}); upgrade ganserve")
+    expected = config.get("files", {})
+    states = {}
+    for name in (GENERATOR_FILE, DISCRIMINATOR_FILE):
+        file = release_dir / name
+        if not file.is_file():
+            raise CheckpointError(f"{release_dir}: {name} is missing; the release is incomplete")
+        if expected.get(name) != sha256_file(file):
+            raise CheckpointError(f"{file}: sha256 does not match {CONFIG_FILE}; the file is damaged or replaced")
+        try:
+            states[name] = load_file(str(file))
+        except (SafetensorError, OSError) as error:
+            raise CheckpointError(f"{file}: not a safetensors file ({error})") from None
+    try:
+        spec = NetworkSpec(**{k: config[k] for k in NetworkSpec.__dataclass_fields__})
+    except KeyError as error:
+        raise CheckpointError(f"{config_path}: missing field {error}") from None
+    return Release(release_dir, config, spec, states[GENERATOR_FILE], states[DISCRIMINATOR_FILE])
