@@ -1,0 +1,104 @@
+import pickle
+
+import pytest
+import torch
+
+from tests.training.helpers import tiny_config
+from training import checkpoints
+from training.checkpoints import list_states, load_latest_state, load_state
+from training.errors import CheckpointError
+from training.loop import train
+from training.release import read_release
+
+
+def _weights(path):
+    return load_state(path)
+
+
+def _assert_same_tensors(a: dict, b: dict):
+    assert a.keys() == b.keys()
+    for key in a:
+        assert torch.equal(a[key], b[key]), key
+
+
+def test_exact_resume_is_bit_identical_on_cpu(tmp_path):
+    straight = tmp_path / "straight"
+    train(tiny_config(steps=6, checkpoint_every=3), straight, progress=False)
+    interrupted = tmp_path / "interrupted"
+    train(tiny_config(steps=3, checkpoint_every=3), interrupted, progress=False)
+    train(tiny_config(steps=6, checkpoint_every=3), interrupted, resume=True, progress=False)
+    a = load_state(straight / "state-00000006.pt")
+    b = load_state(interrupted / "state-00000006.pt")
+    for net in ("G", "D", "G_ema"):
+        _assert_same_tensors(a[net], b[net])
+    assert torch.equal(a["rng"]["latent"], b["rng"]["latent"])
+
+
+def test_state_round_trip_loads_strictly(tmp_path):
+    from tests.training.test_training_steps import _trainer
+    trainer = _trainer()
+    trainer.step()
+    checkpoints.save_state(tmp_path, 1, trainer.state_dict(), keep=2)
+    fresh = _trainer(seed=99)
+    fresh.load_state_dict(load_latest_state(tmp_path))  # load_state_dict(strict=True) inside
+    _assert_same_tensors(trainer.D.state_dict(), fresh.D.state_dict())
+    _assert_same_tensors(trainer.opt_g.state_dict()["state"][0], fresh.opt_g.state_dict()["state"][0])
+    assert fresh.step_count == 1
+
+
+def test_only_the_last_k_states_are_kept(tmp_path):
+    run = tmp_path / "run"
+    train(tiny_config(steps=4, checkpoint_every=1, keep_checkpoints=2), run, progress=False)
+    assert [p.name for p in list_states(run)] == ["state-00000004.pt", "state-00000003.pt"]
+
+
+def test_crash_while_saving_keeps_the_last_complete_state(tmp_path, monkeypatch):
+    run = tmp_path / "run"
+    train(tiny_config(steps=2, checkpoint_every=2), run, progress=False)
+
+    def dies_half_way(obj, handle):
+        handle.write(b"PK\x03\x04 half a zip")
+        raise KeyboardInterrupt("killed")
+
+    monkeypatch.setattr(checkpoints.torch, "save", dies_half_way)
+    with pytest.raises(KeyboardInterrupt):
+        train(tiny_config(steps=4, checkpoint_every=2), run, resume=True, progress=False)
+    monkeypatch.undo()
+    assert [p.name for p in run.iterdir() if p.name.startswith(("state", ".state"))] == ["state-00000002.pt"]
+    train(tiny_config(steps=4, checkpoint_every=2), run, resume=True, progress=False)
+    assert load_latest_state(run)["step"] == 4
+
+
+def test_truncated_newest_state_falls_back_to_previous(tmp_path):
+    run = tmp_path / "run"
+    train(tiny_config(steps=4, checkpoint_every=2), run, progress=False)
+    newest = run / "state-00000004.pt"
+    newest.write_bytes(newest.read_bytes()[:1000])
+    assert load_latest_state(run)["step"] == 2
+
+
+class Payload:
+    def __reduce__(self):
+        return (print, ("this would run code",))
+
+
+def test_pickled_file_handed_as_a_checkpoint_is_refused(tmp_path):
+    with open(tmp_path / "state-00000009.pt", "wb") as handle:
+        pickle.dump({"step": 9, "G": Payload()}, handle)
+    with pytest.raises(CheckpointError, match="refused"):
+        load_latest_state(tmp_path)
+    torch.save({"step": 9, "G": Payload()}, tmp_path / "state-00000010.pt")
+    with pytest.raises(CheckpointError, match="refused"):
+        load_latest_state(tmp_path)
+
+
+def test_release_holds_ema_weights_and_checks_hashes(tmp_path):
+    run = tmp_path / "run"
+    train(tiny_config(steps=2, checkpoint_every=2), run, progress=False)
+    release = read_release(run)
+    state = load_state(run / "state-00000002.pt")
+    _assert_same_tensors(release.generator_state, state["G_ema"])
+    assert release.config["format_version"] == 1 and release.config["step"] == 2
+    (run / "release" / "generator.safetensors").write_bytes(pickle.dumps({"a": 1}))
+    with pytest.raises(CheckpointError, match="sha256 does not match"):
+        read_release(run)

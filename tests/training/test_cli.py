@@ -1,0 +1,74 @@
+import json
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from serving.cli import main
+from tests.training.helpers import tiny_config
+from training.checkpoints import load_state
+from training.loop import train
+
+
+def test_dry_run_prints_resolved_config_and_writes_nothing(tmp_path, capsys):
+    assert main(["train", "--dry-run", "--arch", "mlp", "--steps", "7", "--out", str(tmp_path)]) == 0
+    printed = json.loads(capsys.readouterr().out)
+    assert printed["arch"] == "mlp" and printed["steps"] == 7 and printed["loss"] == "nonsat"
+    assert printed["run_dir"] == str(tmp_path / "00000-mlp-digits")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_bad_option_is_one_line_and_exit_2(capsys):
+    assert main(["train", "--dry-run", "--lr-g", "5"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == "ganserve train: error: --lr-g must be in (0, 1), got 5.0"
+
+
+def test_resume_refuses_to_change_the_architecture(tmp_path, capsys):
+    run = tmp_path / "run"
+    train(tiny_config(steps=1), run, progress=False)
+    assert main(["train", "--resume", str(run), "--arch", "mlp"]) == 2
+    assert "--arch cannot change" in capsys.readouterr().err
+
+
+def test_resume_can_extend_steps(tmp_path):
+    run = tmp_path / "run"
+    train(tiny_config(steps=1, checkpoint_every=1), run, progress=False)
+    assert main(["train", "--resume", str(run), "--steps", "3", "--no-progress"]) == 0
+    assert load_state(run / "state-00000003.pt")["step"] == 3
+    assert len((run / "metrics.jsonl").read_text().splitlines()) == 3
+
+
+def test_ganserve_help_lists_the_commands():
+    out = subprocess.run([sys.executable, "-m", "serving.cli", "--help"], capture_output=True, text=True).stdout
+    for command in ("train", "export", "serve", "sample", "score"):
+        assert command in out
+
+
+@pytest.mark.slow
+def test_two_gloo_processes_take_the_single_process_step(tmp_path):
+    """Same global batch: the first update of 2 data-parallel processes equals 1 process's."""
+    single = tmp_path / "single"
+    train(tiny_config(steps=1, checkpoint_every=1, loss="wgan-gp"), single, progress=False)
+    parallel = tmp_path / "parallel"
+    command = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "--master-port", "29517",
+               "-m", "training.cli", "--run-dir", str(parallel), "--no-progress", "--steps", "1",
+               "--checkpoint-every", "1", "--loss", "wgan-gp",
+               *[f"--{k.replace('_', '-')}={v}" for k, v in
+                 dict(width=8, batch_size=8, log_every=1, sample_every=1000).items()]]
+    subprocess.run(command, check=True, capture_output=True, timeout=300, env={"OMP_NUM_THREADS": "1",
+                                                                                "PATH": "/usr/bin:/bin"})
+    a, b = load_state(single / "state-00000001.pt"), load_state(parallel / "state-00000001.pt")
+    for net in ("G", "D"):
+        for key in a[net]:
+            assert torch.allclose(a[net][key], b[net][key], atol=1e-6, rtol=1e-5), (net, key)
+    initial = _initial_generator_weights()
+    assert any(not torch.equal(a["G"][k], initial[k]) for k in initial)  # the step did change G
+
+
+def _initial_generator_weights() -> dict:
+    from training.networks import NetworkSpec, build_generator
+
+    torch.manual_seed(0)
+    return build_generator(NetworkSpec("dcgan", 100, 1, 8, 0, 8)).state_dict()

@@ -1,0 +1,49 @@
+import pytest
+import torch
+
+from training.errors import ConfigError
+from training.networks import NetworkSpec, build_discriminator, build_generator, dcgan_stages
+
+
+@pytest.mark.parametrize("arch", ["mlp", "dcgan"])
+@pytest.mark.parametrize("resolution", [8, 16, 28, 32, 64])
+@pytest.mark.parametrize("channels", [1, 3])
+@pytest.mark.parametrize("num_classes", [0, 10])
+def test_shapes_of_every_architecture(arch, resolution, channels, num_classes):
+    spec = NetworkSpec(arch, latent_dim=16, channels=channels, resolution=resolution,
+                       num_classes=num_classes, width=8)
+    labels = torch.arange(3) % 10 if num_classes else None
+    images = build_generator(spec)(torch.randn(3, 16), labels)
+    assert images.shape == (3, channels, resolution, resolution)
+    assert images.min() >= -1 and images.max() <= 1
+    logits = build_discriminator(spec, spectral_norm=True)(images, labels)
+    assert logits.shape == (3,)
+
+
+def test_mlp_is_the_tutorial_network():
+    spec = NetworkSpec("mlp", latent_dim=100, channels=1, resolution=28)
+    layers = [m for m in build_generator(spec).modules() if isinstance(m, torch.nn.Linear)]
+    assert [(m.in_features, m.out_features) for m in layers] == [(100, 128), (128, 128), (128, 784)]
+
+
+def test_dcgan_stage_layout_and_bad_resolution():
+    assert dcgan_stages(28) == (7, 2)
+    assert dcgan_stages(64) == (4, 4)
+    with pytest.raises(ConfigError, match="--resolution 9"):
+        dcgan_stages(9)
+
+
+@pytest.mark.parametrize("arch", ["mlp", "dcgan"])
+def test_an_image_does_not_depend_on_its_batch(arch):
+    spec = NetworkSpec(arch, latent_dim=16, channels=1, resolution=16, width=8)
+    generator = build_generator(spec).eval()
+    z = torch.randn(5, 16)
+    with torch.no_grad():
+        assert torch.allclose(generator(z)[2:3], generator(z[2:3]), atol=1e-6)
+
+
+def test_conditional_generator_uses_the_label():
+    spec = NetworkSpec("dcgan", latent_dim=16, channels=1, resolution=8, num_classes=3, width=8)
+    generator = build_generator(spec)
+    z = torch.randn(1, 16)
+    assert not torch.allclose(generator(z, torch.tensor([0])), generator(z, torch.tensor([1])))
