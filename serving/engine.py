@@ -1,0 +1,188 @@
+"""The ONNX engine: a model folder in, uint8 images and calibrated scores out. Pure numpy,
+no web framework; the HTTP service and the batch sampler both call it.
+
+    >>> engine = Engine("models/digits")
+    >>> engine.generate([0, 1, 2]).shape        # (N, H, W, C) uint8
+    (3, 8, 8, 1)
+    >>> logits, probabilities = engine.score(images)
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+
+from .errors import ServingError
+from .latents import check_seed, check_truncation, default_labels, latents
+from .model_card import ModelCard, open_model_folder
+
+log = logging.getLogger("ganserve.engine")
+DEVICES = ("auto", "cpu", "cuda", "tensorrt")
+PROVIDERS = {
+    "tensorrt": ["TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"],
+    "cuda": ["CUDAExecutionProvider", "CPUExecutionProvider"],
+    "cpu": ["CPUExecutionProvider"],
+}
+PROVIDERS["auto"] = PROVIDERS["tensorrt"]
+
+
+class Engine:
+    def __init__(self, model: str | Path | ModelCard, device: str | None = None, max_batch: int = 256,
+                 threads: int | None = None, precision: str = "auto", warmup: bool = True):
+        device = device or os.environ.get("GANSERVE_DEVICE", "auto")
+        if device not in DEVICES:
+            raise ServingError(f"device: {device!r} is not allowed; use one of {', '.join(DEVICES)}")
+        if precision not in ("auto", "fp32", "fp16"):
+            raise ServingError(f"precision: {precision!r} is not allowed; use auto, fp32 or fp16")
+        if max_batch < 1:
+            raise ServingError(f"max_batch: {max_batch} is not allowed; use a positive integer")
+        self.card = model if isinstance(model, ModelCard) else open_model_folder(model)
+        self.max_batch = max_batch
+        self.requested_device = device
+        self._generator = self._open("generator", device, threads, precision)
+        self._discriminator = self._open("discriminator", device, threads, precision)
+        self.provider = self._generator.get_providers()[0]
+        self.precision = "fp16" if self._generator_path.name.endswith(".fp16.onnx") else "fp32"
+        self.fell_back = self._report_provider(device)
+        self.ready = False
+        if warmup:
+            self.warm_up()
+
+    # --- sessions ---------------------------------------------------------------------------
+    def _open(self, key: str, device: str, threads: int | None, precision: str) -> ort.InferenceSession:
+        available = set(ort.get_available_providers())
+        providers = [p for p in PROVIDERS[device] if p in available]
+        on_gpu = providers[0] != "CPUExecutionProvider"
+        # float16 graphs only pay off on GPUs; on the CPU they are slower and less exact.
+        use_fp16 = precision == "fp16" or (precision == "auto" and on_gpu)
+        path = (use_fp16 and self.card.graph_path(f"{key}_fp16")) or self.card.graph_path(key)
+        if key == "generator":
+            self._generator_path = path
+        options = ort.SessionOptions()
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        if threads:
+            options.intra_op_num_threads = threads
+            options.inter_op_num_threads = 1
+        return ort.InferenceSession(str(path), sess_options=options, providers=providers)
+
+    def _report_provider(self, device: str) -> bool:
+        """Log the provider in use; warn (and return True) when it is not the one asked for:
+        an explicit cuda/tensorrt that is not there, or a GPU provider that failed to start."""
+        available = ort.get_available_providers()
+        best_installed = next(p for p in PROVIDERS[device] if p in available)
+        wanted = PROVIDERS[device][0] if device in ("cuda", "tensorrt") else best_installed
+        if self.provider != wanted:
+            log.warning("device %r: wanted %s, ONNX Runtime gave %s (installed providers: %s)", device, wanted,
+                        self.provider, ", ".join(available))
+            return True
+        log.info("ONNX Runtime provider: %s (%s graphs)", self.provider, self.precision)
+        return False
+
+    def _run(self, session: ort.InferenceSession, feeds: dict[str, np.ndarray]) -> np.ndarray:
+        if self.provider == "CPUExecutionProvider":
+            return session.run(None, feeds)[0]
+        # On a GPU, bind the output to host memory: ORT copies device -> host once, into the
+        # array it returns, instead of into its own buffer and then again into numpy.
+        binding = session.io_binding()
+        for name, value in feeds.items():
+            binding.bind_cpu_input(name, value)
+        binding.bind_output(session.get_outputs()[0].name, "cpu")
+        session.run_with_iobinding(binding)
+        return binding.copy_outputs_to_cpu()[0]
+
+    def warm_up(self) -> None:
+        """Run both graphs once at batch 1 and once at a full chunk, so first requests are fast."""
+        for count in sorted({1, min(self.max_batch, 64)}):
+            images = self.generate(list(range(count)))
+            self.score(images, self._labels_or_none(list(range(count)), None))
+        self.ready = True
+
+    # --- the two operations -----------------------------------------------------------------
+    def generate(self, seeds: Sequence[int], labels: Sequence[int] | None = None,
+                 truncation: float | None = None) -> np.ndarray:
+        """uint8 (N, H, W, C) images; image i depends only on (seeds[i], labels[i], truncation)."""
+        return self.run_generator(self.generator_feeds(seeds, labels, truncation))
+
+    def score(self, images: np.ndarray, labels: Sequence[int] | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """(logits, p_real) float32 (N,) for uint8 (N, H, W, C) images."""
+        logits = self.run_discriminator(self.discriminator_feeds(images, labels))
+        return logits, self.probability(logits)
+
+    # The halves of each operation, so a batcher can merge the feeds of several requests.
+    def generator_feeds(self, seeds: Sequence[int], labels: Sequence[int] | None = None,
+                        truncation: float | None = None) -> dict[str, np.ndarray]:
+        seeds = [check_seed(s, "seeds") for s in seeds]
+        truncation = check_truncation(truncation)
+        label_array = self._labels_or_none(seeds, labels)
+        feeds = {"z": latents(seeds, self.card.latent_dim, truncation)}
+        if label_array is not None:
+            feeds["labels"] = label_array
+        return feeds
+
+    def discriminator_feeds(self, images: np.ndarray, labels: Sequence[int] | None = None) -> dict[str, np.ndarray]:
+        expected = self.card.image_shape
+        if images.dtype != np.uint8 or images.ndim != 4 or images.shape[1:] != expected:
+            raise ServingError(f"images: got {images.dtype} {list(images.shape)}; the model scores uint8 "
+                               f"images of shape [N, {expected[0]}, {expected[1]}, {expected[2]}]")
+        if self.card.num_classes and labels is None:
+            raise ServingError(f"labels: this model is conditional on {self.card.num_classes} classes; "
+                               "give one label per image")
+        feeds = {"images": np.ascontiguousarray(images)}
+        label_array = self._labels_or_none(range(len(images)), labels)
+        if label_array is not None:
+            feeds["labels"] = label_array
+        return feeds
+
+    def run_generator(self, feeds: dict[str, np.ndarray]) -> np.ndarray:
+        height, width, channels = self.card.image_shape
+        out = self._chunked(self._generator, feeds)
+        return out if out is not None else np.empty((0, height, width, channels), np.uint8)
+
+    def run_discriminator(self, feeds: dict[str, np.ndarray]) -> np.ndarray:
+        out = self._chunked(self._discriminator, feeds)
+        return out.astype(np.float32) if out is not None else np.empty(0, np.float32)
+
+    def _chunked(self, session: ort.InferenceSession, feeds: dict[str, np.ndarray]) -> np.ndarray | None:
+        """Run in chunks of at most max_batch rows (bounded memory per run)."""
+        count = len(next(iter(feeds.values())))
+        parts = [self._run(session, {k: v[i:i + self.max_batch] for k, v in feeds.items()})
+                 for i in range(0, count, self.max_batch)]
+        return np.concatenate(parts) if parts else None
+
+    def probability(self, logits: np.ndarray) -> np.ndarray:
+        a, b = self.card.calibration
+        return (1.0 / (1.0 + np.exp(-(a * logits.astype(np.float64) + b)))).astype(np.float32)
+
+    def _labels_or_none(self, seeds: Sequence[int], labels: Sequence[int] | None) -> np.ndarray | None:
+        classes = self.card.num_classes
+        if not classes:
+            if labels is not None:
+                raise ServingError("labels: this model is unconditional; leave labels out")
+            return None
+        if labels is None:
+            return default_labels(list(seeds), classes)
+        if len(labels) != len(seeds):
+            raise ServingError(f"labels: got {len(labels)} labels for {len(seeds)} images; give one per image")
+        array = np.asarray(labels)
+        if array.dtype.kind not in "iu" or (array.size and (array.min() < 0 or array.max() >= classes)):
+            bad = next(v for v in labels if not (isinstance(v, (int, np.integer)) and 0 <= v < classes))
+            raise ServingError(f"labels: {bad!r} is not allowed; use class indices 0..{classes - 1}")
+        return array.astype(np.int64)
+
+    def info(self) -> dict:
+        """The model card as the service shows it, with the provider actually in use."""
+        raw = self.card.raw
+        height, width, channels = self.card.image_shape
+        return {"name": self.card.name, "version": self.card.version, "architecture": raw.get("architecture"),
+                "image": {"height": height, "width": width, "channels": channels, "dtype": "uint8",
+                          "layout": "NHWC"},
+                "latent_dim": self.card.latent_dim, "num_classes": self.card.num_classes,
+                "class_names": raw.get("class_names"),
+                "provider": self.provider, "precision": self.precision, "fell_back": self.fell_back,
+                "calibration": raw["calibration"], "parity": raw.get("parity"),
+                "source": raw.get("source")}

@@ -1,0 +1,12 @@
+"""Errors the serving side raises for bad input; HTTP answers them with 4xx, the CLI with one line."""
+
+
+class ServingError(Exception):
+    """Bad input from a user: the message names the field, the value and what is allowed."""
+
+    is_user_error = True  # the `ganserve` command line reads this marker
+    status_code = 400
+
+
+class ModelFolderError(ServingError):
+    """A model folder that cannot be served (missing files, wrong hashes, newer format)."""

@@ -1,0 +1,69 @@
+"""Image bytes in and out: PNG encoding (identical for HTTP and the batch CLI), grids,
+and decoding of uploads with bounded size."""
+
+from __future__ import annotations
+
+import io
+import math
+import warnings
+
+import numpy as np
+from PIL import Image, UnidentifiedImageError
+
+from .errors import ServingError
+
+MAX_UPLOAD_PIXELS = 4096 * 4096  # decoded pixels per uploaded image; bigger uploads are refused
+PNG_COMPRESS_LEVEL = 6  # fixed so the same image always gives the same bytes
+
+
+def encode_png(image: np.ndarray) -> bytes:
+    """uint8 (H, W, C) -> PNG bytes, with no metadata, so bytes depend on pixels alone."""
+    buffer = io.BytesIO()
+    Image.fromarray(image[:, :, 0] if image.shape[2] == 1 else image).save(
+        buffer, format="PNG", compress_level=PNG_COMPRESS_LEVEL)
+    return buffer.getvalue()
+
+
+def tile(images: np.ndarray, columns: int | None = None, padding: int = 1) -> np.ndarray:
+    """uint8 (N, H, W, C) -> one (rows*H, columns*W, C) grid, black between tiles."""
+    count, height, width, channels = images.shape
+    columns = columns or math.ceil(math.sqrt(count))
+    rows = math.ceil(count / columns)
+    canvas = np.zeros((rows * (height + padding) + padding, columns * (width + padding) + padding, channels),
+                      dtype=np.uint8)
+    for index, image in enumerate(images):
+        top = padding + (index // columns) * (height + padding)
+        left = padding + (index % columns) * (width + padding)
+        canvas[top:top + height, left:left + width] = image
+    return canvas
+
+
+def decode_image(data: bytes, name: str, shape: tuple[int, int, int], resize: bool) -> np.ndarray:
+    """PNG/JPEG bytes -> uint8 (H, W, C) of the model's shape. Without `resize`, an image of
+    another size is refused with a message that says what was expected."""
+    height, width, channels = shape
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(io.BytesIO(data)) as image:
+                if image.width * image.height > MAX_UPLOAD_PIXELS:
+                    raise ServingError(f"{name}: {image.width}x{image.height} pixels is too large; "
+                                       f"at most {MAX_UPLOAD_PIXELS} pixels per image")
+                if image.format not in ("PNG", "JPEG"):
+                    raise ServingError(f"{name}: {image.format} images are not accepted; send PNG or JPEG")
+                image.load()
+                size_ok = image.size == (width, height)
+                mode_ok = image.mode == ("L" if channels == 1 else "RGB")
+                if not resize and not (size_ok and mode_ok):
+                    raise ServingError(
+                        f"{name}: got a {image.width}x{image.height} {image.mode} image; the model scores "
+                        f"{width}x{height} {'grayscale (L)' if channels == 1 else 'RGB'} images "
+                        "(send resize=true to convert)")
+                converted = image.convert("L" if channels == 1 else "RGB")
+                if not size_ok:
+                    converted = converted.resize((width, height), Image.Resampling.LANCZOS)
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombWarning,
+            Image.DecompressionBombError) as error:
+        raise ServingError(f"{name}: not a readable PNG or JPEG image ({error})") from None
+    array = np.asarray(converted, dtype=np.uint8)
+    return array[:, :, None] if array.ndim == 2 else array

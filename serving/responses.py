@@ -1,0 +1,45 @@
+"""Generated images as HTTP response bodies: PNG (one image or a tiled grid), zip of PNGs,
+JSON with base64 PNGs, or .npy of uint8. Pure functions, shared by the service and tests."""
+
+from __future__ import annotations
+
+import base64
+import io
+import zipfile
+
+import numpy as np
+
+from .imaging import encode_png, tile
+
+FORMATS = ("png", "zip", "json", "npy")
+MEDIA_TYPES = {"png": "image/png", "zip": "application/zip", "json": "application/json",
+               "npy": "application/octet-stream"}
+
+
+def seed_file_name(seed: int) -> str:
+    """seed00000042.png: the same name in zips, the batch sampler and its manifest."""
+    return f"seed{seed:08d}.png"
+
+
+def encode_images(images: np.ndarray, seeds: list[int], labels: list[int] | None, fmt: str,
+                  model: dict) -> bytes:
+    if fmt == "png":
+        return encode_png(images[0] if len(images) == 1 else tile(images))
+    if fmt == "npy":
+        buffer = io.BytesIO()
+        np.save(buffer, images, allow_pickle=False)
+        return buffer.getvalue()
+    if fmt == "zip":
+        buffer = io.BytesIO()
+        with zipfile.ZipFile(buffer, "w", compression=zipfile.ZIP_STORED) as archive:
+            for seed, image in zip(seeds, images):
+                # a fixed timestamp keeps the archive's bytes a function of the images alone
+                archive.writestr(zipfile.ZipInfo(seed_file_name(seed), date_time=(1980, 1, 1, 0, 0, 0)),
+                                 encode_png(image))
+        return buffer.getvalue()
+    import json
+
+    return json.dumps({
+        "model": model, "seeds": seeds, "labels": labels,
+        "images": [base64.b64encode(encode_png(image)).decode("ascii") for image in images],
+    }).encode()

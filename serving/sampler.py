@@ -1,0 +1,248 @@
+"""The batch sampler behind `ganserve sample`: many seeds to files, resumable and shardable.
+
+The engine runs in this process; PNG encoding and file writing run in a pool of worker
+processes, overlapped with the next engine run, so encoding is not the bottleneck.
+Outputs:
+  png  one file per seed (seed00000042.png)
+  npz  parts of up to `part_size` images (images uint8 [N,H,W,C], seeds, labels)
+  tar  parts of up to `part_size` PNGs
+Every image gets a manifest line {seed, label, file, sha256}; sha256 is of the PNG bytes
+(png, tar) or of the raw pixels (npz).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+import tarfile
+import time
+from concurrent.futures import Future, ProcessPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+from .engine import Engine
+from .errors import ServingError
+from .imaging import encode_png
+from .responses import seed_file_name
+
+FORMATS = ("png", "npz", "tar")
+
+
+@dataclass(frozen=True)
+class SampleJob:
+    seeds: list[int]  # this shard's seeds, in order
+    out: Path
+    format: str = "png"
+    labels: list[int] | None = None  # cycled over the seeds; None: the engine's default per seed
+    truncation: float | None = None
+    batch_size: int = 256
+    part_size: int = 10_000
+    shard: tuple[int, int] = (0, 1)
+    resume: bool = False
+    workers: int = 0  # encoding processes; 0: one per CPU core
+
+    @property
+    def manifest_path(self) -> Path:
+        index, count = self.shard
+        name = "manifest.jsonl" if count == 1 else f"manifest-{index:05d}-of-{count:05d}.jsonl"
+        return self.out / name
+
+    def part_name(self, part: int) -> str:
+        index, count = self.shard
+        shard = "" if count == 1 else f"-shard{index:05d}"
+        return f"part{shard}-{part:05d}.{self.format}"
+
+
+def run_sample(engine: Engine, job: SampleJob, progress: bool = True) -> dict:
+    """Write every seed of the job; returns counts and the images/s achieved."""
+    if job.format not in FORMATS:
+        raise ServingError(f"--format: {job.format!r} is not allowed; use png, npz or tar")
+    job.out.mkdir(parents=True, exist_ok=True)
+    done = _whole_parts(job, _completed(job)) if job.resume else set()
+    if not job.resume:
+        job.manifest_path.unlink(missing_ok=True)
+    else:
+        _rewrite_manifest(job, done)
+    todo_parts = _plan(job, done)
+    total = sum(len(seeds) for _, seeds in todo_parts)
+    started = time.perf_counter()
+    bar = tqdm(total=total, unit="img", disable=not progress, dynamic_ncols=True)
+    workers = job.workers or os.cpu_count() or 1
+    with ProcessPoolExecutor(max_workers=workers) as pool, open(job.manifest_path, "a") as manifest:
+        in_flight: list[Future] = []
+        for part, seeds in todo_parts:
+            for start in range(0, len(seeds), job.batch_size) if job.format == "png" else [0]:
+                chunk = seeds[start:start + job.batch_size] if job.format == "png" else seeds
+                labels = _labels_for(job, chunk)
+                images = _generate(engine, chunk, labels, job)
+                target = job.out / (job.part_name(part) if job.format != "png" else "")
+                in_flight.append(pool.submit(_WRITERS[job.format], target, chunk, labels, images))
+                while len(in_flight) > workers:  # keep every worker busy, no more
+                    _finish(in_flight.pop(0), manifest, bar)
+        for future in in_flight:
+            _finish(future, manifest, bar)
+    bar.close()
+    seconds = time.perf_counter() - started
+    return {"written": total, "skipped": len(done), "seconds": round(seconds, 3),
+            "images_per_s": round(total / seconds, 1) if seconds else None, "manifest": str(job.manifest_path)}
+
+
+def _generate(engine: Engine, seeds: list[int], labels: list[int] | None, job: SampleJob) -> np.ndarray:
+    return np.concatenate([engine.generate(seeds[i:i + job.batch_size],
+                                           labels[i:i + job.batch_size] if labels else None, job.truncation)
+                           for i in range(0, len(seeds), job.batch_size)])
+
+
+def _labels_for(job: SampleJob, seeds: list[int]) -> list[int] | None:
+    if job.labels is None:
+        return None
+    position = {seed: i for i, seed in enumerate(job.seeds)}
+    return [job.labels[position[seed] % len(job.labels)] for seed in seeds]
+
+
+def _plan(job: SampleJob, done: set[int]) -> list[tuple[int, list[int]]]:
+    """(part number, seeds still to write). PNG writes per seed; npz/tar rewrite a whole part
+    unless all of its seeds are done, so a part file is always complete."""
+    parts = []
+    for part, start in enumerate(range(0, len(job.seeds), job.part_size)):
+        seeds = job.seeds[start:start + job.part_size]
+        if job.format == "png":
+            seeds = [s for s in seeds if s not in done]
+        elif all(s in done for s in seeds):
+            seeds = []
+        if seeds:
+            parts.append((part, seeds))
+    return parts
+
+
+def _finish(future: Future, manifest, bar) -> None:
+    lines = future.result()
+    manifest.write("".join(json.dumps(line) + "\n" for line in lines))
+    manifest.flush()
+    bar.update(len(lines))
+
+
+# --- writers: run in worker processes; each returns the manifest lines of what it wrote -------
+
+def _write_pngs(folder: Path, seeds, labels, images) -> list[dict]:
+    lines = []
+    for i, (seed, image) in enumerate(zip(seeds, images)):
+        data = encode_png(image)
+        _atomic_bytes(folder / seed_file_name(seed), data)
+        lines.append(_line(seed, labels, i, seed_file_name(seed), data))
+    return lines
+
+
+def _write_npz(path: Path, seeds, labels, images) -> list[dict]:
+    buffer = io.BytesIO()
+    np.savez(buffer, images=images, seeds=np.asarray(seeds, np.int64),
+             labels=np.asarray(labels if labels else [-1] * len(seeds), np.int64))
+    _atomic_bytes(path, buffer.getvalue())
+    return [_line(seed, labels, i, path.name, image.tobytes()) for i, (seed, image) in enumerate(zip(seeds, images))]
+
+
+def _write_tar(path: Path, seeds, labels, images) -> list[dict]:
+    buffer, lines = io.BytesIO(), []
+    with tarfile.open(fileobj=buffer, mode="w", format=tarfile.PAX_FORMAT) as archive:
+        for i, (seed, image) in enumerate(zip(seeds, images)):
+            data = encode_png(image)
+            info = tarfile.TarInfo(seed_file_name(seed))
+            info.size, info.mtime = len(data), 0
+            archive.addfile(info, io.BytesIO(data))
+            lines.append(_line(seed, labels, i, path.name, data))
+    _atomic_bytes(path, buffer.getvalue())
+    return lines
+
+
+_WRITERS = {"png": _write_pngs, "npz": _write_npz, "tar": _write_tar}
+
+
+def _line(seed: int, labels, index: int, file: str, data: bytes) -> dict:
+    return {"seed": seed, "label": labels[index] if labels else None, "file": file,
+            "sha256": hashlib.sha256(data).hexdigest()}
+
+
+def _atomic_bytes(path: Path, data: bytes) -> None:
+    temp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    temp.write_bytes(data)
+    os.replace(temp, path)
+
+
+# --- resume ------------------------------------------------------------------------------------
+
+def _manifest_lines(job: SampleJob) -> list[dict]:
+    if not job.manifest_path.is_file():
+        return []
+    lines = []
+    for text in job.manifest_path.read_text().splitlines():
+        try:
+            lines.append(json.loads(text))
+        except ValueError:
+            continue  # a line cut short by a crash: its image is redone
+    return lines
+
+
+def _completed(job: SampleJob) -> set[int]:
+    """Seeds whose output exists and still hashes to what the manifest says."""
+    wanted = set(job.seeds)
+    valid = set()
+    cache: dict[str, dict[int, bytes]] = {}
+    for line in _manifest_lines(job):
+        seed = line.get("seed")
+        if seed not in wanted or not isinstance(line.get("file"), str):
+            continue
+        path = job.out / line["file"]
+        if job.format == "png":
+            data = path.read_bytes() if path.is_file() else None
+        else:
+            data = _part_contents(path, job.format, cache).get(seed)
+        if data is not None and hashlib.sha256(data).hexdigest() == line.get("sha256"):
+            valid.add(seed)
+    return valid
+
+
+def _whole_parts(job: SampleJob, valid: set[int]) -> set[int]:
+    """npz/tar parts are rewritten whole, so only seeds of fully valid parts count as done."""
+    if job.format == "png":
+        return valid
+    done = set()
+    for start in range(0, len(job.seeds), job.part_size):
+        seeds = job.seeds[start:start + job.part_size]
+        if all(s in valid for s in seeds):
+            done.update(seeds)
+    return done
+
+
+def _part_contents(path: Path, fmt: str, cache: dict) -> dict[int, bytes]:
+    """seed -> bytes that were hashed, for one npz/tar part (empty if unreadable)."""
+    if str(path) in cache:
+        return cache[str(path)]
+    contents: dict[int, bytes] = {}
+    try:
+        if fmt == "npz":
+            with np.load(path, allow_pickle=False) as part:
+                contents = {int(s): image.tobytes() for s, image in zip(part["seeds"], part["images"])}
+        else:
+            with tarfile.open(path) as archive:
+                for member in archive.getmembers():
+                    seed = int(member.name.removeprefix("seed").removesuffix(".png"))
+                    contents[seed] = archive.extractfile(member).read()
+    except (OSError, ValueError, KeyError, tarfile.TarError):
+        contents = {}
+    cache[str(path)] = contents
+    return contents
+
+
+def _rewrite_manifest(job: SampleJob, done: set[int]) -> None:
+    """Keep one line per valid seed, so the manifest never lists an image twice."""
+    kept, seen = [], set()
+    for line in _manifest_lines(job):
+        if line.get("seed") in done and line["seed"] not in seen:
+            kept.append(json.dumps(line))
+            seen.add(line["seed"])
+    job.manifest_path.write_text("".join(text + "\n" for text in kept))
