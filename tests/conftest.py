@@ -34,3 +34,49 @@ def idx_dir(tmp_path: Path) -> Path:
     write_idx(folder / "train-images-idx3-ubyte", images, compress=True)
     write_idx(folder / "train-labels-idx1-ubyte", labels, compress=True)
     return folder
+
+
+def make_release(folder: Path, arch: str = "dcgan", resolution: int = 8, channels: int = 1,
+                 num_classes: int = 0, seed: int = 0) -> Path:
+    """A release of freshly initialised networks plus an npz of matching images for D's
+    calibration: exercises export and serving without a training run."""
+    import torch
+
+    from training.networks import NetworkSpec, build_discriminator, build_generator
+    from training.release import write_release
+
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    images = rng.integers(0, 256, (40, resolution, resolution, channels), dtype=np.uint8)
+    labels = np.arange(40) % num_classes if num_classes else None
+    data_path = folder / "data.npz"
+    np.savez(data_path, images=images, **({"labels": labels} if labels is not None else {}))
+    torch.manual_seed(seed)
+    spec = NetworkSpec(arch, latent_dim=16, channels=channels, resolution=resolution,
+                       num_classes=num_classes, width=8)
+    metadata = {"class_names": [str(i) for i in range(num_classes)] if num_classes else None,
+                "dataset": f"npz:{data_path}", "dataset_resolution": None, "dataset_channels": None,
+                "holdout": 0.5, "seed": seed, "step": 1, "training": {}}
+    return write_release(folder / "release", build_generator(spec), build_discriminator(spec, True), spec,
+                         metadata)
+
+
+@pytest.fixture(scope="session")
+def model_dir(tmp_path_factory) -> Path:
+    """An exported unconditional dcgan model folder (8x8 grayscale), shared by serving tests."""
+    from export.exporter import ExportOptions, export_model
+
+    root = tmp_path_factory.mktemp("model")
+    release = make_release(root / "run")
+    export_model(release, ExportOptions(out=root / "models" / "tiny", calibration_samples=20))
+    return root / "models" / "tiny"
+
+
+@pytest.fixture(scope="session")
+def conditional_model_dir(tmp_path_factory) -> Path:
+    from export.exporter import ExportOptions, export_model
+
+    root = tmp_path_factory.mktemp("cmodel")
+    release = make_release(root / "run", num_classes=3, seed=1)
+    export_model(release, ExportOptions(out=root / "models" / "tinyc", calibration_samples=20))
+    return root / "models" / "tinyc"

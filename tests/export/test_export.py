@@ -1,0 +1,152 @@
+import json
+import pickle
+import shutil
+
+import numpy as np
+import onnxruntime as ort
+import pytest
+import torch
+
+from export.exporter import G_FP16_TOLERANCE, ExportOptions, export_model
+from export.verify import ExportError
+from serving.cli import main
+from tests.conftest import make_release
+from training.errors import CheckpointError
+from training.release import read_release, sha256_file
+from training.samples import to_uint8
+
+
+def _export(tmp_path, name="m", **kwargs):
+    release = make_release(tmp_path / "run", **kwargs)
+    out = tmp_path / "models" / name
+    card = export_model(release, ExportOptions(out=out, calibration_samples=20))
+    return release, out, card
+
+
+@pytest.mark.parametrize("arch,resolution,channels,classes", [
+    ("mlp", 28, 1, 0), ("mlp", 8, 3, 4),
+    ("dcgan", 8, 1, 0), ("dcgan", 16, 3, 0), ("dcgan", 28, 1, 10), ("dcgan", 32, 3, 0), ("dcgan", 64, 1, 0),
+    ("dcgan", 64, 3, 5)])
+def test_every_architecture_exports_with_parity(tmp_path, arch, resolution, channels, classes):
+    release, out, card = _export(tmp_path, arch=arch, resolution=resolution, channels=channels, num_classes=classes)
+    assert set(card["parity"]["generator"]["max_abs_diff"]) == {"1", "7", "64"}
+    assert max(card["parity"]["generator"]["max_abs_diff"].values()) <= 1
+    assert max(card["parity"]["discriminator"]["max_abs_diff"].values()) < 1e-3
+    # independent check: ONNX Runtime on the file vs the release's own PyTorch generator
+    session = ort.InferenceSession(str(out / "generator.onnx"), providers=["CPUExecutionProvider"])
+    z = np.random.default_rng(0).standard_normal((5, 16), dtype=np.float32)
+    feeds = {"z": z, **({"labels": np.arange(5, dtype=np.int64) % classes} if classes else {})}
+    got = session.run(None, feeds)[0]
+    with torch.no_grad():
+        labels = torch.from_numpy(feeds["labels"]) if classes else None
+        expected = to_uint8(read_release(release).build_generator()(torch.from_numpy(z), labels))
+    assert got.shape == (5, resolution, resolution, channels) and got.dtype == np.uint8
+    assert np.abs(got.astype(int) - expected.astype(int)).max() <= 1
+    assert [i.name for i in session.get_inputs()] == (["z", "labels"] if classes else ["z"])
+
+
+def test_fp16_graphs_are_written_and_close(tmp_path):
+    release = make_release(tmp_path / "run")
+    out = tmp_path / "m"
+    card = export_model(release, ExportOptions(out=out, fp16=True, calibration_samples=20))
+    assert card["graphs"]["generator_fp16"]["precision"] == "float16"
+    assert max(card["parity"]["generator_fp16"]["max_abs_diff"].values()) <= G_FP16_TOLERANCE.absolute
+    fp16 = ort.InferenceSession(str(out / "generator.fp16.onnx"), providers=["CPUExecutionProvider"])
+    fp32 = ort.InferenceSession(str(out / "generator.onnx"), providers=["CPUExecutionProvider"])
+    z = np.random.default_rng(1).standard_normal((7, 16), dtype=np.float32)
+    assert fp16.get_inputs()[0].type == "tensor(float)"  # float32 in and uint8 out, like fp32
+    diff = np.abs(fp16.run(None, {"z": z})[0].astype(int) - fp32.run(None, {"z": z})[0].astype(int))
+    assert diff.max() <= G_FP16_TOLERANCE.absolute
+
+
+def test_model_json_lists_every_file_with_its_hash(tmp_path):
+    release, out, card = _export(tmp_path)
+    on_disk = json.loads((out / "model.json").read_text())
+    assert on_disk == card
+    assert set(card["files"]) == {"generator.onnx", "discriminator.onnx"}
+    for name, digest in card["files"].items():
+        assert sha256_file(out / name) == digest
+    for key in ("format_version", "name", "version", "architecture", "latent_dim", "num_classes", "class_names",
+                "height", "width", "channels", "source", "calibration", "parity", "export"):
+        assert key in card
+    assert card["source"]["sha256"] == read_release(release).config["files"]
+    assert card["export"]["opset"] == 18 and card["name"] == "m"
+
+
+def test_calibration_gives_probabilities_and_auroc(tmp_path):
+    from serving.engine import Engine
+
+    _, out, card = _export(tmp_path)
+    calibration = card["calibration"]
+    assert calibration["split"] == "held-out split" and calibration["num_real"] == 20
+    assert 0.0 <= calibration["auroc"] <= 1.0
+    engine = Engine(out, warmup=False)
+    images = np.load(tmp_path / "run" / "data.npz")["images"]
+    logits, probabilities = engine.score(np.concatenate([images, engine.generate(range(40))]))
+    assert np.all((probabilities > 0) & (probabilities < 1))
+    expected = 1 / (1 + np.exp(-(calibration["a"] * logits.astype(np.float64) + calibration["b"])))
+    assert np.allclose(probabilities, expected, atol=1e-6)
+
+
+def test_platt_fit_on_separable_scores():
+    from export.calibration import fit_platt
+
+    rng = np.random.default_rng(0)
+    fit = fit_platt(rng.normal(2, 1, 500), rng.normal(-2, 1, 500))
+    assert 0.97 < fit["auroc"] <= 1.0 and fit["a"] > 0
+    assert fit["brier"] < 0.1
+
+
+def test_existing_output_needs_force_and_nothing_half_written(tmp_path, capsys):
+    release, out, _ = _export(tmp_path)
+    before = sorted(p.name for p in out.iterdir())
+    assert main(["export", str(release), "--out", str(out)]) == 2
+    assert "already exists; pass --force" in capsys.readouterr().err
+    assert sorted(p.name for p in out.iterdir()) == before
+    assert main(["export", str(release), "--out", str(out), "--force", "--calibration-samples", "20"]) == 0
+    assert [p.name for p in out.parent.iterdir()] == ["m"]  # no temp folders left
+
+
+def test_missing_and_half_written_release(tmp_path):
+    with pytest.raises(CheckpointError, match="no config.json"):
+        export_model(tmp_path, ExportOptions(out=tmp_path / "out"))
+    release = make_release(tmp_path / "run")
+    (release / "generator.safetensors").unlink()
+    with pytest.raises(CheckpointError, match="generator.safetensors is missing"):
+        export_model(release, ExportOptions(out=tmp_path / "out"))
+    assert not (tmp_path / "out").exists()
+
+
+def test_newer_format_version_is_refused(tmp_path):
+    release = make_release(tmp_path / "run")
+    config = json.loads((release / "config.json").read_text())
+    (release / "config.json").write_text(json.dumps({**config, "format_version": 99}))
+    with pytest.raises(CheckpointError, match="format_version 99 is newer"):
+        export_model(release, ExportOptions(out=tmp_path / "out"))
+
+
+def test_pickled_weights_are_refused_even_with_a_matching_hash(tmp_path):
+    release = make_release(tmp_path / "run")
+    weights = release / "generator.safetensors"
+    weights.write_bytes(pickle.dumps({"weight": [1, 2, 3]}))
+    config = json.loads((release / "config.json").read_text())
+    config["files"]["generator.safetensors"] = sha256_file(weights)
+    (release / "config.json").write_text(json.dumps(config))
+    with pytest.raises(CheckpointError, match="not a safetensors file"):
+        export_model(release, ExportOptions(out=tmp_path / "out"))
+
+
+def test_calibration_data_of_the_wrong_shape_is_refused(tmp_path):
+    release = make_release(tmp_path / "run")
+    np.savez(tmp_path / "other.npz", images=np.zeros((10, 16, 16), np.uint8))
+    with pytest.raises(ExportError, match="expects"):
+        export_model(release, ExportOptions(out=tmp_path / "out", calibration_data=f"npz:{tmp_path / 'other.npz'}"))
+    assert not (tmp_path / "out").exists()
+    shutil.rmtree(release)
+
+
+def test_export_cli_prints_a_summary(tmp_path, capsys):
+    release = make_release(tmp_path / "run")
+    assert main(["export", str(release), "--out", str(tmp_path / "digits"), "--calibration-samples", "20"]) == 0
+    out = capsys.readouterr().out
+    assert "exported digits" in out and "AUROC" in out and "CPUExecutionProvider" in out

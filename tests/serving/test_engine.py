@@ -1,0 +1,112 @@
+import json
+
+import numpy as np
+import pytest
+
+from serving.engine import Engine
+from serving.errors import ModelFolderError, ServingError
+from serving.latents import latent, latents
+
+
+@pytest.fixture(scope="module")
+def engine(model_dir):
+    return Engine(model_dir, max_batch=16)
+
+
+def test_generate_gives_uint8_nhwc_of_the_model_shape(engine):
+    images = engine.generate([0, 1, 2])
+    assert images.shape == (3, 8, 8, 1) and images.dtype == np.uint8
+    assert engine.provider == "CPUExecutionProvider" and engine.ready
+
+
+def test_an_image_depends_only_on_its_seed(engine):
+    seeds = list(range(40))  # crosses several chunks of max_batch=16
+    together = engine.generate(seeds)
+    alone = np.concatenate([engine.generate([s]) for s in seeds])
+    shuffled = engine.generate(seeds[::-1])[::-1]
+    assert np.array_equal(together, alone) and np.array_equal(together, shuffled)
+    assert not np.array_equal(together[0], together[1])
+
+
+def test_truncation_bounds_the_latent_and_is_deterministic(engine):
+    z = latent(123, 16, truncation=0.5)
+    assert np.abs(z).max() <= 0.5
+    assert np.array_equal(z, latent(123, 16, truncation=0.5))
+    plain = latent(123, 16)
+    kept = np.abs(plain) <= 0.5
+    assert np.array_equal(z[kept], plain[kept])  # only components beyond psi are redrawn
+    assert np.array_equal(engine.generate([5], truncation=0.5), engine.generate([5, 6], truncation=0.5)[:1])
+    with pytest.raises(ServingError, match="truncation: 0.01 is not allowed"):
+        engine.generate([1], truncation=0.01)
+
+
+def test_latents_are_batch_independent_and_seeded():
+    assert np.array_equal(latents([3, 4], 8)[1], latent(4, 8))
+    assert not np.array_equal(latent(3, 8), latent(4, 8))
+
+
+@pytest.mark.parametrize("seed", [-1, 2**63, 1.5, True])
+def test_bad_seeds_are_refused(engine, seed):
+    with pytest.raises(ServingError, match="seeds: .* is not allowed"):
+        engine.generate([seed])
+
+
+def test_score_gives_logits_and_calibrated_probabilities(engine):
+    logits, p = engine.score(engine.generate(range(5)))
+    assert logits.shape == p.shape == (5,) and np.all((p > 0) & (p < 1))
+    with pytest.raises(ServingError, match=r"shape \[N, 8, 8, 1\]"):
+        engine.score(np.zeros((2, 9, 9, 1), np.uint8))
+    with pytest.raises(ServingError, match="uint8"):
+        engine.score(np.zeros((2, 8, 8, 1), np.float32))
+
+
+def test_conditional_labels(conditional_model_dir):
+    engine = Engine(conditional_model_dir, warmup=False)
+    default = engine.generate([0, 1, 2, 3])
+    assert np.array_equal(default, engine.generate([0, 1, 2, 3], labels=[0, 1, 2, 0]))  # seed % classes
+    assert not np.array_equal(default[:1], engine.generate([0], labels=[1]))
+    with pytest.raises(ServingError, match=r"labels: 3 is not allowed; use class indices 0..2"):
+        engine.generate([0], labels=[3])
+    with pytest.raises(ServingError, match="give one label per image"):
+        engine.score(default)
+    assert engine.score(default, labels=[0, 1, 2, 0])[0].shape == (4,)
+
+
+def test_unconditional_model_refuses_labels(engine):
+    with pytest.raises(ServingError, match="unconditional"):
+        engine.generate([0], labels=[1])
+
+
+def test_a_changed_file_is_refused(model_dir, tmp_path):
+    import shutil
+
+    copy = tmp_path / "copy"
+    shutil.copytree(model_dir, copy)
+    data = bytearray((copy / "generator.onnx").read_bytes())
+    data[-1] ^= 1
+    (copy / "generator.onnx").write_bytes(bytes(data))
+    with pytest.raises(ModelFolderError, match="sha256 does not match"):
+        Engine(copy)
+
+
+def test_a_newer_format_is_refused(model_dir, tmp_path):
+    import shutil
+
+    copy = tmp_path / "copy"
+    shutil.copytree(model_dir, copy)
+    card = json.loads((copy / "model.json").read_text())
+    (copy / "model.json").write_text(json.dumps({**card, "format_version": 2}))
+    with pytest.raises(ModelFolderError, match="format_version 2 is newer"):
+        Engine(copy)
+
+
+def test_unknown_device_is_refused(model_dir):
+    with pytest.raises(ServingError, match="device: 'tpu'"):
+        Engine(model_dir, device="tpu")
+
+
+def test_cuda_request_on_a_cpu_machine_reports_the_fallback(model_dir, caplog):
+    engine = Engine(model_dir, device="cuda", warmup=False)
+    assert engine.provider == "CPUExecutionProvider" and engine.fell_back
+    assert "ONNX Runtime gave CPUExecutionProvider" in caplog.text
+    assert engine.info()["provider"] == "CPUExecutionProvider"

@@ -1,0 +1,127 @@
+import hashlib
+import json
+import tarfile
+
+import numpy as np
+import pytest
+
+from serving.engine import Engine
+from serving.errors import ServingError
+from serving.imaging import encode_png
+from serving.sampler import SampleJob, run_sample
+from serving.seeds import parse_seeds, parse_shard, shard_of
+
+
+@pytest.fixture(scope="module")
+def engine(model_dir):
+    return Engine(model_dir, max_batch=32)
+
+
+def test_seed_ranges_and_errors():
+    assert parse_seeds("0-3,10") == [0, 1, 2, 3, 10]
+    for bad, message in (("5-2", "not allowed"), ("a", "not a seed"), ("1,1", "more than once"),
+                         ("-3", "not a seed")):
+        with pytest.raises(ServingError, match=message):
+            parse_seeds(bad)
+    assert parse_shard("2/5") == (2, 5)
+    with pytest.raises(ServingError, match="--shard"):
+        parse_shard("5/5")
+
+
+def _manifest(path):
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def test_png_files_are_named_by_seed_with_a_manifest(engine, tmp_path):
+    result = run_sample(engine, SampleJob(seeds=parse_seeds("0-9,100"), out=tmp_path, batch_size=4, workers=2),
+                        progress=False)
+    assert result["written"] == 11
+    lines = _manifest(tmp_path / "manifest.jsonl")
+    assert [line["seed"] for line in lines] == [*range(10), 100]
+    for line in lines:
+        data = (tmp_path / line["file"]).read_bytes()
+        assert line["file"] == f"seed{line['seed']:08d}.png"
+        assert hashlib.sha256(data).hexdigest() == line["sha256"]
+        assert data == encode_png(engine.generate([line["seed"]])[0])
+
+
+def test_resume_redoes_only_missing_or_damaged_files(engine, tmp_path):
+    job = SampleJob(seeds=list(range(20)), out=tmp_path, workers=1)
+    run_sample(engine, job, progress=False)
+    (tmp_path / "seed00000003.png").unlink()
+    (tmp_path / "seed00000007.png").write_bytes(b"damaged")
+    before = (tmp_path / "seed00000001.png").stat().st_mtime_ns
+    result = run_sample(engine, SampleJob(seeds=list(range(20)), out=tmp_path, workers=1, resume=True),
+                        progress=False)
+    assert result["written"] == 2 and result["skipped"] == 18
+    assert (tmp_path / "seed00000001.png").stat().st_mtime_ns == before
+    lines = _manifest(tmp_path / "manifest.jsonl")
+    assert sorted(line["seed"] for line in lines) == list(range(20))  # one line per image
+    assert (tmp_path / "seed00000007.png").read_bytes() == encode_png(engine.generate([7])[0])
+
+
+@pytest.mark.parametrize("fmt", ["png", "npz", "tar"])
+def test_shards_together_equal_the_unsharded_run(engine, tmp_path, fmt):
+    seeds = list(range(30))
+    run_sample(engine, SampleJob(seeds=seeds, out=tmp_path / "whole", format=fmt, part_size=8, workers=1),
+               progress=False)
+    for k in range(3):
+        run_sample(engine, SampleJob(seeds=shard_of(seeds, k, 3), out=tmp_path / "sharded", format=fmt,
+                                     part_size=8, shard=(k, 3), workers=1), progress=False)
+    whole = {line["seed"]: line["sha256"] for line in _manifest(tmp_path / "whole" / "manifest.jsonl")}
+    sharded = {}
+    for manifest in sorted((tmp_path / "sharded").glob("manifest-*.jsonl")):
+        sharded.update({line["seed"]: line["sha256"] for line in _manifest(manifest)})
+    assert sharded == whole and sorted(whole) == seeds
+
+
+def test_npz_and_tar_parts_hold_the_images(engine, tmp_path):
+    run_sample(engine, SampleJob(seeds=list(range(12)), out=tmp_path / "n", format="npz", part_size=5, workers=1),
+               progress=False)
+    part = np.load(tmp_path / "n" / "part-00001.npz")
+    assert part["seeds"].tolist() == [5, 6, 7, 8, 9]
+    assert np.array_equal(part["images"], engine.generate(range(5, 10)))
+    run_sample(engine, SampleJob(seeds=list(range(6)), out=tmp_path / "t", format="tar", part_size=4, workers=1),
+               progress=False)
+    with tarfile.open(tmp_path / "t" / "part-00001.tar") as archive:
+        assert archive.getnames() == ["seed00000004.png", "seed00000005.png"]
+        assert archive.extractfile("seed00000005.png").read() == encode_png(engine.generate([5])[0])
+
+
+def test_npz_resume_rewrites_a_damaged_part_whole(engine, tmp_path):
+    job = SampleJob(seeds=list(range(10)), out=tmp_path, format="npz", part_size=5, workers=1)
+    run_sample(engine, job, progress=False)
+    (tmp_path / "part-00000.npz").write_bytes(b"cut short")
+    result = run_sample(engine, SampleJob(**{**job.__dict__, "resume": True}), progress=False)
+    assert result["written"] == 5 and result["skipped"] == 5
+    assert sorted(line["seed"] for line in _manifest(tmp_path / "manifest.jsonl")) == list(range(10))
+
+
+def test_sample_cli_labels_for_conditional_models(conditional_model_dir, tmp_path):
+    from serving.cli import main
+
+    assert main(["sample", str(conditional_model_dir), "--seeds", "0-5", "--labels", "2", "--out",
+                 str(tmp_path), "--no-progress", "--workers", "1"]) == 0
+    assert {line["label"] for line in _manifest(tmp_path / "manifest.jsonl")} == {2}
+    engine = Engine(conditional_model_dir, warmup=False)
+    assert (tmp_path / "seed00000004.png").read_bytes() == encode_png(engine.generate([4], labels=[2])[0])
+
+
+def test_sample_cli_bad_input_is_one_line(model_dir, tmp_path, capsys):
+    from serving.cli import main
+
+    assert main(["sample", str(model_dir), "--seeds", "9-1", "--out", str(tmp_path)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--seeds: '9-1' is not allowed" in err[0]
+
+
+def test_score_cli_prints_a_table_and_json(model_dir, tmp_path, capsys):
+    from serving.cli import main
+
+    engine = Engine(model_dir, warmup=False)
+    (tmp_path / "a.png").write_bytes(encode_png(engine.generate([1])[0]))
+    assert main(["score", str(model_dir), str(tmp_path / "a.png"), "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)["results"][0]
+    assert result["p_real"] == pytest.approx(float(engine.score(engine.generate([1]))[1][0]), abs=1e-6)
+    assert main(["score", str(model_dir), str(tmp_path / "a.png")]) == 0
+    assert "p_real" in capsys.readouterr().out
