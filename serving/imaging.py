@@ -47,7 +47,7 @@ def decode_image(data: bytes, name: str, shape: tuple[int, int, int], resize: bo
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             with Image.open(io.BytesIO(data)) as image:
                 if image.width * image.height > MAX_UPLOAD_PIXELS:
-                    raise ServingError(f"{name}: {image.width}x{image.height} pixels is too large; "
+                    raise ServingError(f"{name}: {image.width}x{image.height}: the image is too large; "
                                        f"at most {MAX_UPLOAD_PIXELS} pixels per image")
                 if image.format not in ("PNG", "JPEG"):
                     raise ServingError(f"{name}: {image.format} images are not accepted; send PNG or JPEG")
@@ -62,8 +62,9 @@ def decode_image(data: bytes, name: str, shape: tuple[int, int, int], resize: bo
                 converted = image.convert("L" if channels == 1 else "RGB")
                 if not size_ok:
                     converted = converted.resize((width, height), Image.Resampling.LANCZOS)
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombWarning,
-            Image.DecompressionBombError) as error:
+    except (Image.DecompressionBombWarning, Image.DecompressionBombError):
+        raise ServingError(f"{name}: the image is too large; at most {MAX_UPLOAD_PIXELS} pixels per image") from None
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as error:
         raise ServingError(f"{name}: not a readable PNG or JPEG image ({error})") from None
     array = np.asarray(converted, dtype=np.uint8)
     return array[:, :, None] if array.ndim == 2 else array

@@ -25,6 +25,7 @@ from .errors import ServingError
 from .imaging import decode_image
 from .latents import MAX_SEED, MAX_TRUNCATION, MIN_TRUNCATION
 from .limits import RequestGuard
+from .metrics import BATCH_ROWS, IMAGES_GENERATED, IMAGES_SCORED, PROBABILITY
 from .responses import FORMATS, MEDIA_TYPES, encode_images
 from .settings import Settings
 
@@ -34,17 +35,6 @@ MODEL_IS_FOLDER = Path(SETTINGS.model).is_dir()
 Seed = Annotated[int, Ge(0), Le(MAX_SEED)]
 Truncation = Annotated[float, Ge(MIN_TRUNCATION), Le(MAX_TRUNCATION)]
 Label = Annotated[int, Ge(0)]
-
-IMAGES_GENERATED = bentoml.metrics.Counter(name="ganserve_images_generated_total",
-                                           documentation="Images returned by /generate")
-IMAGES_SCORED = bentoml.metrics.Counter(name="ganserve_images_scored_total", documentation="Images scored")
-PROBABILITY = bentoml.metrics.Histogram(name="ganserve_score_probability",
-                                        documentation="Calibrated p(real) returned by /score",
-                                        buckets=[i / 10 for i in range(1, 11)])
-BATCH_ROWS = bentoml.metrics.Histogram(name="ganserve_batch_size", labelnames=["graph"],
-                                       documentation="Images per ONNX Runtime run (cross-request batching)",
-                                       buckets=[1, 2, 4, 8, 16, 32, 64, 128, 256, 512])
-
 
 def error_response(error: ServingError) -> JSONResponse:
     return JSONResponse({"error": str(error)}, status_code=error.status_code)

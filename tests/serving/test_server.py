@@ -1,0 +1,95 @@
+"""One real `ganserve serve` (bentoml serve) process: the HTTP bytes equal the CLI's bytes,
+generate -> score round trip, metrics, and 256 concurrent clients without an error."""
+
+import asyncio
+import io
+import os
+import re
+import socket
+import subprocess
+import sys
+import time
+import zipfile
+from pathlib import Path
+
+import httpx
+import pytest
+
+pytestmark = pytest.mark.slow
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def server(model_dir, tmp_path_factory):
+    port = _free_port()
+    log = tmp_path_factory.mktemp("server") / "server.log"
+    ganserve = Path(sys.executable).parent / "ganserve"
+    with open(log, "w") as handle:
+        process = subprocess.Popen([str(ganserve), "serve", str(model_dir), "--port", str(port), "--host",
+                                    "127.0.0.1"], stdout=handle, stderr=subprocess.STDOUT,
+                                   env={**os.environ, "BENTOML_HOME": str(tmp_path_factory.mktemp("bentoml"))})
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.time() + 90
+        while time.time() < deadline:
+            try:
+                if httpx.get(base + "/readyz", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            assert process.poll() is None, log.read_text()[-3000:]
+            time.sleep(0.3)
+        else:
+            pytest.fail("server not ready in 90 s:\n" + log.read_text()[-3000:])
+        yield base
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            process.kill()
+
+
+def test_http_bytes_equal_cli_bytes_for_the_same_seeds(server, model_dir, tmp_path):
+    from serving.cli import main
+
+    assert main(["sample", str(model_dir), "--seeds", "5-7", "--out", str(tmp_path), "--no-progress",
+                 "--workers", "1"]) == 0
+    response = httpx.post(server + "/generate", json={"seeds": [5, 6, 7], "format": "zip"}, timeout=30)
+    archive = zipfile.ZipFile(io.BytesIO(response.content))
+    for seed in (5, 6, 7):
+        name = f"seed{seed:08d}.png"
+        assert archive.read(name) == (tmp_path / name).read_bytes()
+    single = httpx.post(server + "/generate", json={"seed": 6}, timeout=30)
+    assert single.content == (tmp_path / "seed00000006.png").read_bytes()
+
+
+def test_generate_then_score_round_trip(server):
+    png = httpx.post(server + "/generate", json={"seed": 11}, timeout=30).content
+    scored = httpx.post(server + "/score", files=[("images", ("g.png", png, "image/png"))], timeout=30).json()
+    assert 0 < scored["results"][0]["p_real"] < 1
+    assert httpx.get(server + "/livez", timeout=5).status_code == 200
+
+
+def test_256_concurrent_clients_all_succeed_and_share_runs(server):
+    async def hammer():
+        limits = httpx.Limits(max_connections=256)
+        async with httpx.AsyncClient(base_url=server, timeout=60, limits=limits) as client:
+            return await asyncio.gather(*[client.post("/generate", json={"seed": i}) for i in range(256)])
+
+    responses = asyncio.run(hammer())
+    assert [r.status_code for r in responses] == [200] * 256
+    assert [r.headers["x-seeds"] for r in responses] == [str(i) for i in range(256)]
+    metrics = httpx.get(server + "/metrics", timeout=10).text
+    generated = re.search(r"^ganserve_images_generated_total(?:\{[^}]*\})? (\S+)", metrics, re.M)
+    assert generated and float(generated.group(1)) >= 256
+    runs = re.search(r'^ganserve_batch_size_count\{graph="generator"[^}]*\} (\S+)', metrics, re.M)
+    images = re.search(r'^ganserve_batch_size_sum\{graph="generator"[^}]*\} (\S+)', metrics, re.M)
+    assert runs and images
+    assert float(images.group(1)) / float(runs.group(1)) > 1.5  # requests were batched together
+    assert "ganserve_score_probability_bucket" in metrics
