@@ -40,6 +40,18 @@ def register(subparsers) -> None:
     train.add_argument("--no-progress", action="store_true", help="no progress bar (logs only)")
     train.set_defaults(handler=run_train)
 
+    evaluate = subparsers.add_parser(
+        "eval", help="Fréchet distance and class coverage of a run, next to the real-vs-real floor",
+        description="Compare a run's generator with real data in the feature space of a classifier "
+                    "trained on that data (cached), and print the same figures for two halves of the "
+                    "real data: the floor a perfect generator would reach.")
+    evaluate.add_argument("source", type=Path, metavar="RUN_DIR|RELEASE_DIR")
+    evaluate.add_argument("--data", help="real data (default: the data the run was trained on)")
+    evaluate.add_argument("--num-samples", type=int, help="images per set (default: half the real data)")
+    evaluate.add_argument("--seed", type=int, default=0)
+    evaluate.add_argument("--json", action="store_true", help="print JSON")
+    evaluate.set_defaults(handler=run_eval)
+
 
 def resolve(args) -> tuple:
     """The config and run folder this invocation means."""
@@ -79,6 +91,27 @@ def run_train(args) -> int:
 
     release = train(config, run_dir, resume=bool(args.resume), progress=not args.no_progress)
     print(f"release written to {release}; next: ganserve export {run_dir} --out models/NAME")
+    return 0
+
+
+def run_eval(args) -> int:
+    from .evaluate import evaluate
+
+    result = evaluate(args.source, args.data, args.num_samples, args.seed)
+    if args.json:
+        print(json.dumps(result, indent=2))
+        return 0
+    print(f"{result['model']} vs {result['data']} ({result['num_images']} images each; "
+          f"features: {result['feature_space']}"
+          + (f", classifier accuracy {result['classifier_accuracy']:.3f})" if result["classifier_accuracy"] else ")"))
+    print(f"  {'':<20} {'generated':>10} {'real vs real':>13}")
+    print(f"  {'Fréchet distance':<20} {result['fd']:>10.3f} {result['fd_real_vs_real']:>13.3f}"
+          f"   ({result['fd_ratio_to_floor']}x the floor)")
+    if "generated" in result:
+        generated, floor = result["generated"], result["real_vs_real"]
+        print(f"  {'classes covered':<20} {generated['classes_covered']:>7}/{generated['num_classes']:<2}"
+              f" {floor['classes_covered']:>10}/{floor['num_classes']}")
+        print(f"  {'class KL':<20} {generated['class_kl']:>10.4f} {floor['class_kl']:>13.4f}")
     return 0
 
 

@@ -1,0 +1,39 @@
+"""`bentoml build` of bentofile.yaml: the serving code, no torch, the model pinned."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from export.exporter import save_to_bentoml
+
+pytestmark = pytest.mark.slow
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_bento_holds_serving_code_without_torch_and_pins_the_model(model_dir, tmp_path, monkeypatch):
+    home = tmp_path / "bentoml"
+    monkeypatch.setenv("BENTOML_HOME", str(home))
+    import json
+
+    tag = save_to_bentoml(model_dir, "ganserve-digits", json.loads((model_dir / "model.json").read_text()))
+    bentoml = Path(sys.executable).parent / "bentoml"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GANSERVE_")}
+    subprocess.run([str(bentoml), "build", "--output", "tag"], cwd=ROOT, check=True, capture_output=True,
+                   env={**env, "BENTOML_HOME": str(home)}, timeout=300)
+    (bento,) = [p for p in (home / "bentos" / "ganserve").iterdir() if p.is_dir()]
+    manifest = yaml.safe_load((bento / "bento.yaml").read_text())
+    assert manifest["service"] == "serving.service:GanService"
+    assert [m["tag"] for m in manifest["services"][0]["models"]] == [tag]
+    requirements = (bento / "env" / "python" / "requirements.txt").read_text().lower()
+    assert "onnxruntime-gpu[cuda,cudnn]" in requirements
+    assert "torch" not in requirements
+    sources = {p.relative_to(bento / "src").as_posix() for p in (bento / "src").rglob("*.py")}
+    assert "serving/service.py" in sources and "serving/engine.py" in sources
+    assert not any(s.startswith(("training/", "export/", "tests/")) for s in sources)
+    for source in sources:  # the serving code itself never imports torch or the training code
+        text = (bento / "src" / source).read_text()
+        assert "import torch" not in text and "from training" not in text
