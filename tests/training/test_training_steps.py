@@ -43,3 +43,31 @@ def test_conditional_needs_labels(tmp_path):
     np.savez(tmp_path / "d.npz", images=np.zeros((8, 8, 8), np.uint8))
     with pytest.raises(ConfigError, match="--conditional needs labelled data"):
         _trainer(data=f"npz:{tmp_path / 'd.npz'}", conditional=True)
+
+
+def test_mnist_format_idx_files_train_at_28_pixels(idx_dir, tmp_path):
+    from training.loop import train
+    from training.release import read_release
+
+    run = tmp_path / "run"
+    train(tiny_config(data=f"idx:{idx_dir}", steps=2, checkpoint_every=2, conditional=True), run, progress=False)
+    release = read_release(run)
+    assert (release.spec.resolution, release.spec.channels, release.spec.num_classes) == (28, 1, 2)
+    assert release.build_generator()(torch.randn(3, 100), torch.tensor([0, 1, 0])).shape == (3, 1, 28, 28)
+    assert (run / "samples" / "step-00000002.png").is_file()
+
+
+def test_bare_mnist_without_internet_says_what_to_do(monkeypatch, tmp_path):
+    import urllib.error
+
+    from training import data
+    from training.errors import DataError
+
+    def offline(*args, **kwargs):
+        raise urllib.error.URLError("no route to host")
+
+    monkeypatch.setenv("GANSERVE_CACHE", str(tmp_path))
+    monkeypatch.setattr(data.urllib.request, "urlopen", offline)
+    with pytest.raises(DataError, match="could not download mnist .* use --data idx:DIR"):
+        data.load_dataset("mnist")
+    assert not list((tmp_path / "mnist").iterdir())  # no partial file left behind
