@@ -39,7 +39,7 @@ class TrainConfig:
     beta1: float = _opt(0.5, "Adam beta1 (both networks)")
     beta2: float = _opt(0.999, "Adam beta2 (both networks)")
     batch_size: int = _opt(64, "global batch: split across processes under torchrun")
-    steps: int = _opt(3000, "generator updates")
+    steps: int = _opt(5000, "generator updates")
     ema_decay: float = _opt(0.999, "EMA of G's weights (what gets released); 0 copies G")
     # run bookkeeping
     seed: int = _opt(0, "seeds weights, data order, latents and the holdout split")
@@ -47,7 +47,7 @@ class TrainConfig:
     amp: bool = _opt(True, "mixed precision (CUDA only; ignored on CPU)")
     log_every: int = _opt(50, "steps between metrics.jsonl records")
     sample_every: int = _opt(500, "steps between sample grids (samples/step-N.png)")
-    checkpoint_every: int = _opt(500, "steps between resumable states and release updates")
+    checkpoint_every: int = _opt(1000, "steps between resumable states and release updates")
     keep_checkpoints: int = _opt(3, "how many state-*.pt files to keep")
     tensorboard: bool = _opt(False, "also log to TensorBoard (needs the tensorboard package)")
 

@@ -1,0 +1,61 @@
+"""Shared by the benchmark scripts: timing statistics, the machine description, results files."""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import statistics
+import subprocess
+import time
+from pathlib import Path
+
+RESULTS = Path(__file__).resolve().parent / "results"
+WORK = Path(os.environ.get("GANSERVE_BENCH_WORK", "/tmp/ganserve-bench"))
+
+
+def machine() -> dict:
+    try:
+        cpu = next(line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name"))
+    except (OSError, StopIteration):
+        cpu = platform.processor()
+    return {"cpu": cpu, "cores": os.cpu_count(), "python": platform.python_version(),
+            "memory_gb": round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30, 1),
+            "date": time.strftime("%Y-%m-%d")}
+
+
+def summary(values: list[float]) -> dict:
+    """Median and spread of repeated measurements."""
+    ordered = sorted(values)
+    return {"median": statistics.median(ordered), "min": ordered[0], "max": ordered[-1], "n": len(ordered)}
+
+
+def best_rate(run, count: int, repeats: int = 5, min_seconds: float = 0.3) -> list[float]:
+    """Items per second of `run()` (which processes `count` items), once per repeat; each
+    repeat loops long enough to be timed reliably."""
+    rates = []
+    for _ in range(repeats):
+        loops, start = 0, time.perf_counter()
+        while True:
+            run()
+            loops += 1
+            elapsed = time.perf_counter() - start
+            if elapsed >= min_seconds:
+                break
+        rates.append(loops * count / elapsed)
+    return rates
+
+
+def write_result(name: str, payload: dict) -> Path:
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    path = RESULTS / f"{name}.json"
+    path.write_text(json.dumps({"machine": machine(), **payload}, indent=2) + "\n")
+    return path
+
+
+def git_revision() -> str:
+    try:
+        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
+                              cwd=Path(__file__).parent).stdout.strip()
+    except OSError:
+        return "unknown"

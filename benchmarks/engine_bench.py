@@ -1,0 +1,108 @@
+"""Engine vs PyTorch eager (same weights, same threads) and vs the machine's matmul peak;
+the batch sampler vs the engine alone. Writes results/engine.json and results/sampler.json.
+
+Contenders are interleaved and repeated; every figure is a median with its spread."""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import time
+
+import numpy as np
+import torch
+
+from common import WORK, best_rate, summary, write_result
+from flops import flops_per_image
+from models import all_models
+
+BATCHES = (1, 8, 64, 256)
+
+
+def matmul_peak_gflops(threads: int, repeats: int = 5) -> list[float]:
+    """float32 matrix-multiply throughput of this machine (torch's BLAS), GFLOP/s."""
+    torch.set_num_threads(threads)
+    n = 2048
+    a, b = torch.randn(n, n), torch.randn(n, n)
+    torch.mm(a, b)
+    return [rate * 2 * n**3 / 1e9 for rate in best_rate(lambda: torch.mm(a, b), 1, repeats, 0.5)]
+
+
+def torch_graph(model_dir):
+    """The PyTorch eager generator with the same uint8 post-processing as the ONNX graph."""
+    from export.graphs import GeneratorGraph
+    from training.release import read_release
+
+    return GeneratorGraph(read_release(WORK / "runs" / model_dir.name).build_generator()).eval()
+
+
+def engine_vs_torch(models: dict, threads: int, repeats: int) -> list[dict]:
+    from serving.engine import Engine
+
+    torch.set_num_threads(threads)
+    peak = matmul_peak_gflops(threads)
+    rows = []
+    for name, folder in models.items():
+        engine = Engine(folder, device="cpu", threads=threads, max_batch=max(BATCHES))
+        graph = torch_graph(folder)
+        flops = flops_per_image(folder / "generator.onnx")
+        for batch in BATCHES:
+            z = np.random.default_rng(0).standard_normal((batch, engine.card.latent_dim), dtype=np.float32)
+            zt = torch.from_numpy(z)
+            ort_rates, torch_rates = [], []
+            for _ in range(repeats):  # interleaved
+                ort_rates += best_rate(lambda: engine.run_generator({"z": z}), batch, 1)
+                with torch.inference_mode():
+                    torch_rates += best_rate(lambda: graph(zt), batch, 1)
+            ort_s, torch_s = summary(ort_rates), summary(torch_rates)
+            rows.append({
+                "model": name, "batch": batch, "flops_per_image": flops,
+                "engine_images_per_s": ort_s, "torch_images_per_s": torch_s,
+                "speedup_vs_torch": round(ort_s["median"] / torch_s["median"], 2),
+                "engine_gflops": round(ort_s["median"] * flops / 1e9, 2),
+                "fraction_of_matmul_peak": round(ort_s["median"] * flops / 1e9 / summary(peak)["median"], 3),
+            })
+            print(f"{name:8} batch {batch:4}: engine {ort_s['median']:9.1f} img/s, torch "
+                  f"{torch_s['median']:9.1f} img/s ({rows[-1]['speedup_vs_torch']}x), "
+                  f"{rows[-1]['fraction_of_matmul_peak']:.0%} of matmul peak", flush=True)
+    return [{"matmul_peak_gflops": summary(peak), "threads": threads}, *rows]
+
+
+def sampler_vs_engine(model_dir, count: int, repeats: int) -> dict:
+    from serving.engine import Engine
+    from serving.sampler import SampleJob, run_sample
+
+    engine = Engine(model_dir, device="cpu", max_batch=256)
+    seeds = list(range(count))
+    results = {"engine": [], "png": [], "npz": []}
+    for _ in range(repeats):
+        start = time.perf_counter()
+        for i in range(0, count, 256):
+            engine.generate(seeds[i:i + 256])
+        results["engine"].append(count / (time.perf_counter() - start))
+        for fmt in ("png", "npz"):
+            out = WORK / "sampler" / fmt
+            shutil.rmtree(out, ignore_errors=True)
+            result = run_sample(engine, SampleJob(seeds=seeds, out=out, format=fmt), progress=False)
+            results[fmt].append(result["written"] / result["seconds"])
+    stats = {key: summary(values) for key, values in results.items()}
+    ratios = {f"{fmt}_vs_engine": round(stats[fmt]["median"] / stats["engine"]["median"], 3) for fmt in ("png", "npz")}
+    print(f"sampler: engine {stats['engine']['median']:.0f} img/s, png {stats['png']['median']:.0f} "
+          f"({ratios['png_vs_engine']:.0%}), npz {stats['npz']['median']:.0f} ({ratios['npz_vs_engine']:.0%})")
+    return {"model": model_dir.name, "images": count, "images_per_s": stats, **ratios}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--sampler-images", type=int, default=20_000)
+    args = parser.parse_args()
+    models = all_models()
+    rows = engine_vs_torch(models, args.threads, args.repeats)
+    write_result("engine", {"peak": rows[0], "rows": rows[1:]})
+    write_result("sampler", sampler_vs_engine(models["dcgan28"], args.sampler_images, 3))
+
+
+if __name__ == "__main__":
+    main()
