@@ -29,7 +29,7 @@ HERE = Path(__file__).resolve().parent
 BIN = Path(sys.executable).parent
 TS_VENV = Path(os.environ.get("GANSERVE_TS_VENV", "/tmp/ts-venv"))
 TS_PEER = HERE.parents[1] / "shared" / "peers" / "torchserve"
-PORTS = {"ganserve": 3101, "torchserve": 8580, "naive": 3103, "noop": 3104}
+PORTS = {"ganserve": 3101, "torchserve": 8580, "naive": 3103, "noop": 3104, "adaptive": 3105}
 
 
 class Server:
@@ -99,6 +99,11 @@ def start_servers(model_dir: Path, workers: int, threads: int, with_torchserve: 
         "noop": Server("noop", [str(BIN / "bentoml"), "serve", "noop_service:Noop", "--port", str(PORTS["noop"]),
                                 "--host", "127.0.0.1"], f"http://127.0.0.1:{PORTS['noop']}/readyz",
                        env={"GANSERVE_WORKERS": str(workers), "PYTHONPATH": str(HERE)}),
+        "adaptive": Server("adaptive", [str(BIN / "bentoml"), "serve", "adaptive_service:Adaptive", "--port",
+                                        str(PORTS["adaptive"]), "--host", "127.0.0.1"],
+                           f"http://127.0.0.1:{PORTS['adaptive']}/readyz",
+                           env={"GANSERVE_WORKERS": str(workers), "GANSERVE_THREADS": str(threads),
+                                "GANSERVE_MODEL": str(model_dir), "PYTHONPATH": str(HERE)}),
     }
     servers["naive"].ready_url = f"http://127.0.0.1:{PORTS['naive']}/ready"  # any answer means up
     if with_torchserve:
@@ -184,6 +189,7 @@ def scenarios(score_file: Path, score_type: str) -> list[dict]:
             "ganserve": (f"http://127.0.0.1:{PORTS['ganserve']}{gen}", '{"seed": %d}', None),
             "torchserve": ("http://127.0.0.1:8580/predictions/gen", '{"seed": %d}', None),
             "naive": (f"http://127.0.0.1:{PORTS['naive']}{gen}", '{"seed": %d}', None),
+            "adaptive": (f"http://127.0.0.1:{PORTS['adaptive']}{gen}", '{"seeds": [%d]}', None),
             "noop": (f"http://127.0.0.1:{PORTS['noop']}{gen}", '{"seed": %d}', None)}},
         {"endpoint": "generate n=16", "images": 16, "targets": {
             "ganserve": (f"http://127.0.0.1:{PORTS['ganserve']}{gen}", '{"seed": %d, "n": 16}', None),

@@ -56,6 +56,8 @@ class Engine:
     # --- sessions ---------------------------------------------------------------------------
     def _open(self, key: str, device: str, threads: int | None, precision: str) -> ort.InferenceSession:
         available = set(ort.get_available_providers())
+        if device != "cpu" and "CUDAExecutionProvider" in available:
+            _preload_cuda_libraries()
         providers = [p for p in PROVIDERS[device] if p in available]
         on_gpu = providers[0] != "CPUExecutionProvider"
         # float16 graphs only pay off on GPUs; on the CPU they are slower and less exact.
@@ -186,3 +188,18 @@ class Engine:
                 "provider": self.provider, "precision": self.precision, "fell_back": self.fell_back,
                 "calibration": raw["calibration"], "parity": raw.get("parity"),
                 "source": raw.get("source")}
+
+
+_cuda_preloaded = False
+
+
+def _preload_cuda_libraries() -> None:
+    """onnxruntime-gpu[cuda,cudnn] brings CUDA and cuDNN as pip packages; load them before the
+    first CUDA session so no system-wide CUDA install is needed (ONNX Runtime >= 1.21)."""
+    global _cuda_preloaded
+    if not _cuda_preloaded and hasattr(ort, "preload_dlls"):
+        try:
+            ort.preload_dlls()
+        except OSError as error:  # the provider then reports its own failure and we fall back
+            log.warning("could not preload CUDA libraries: %s", error)
+        _cuda_preloaded = True
