@@ -9,6 +9,7 @@ no web framework; the HTTP service and the batch sampler both call it.
 
 from __future__ import annotations
 
+import ctypes
 import logging
 import os
 from collections.abc import Sequence
@@ -55,10 +56,7 @@ class Engine:
 
     # --- sessions ---------------------------------------------------------------------------
     def _open(self, key: str, device: str, threads: int | None, precision: str) -> ort.InferenceSession:
-        available = set(ort.get_available_providers())
-        if device != "cpu" and "CUDAExecutionProvider" in available:
-            _preload_cuda_libraries()
-        providers = [p for p in PROVIDERS[device] if p in available]
+        providers = usable_providers(device)
         on_gpu = providers[0] != "CPUExecutionProvider"
         # float16 graphs only pay off on GPUs; on the CPU they are slower and less exact.
         use_fp16 = precision == "fp16" or (precision == "auto" and on_gpu)
@@ -75,12 +73,10 @@ class Engine:
     def _report_provider(self, device: str) -> bool:
         """Log the provider in use; warn (and return True) when it is not the one asked for:
         an explicit cuda/tensorrt that is not there, or a GPU provider that failed to start."""
-        available = ort.get_available_providers()
-        best_installed = next(p for p in PROVIDERS[device] if p in available)
-        wanted = PROVIDERS[device][0] if device in ("cuda", "tensorrt") else best_installed
+        wanted = PROVIDERS[device][0] if device in ("cuda", "tensorrt") else usable_providers(device)[0]
         if self.provider != wanted:
             log.warning("device %r: wanted %s, ONNX Runtime gave %s (installed providers: %s)", device, wanted,
-                        self.provider, ", ".join(available))
+                        self.provider, ", ".join(ort.get_available_providers()))
             return True
         log.info("ONNX Runtime provider: %s (%s graphs)", self.provider, self.precision)
         return False
@@ -190,7 +186,25 @@ class Engine:
                 "source": raw.get("source")}
 
 
+def usable_providers(device: str) -> list[str]:
+    """The providers to ask ONNX Runtime for, best first, among those installed."""
+    available = set(ort.get_available_providers())
+    if device != "cpu" and "CUDAExecutionProvider" in available:
+        _preload_cuda_libraries()
+    if device == "auto" and not _tensorrt_libraries_present():
+        available.discard("TensorrtExecutionProvider")  # onnxruntime-gpu lists it even without TensorRT
+    return [p for p in PROVIDERS[device] if p in available]
+
+
 _cuda_preloaded = False
+
+
+def _tensorrt_libraries_present() -> bool:
+    try:
+        ctypes.CDLL("libnvinfer.so.10")
+    except OSError:
+        return False
+    return True
 
 
 def _preload_cuda_libraries() -> None:

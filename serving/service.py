@@ -7,7 +7,7 @@ and /readyz turns 200 only when the engine is ready.
 
 from __future__ import annotations
 
-import json
+import logging
 import secrets
 import threading
 from pathlib import Path
@@ -29,6 +29,7 @@ from .metrics import BATCH_ROWS, IMAGES_GENERATED, IMAGES_SCORED, PROBABILITY
 from .responses import FORMATS, MEDIA_TYPES, encode_images
 from .settings import Settings
 
+log = logging.getLogger("bentoml.ganserve")  # BentoML shows its own namespace's logs
 SETTINGS = Settings.from_env()
 MODEL_IS_FOLDER = Path(SETTINGS.model).is_dir()
 
@@ -70,6 +71,8 @@ class GanService:
                                      BATCH_ROWS.labels(graph="discriminator").observe,
                                      SETTINGS.batch_wait_ms / 1000)
         self.engine = engine
+        log.info("ganserve: serving %s %s on %s (%s)%s", engine.card.name, engine.card.version, engine.provider,
+                 engine.precision, "; fell back from the device asked for" if engine.fell_back else "")
 
     def __is_ready__(self) -> bool:
         return self.engine is not None and self.engine.ready
@@ -200,7 +203,3 @@ def load_score_inputs(images: list[Path], array: list[Path], resize: bool,
         raise ServingError(f"images: {len(images)} files is more than the limit of {limit}")
     decoded = [decode_image(Path(p).read_bytes(), f"images[{i}]", shape, resize) for i, p in enumerate(images)]
     return np.stack(decoded), [f"images[{i}]" for i in range(len(images))]
-
-
-def model_card_json(engine: Engine) -> str:
-    return json.dumps(engine.info())

@@ -15,25 +15,24 @@ def to_uint8(images: torch.Tensor) -> np.ndarray:
     return scaled.to(torch.uint8).permute(0, 2, 3, 1).numpy()
 
 
-def grid(images: np.ndarray, columns: int | None = None, padding: int = 1) -> np.ndarray:
-    """Tile (N, H, W, C) uint8 images into one (rows*H, columns*W, C) image."""
-    count, height, width, channels = images.shape
+def grid(images: torch.Tensor, columns: int | None = None) -> torch.Tensor:
+    """Tile (N, C, H, W) images into one (C, rows*(H+1)+1, columns*(W+1)+1) image, with
+    1-pixel borders of the lowest value between tiles."""
+    count, channels, height, width = images.shape
     columns = columns or math.ceil(math.sqrt(count))
     rows = math.ceil(count / columns)
-    canvas = np.zeros((rows * (height + padding) + padding, columns * (width + padding) + padding, channels),
-                      dtype=np.uint8)
-    for index, image in enumerate(images):
-        top = padding + (index // columns) * (height + padding)
-        left = padding + (index % columns) * (width + padding)
-        canvas[top:top + height, left:left + width] = image
-    return canvas
+    filled = torch.full((rows * columns, channels, height + 1, width + 1), -1.0)
+    filled[:count, :, 1:, 1:] = images.detach().float().cpu()
+    tiled = filled.view(rows, columns, channels, height + 1, width + 1).permute(2, 0, 3, 1, 4)
+    tiled = tiled.reshape(channels, rows * (height + 1), columns * (width + 1))
+    return torch.nn.functional.pad(tiled, (0, 1, 0, 1), value=-1.0)
 
 
 def save_grid(images: torch.Tensor, path: Path, columns: int | None = None, min_width: int = 256) -> None:
     """Save a grid PNG, scaled up by whole pixels to at least `min_width` so small images stay visible."""
     from PIL import Image
 
-    tiled = grid(to_uint8(images), columns)
+    tiled = to_uint8(grid(images, columns)[None])[0]  # (H, W, C) uint8
     picture = Image.fromarray(tiled[:, :, 0] if tiled.shape[2] == 1 else tiled)
     scale = max(1, min_width // picture.width)
     if scale > 1:
