@@ -18,7 +18,9 @@ def register(subparsers) -> None:
     serve.add_argument("model", metavar="MODEL", help="model folder (models/NAME) or BentoML model tag")
     serve.add_argument("--port", type=int, default=3000)
     serve.add_argument("--host", default="0.0.0.0")
-    serve.add_argument("--workers", type=int, default=1, help="worker processes (default: 1)")
+    serve.add_argument("--workers", type=int, default=0,
+                       help="worker processes (default 0: one per CPU core with one ONNX Runtime thread each "
+                            "on the CPU, one on a GPU)")
     serve.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda", "tensorrt"])
     serve.add_argument("--threads", type=int, default=0, help="ONNX Runtime threads per worker (0: its default)")
     serve.add_argument("--max-images", type=int, default=64, help="most images per /generate request")
@@ -66,12 +68,13 @@ def run_serve(args) -> int:
         raise ServingError(f"MODEL: {args.model!r} is neither a model folder nor a BentoML model tag")
     else:
         reference = args.model
-    for flag, value, low in (("--port", args.port, 1), ("--workers", args.workers, 1),
+    for flag, value, low in (("--port", args.port, 1), ("--workers", args.workers, 0),
                              ("--threads", args.threads, 0), ("--max-images", args.max_images, 1)):
         if value < low:
             raise ServingError(f"{flag}: {value} is not allowed; use at least {low}")
+    workers, threads = worker_layout(args.device, args.workers, args.threads)
     env = {**os.environ, "GANSERVE_MODEL": reference, "GANSERVE_DEVICE": args.device,
-           "GANSERVE_WORKERS": str(args.workers), "GANSERVE_THREADS": str(args.threads),
+           "GANSERVE_WORKERS": str(workers), "GANSERVE_THREADS": str(threads),
            "GANSERVE_MAX_IMAGES": str(args.max_images), "GANSERVE_ACCESS_LOG": "1" if args.access_log else "0"}
     print(usage_examples(args.port), flush=True)
     bentoml = shutil.which("bentoml", path=str(Path(sys.executable).parent)) or shutil.which("bentoml")
@@ -80,6 +83,19 @@ def run_serve(args) -> int:
     os.execve(bentoml, [bentoml, "serve", "serving.service:GanService", "--host", args.host,
                         "--port", str(args.port)], env)
     return 0  # not reached
+
+
+def worker_layout(device: str, workers: int, threads: int) -> tuple[int, int]:
+    """(workers, ONNX Runtime threads per worker). On the CPU one single-threaded worker per
+    core served the most requests in benchmarks/ (the HTTP work of one request overlaps the
+    compute of another); on a GPU one worker feeds the device."""
+    if workers:
+        return workers, threads
+    from .engine import usable_providers
+
+    if usable_providers(device)[0] != "CPUExecutionProvider":
+        return 1, threads
+    return os.cpu_count() or 1, threads or 1
 
 
 def usage_examples(port: int) -> str:

@@ -125,3 +125,12 @@ def test_score_cli_prints_a_table_and_json(model_dir, tmp_path, capsys):
     assert result["p_real"] == pytest.approx(float(engine.score(engine.generate([1]))[1][0]), abs=1e-6)
     assert main(["score", str(model_dir), str(tmp_path / "a.png")]) == 0
     assert "p_real" in capsys.readouterr().out
+
+
+def test_serve_worker_layout_defaults_to_one_single_threaded_worker_per_core(monkeypatch):
+    from serving.commands import worker_layout
+
+    monkeypatch.setattr("os.cpu_count", lambda: 6)
+    assert worker_layout("cpu", 0, 0) == (6, 1)
+    assert worker_layout("auto", 0, 0) == (6, 1)  # no GPU provider on this machine
+    assert worker_layout("cpu", 3, 2) == (3, 2)  # explicit values win
