@@ -209,6 +209,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--endpoints", default="generate n=1,generate n=16,score 1 image")
     parser.add_argument("--no-torchserve", action="store_true")
+    parser.add_argument("--name", default="http", help="results file name (results/NAME.json)")
     args = parser.parse_args()
     if shutil.which("wrk") is None:
         raise SystemExit("wrk is not installed: apt-get install wrk")
@@ -252,7 +253,7 @@ def main() -> None:
                           f"(min {rps['min']:.0f}, max {rps['max']:.0f})  p99 {row['p99_ms']['median']:7.1f} ms  "
                           f"errors {row['errors']}" + (f"  batch {row.get('mean_batch_images')}" if
                                                        row.get("mean_batch_images") else ""), flush=True)
-        write_result("http", {"settings": vars(args), "model": model_dir.name, "rows": rows})
+        write_result(args.name, {"settings": vars(args), "model": model_dir.name, "rows": rows})
     finally:
         for server in servers.values():
             server.stop()
