@@ -7,7 +7,7 @@ MODEL  ?= models/digits
 RUN    ?= runs/digits
 PORT   ?= 3000
 
-.PHONY: setup test serve bench model clean
+.PHONY: setup lint test serve bench model clean
 
 setup: $(STAMP)
 
@@ -18,7 +18,10 @@ $(STAMP): pyproject.toml .ci/constraints.txt
 	$(PY) -m pip install -q -c .ci/constraints.txt -e '.[train,dev]'
 	touch $(STAMP)
 
-test: setup
+lint: setup
+	$(BIN)/ruff check training export serving tests benchmarks
+
+test: lint
 	$(PY) -m pytest -q
 
 # Trains and exports the default model (dcgan on the built-in digits) unless one exists.

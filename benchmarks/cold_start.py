@@ -14,7 +14,6 @@ from pathlib import Path
 
 import httpx
 import psutil
-
 from common import WORK, summary, write_result
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -8,7 +8,6 @@ Writes results/http.json. Needs `wrk` (Debian package) and, for TorchServe, Java
 from __future__ import annotations
 
 import argparse
-import io
 import json
 import os
 import re
@@ -20,9 +19,8 @@ import time
 from pathlib import Path
 
 import httpx
-import numpy as np
-
 from common import WORK, summary, write_result
+
 from models import trained_dcgan28
 
 HERE = Path(__file__).resolve().parent
@@ -117,7 +115,7 @@ def start_servers(model_dir: Path, workers: int, threads: int, with_torchserve: 
     for server in servers.values():
         _wait_any_answer(server) if server.name == "naive" else server.wait_ready()
     if with_torchserve:  # /ping answers before the model's workers are up
-        _wait_post(f"http://127.0.0.1:8580/predictions/gen", {"seed": 1})
+        _wait_post("http://127.0.0.1:8580/predictions/gen", {"seed": 1})
     return servers
 
 
@@ -163,7 +161,7 @@ def wrk(url: str, concurrency: int, seconds: int, body: str | None = None, body_
     threads = min(2, concurrency)
     result = subprocess.run(["wrk", "-t", str(threads), "-c", str(concurrency), "-d", f"{seconds}s", "--timeout", "10s",
                              "-s", str(HERE / "wrk.lua"), url], capture_output=True, text=True, env=env)
-    line = next((l for l in result.stdout.splitlines() if l.startswith("WRKJSON ")), None)
+    line = next((text for text in result.stdout.splitlines() if text.startswith("WRKJSON ")), None)
     if line is None:
         raise RuntimeError(f"wrk gave no result: {result.stdout[-500:]} {result.stderr[-500:]}")
     raw = json.loads(line.removeprefix("WRKJSON "))

@@ -12,7 +12,6 @@ import sys
 from pathlib import Path
 
 import numpy as np
-
 from common import WORK
 
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"

@@ -21,7 +21,8 @@ def http_table(data: dict) -> list[str]:
              f"{data['settings']['repeats']} interleaved repeats (median, with min–max of requests/s); "
              f"ganserve with {data['settings']['workers']} worker(s) x {data['settings']['threads']} "
              "ONNX Runtime thread(s).", "",
-             "| endpoint | concurrency | server | requests/s (min–max) | images/s | p50 ms | p99 ms | errors | mean batch |",
+             "| endpoint | concurrency | server | requests/s (min–max) | images/s | p50 ms | p99 ms | errors "
+             "| mean batch |",
              "|---|---|---|---|---|---|---|---|---|"]
     for row in data["rows"]:
         rps = row["requests_per_s"]
@@ -36,7 +37,8 @@ def engine_table(data: dict) -> list[str]:
     lines = ["### Engine (ONNX Runtime) vs PyTorch eager", "",
              f"Same weights, {data['peak']['threads']} threads each; float32 matmul peak measured in the same run: "
              f"{peak['median']:.1f} GFLOP/s (min {peak['min']:.1f}, max {peak['max']:.1f}).", "",
-             "| model | batch | GFLOP/image | engine images/s | PyTorch images/s | engine / PyTorch | % of matmul peak |",
+             "| model | batch | GFLOP/image | engine images/s | PyTorch images/s | engine / PyTorch "
+             "| % of matmul peak |",
              "|---|---|---|---|---|---|---|"]
     for row in data["rows"]:
         lines.append(f"| {row['model']} | {row['batch']} | {row['flops_per_image'] / 1e9:.4f} | "
@@ -58,7 +60,7 @@ def sampler_table(data: dict) -> list[str]:
 def cold_table(data: dict) -> list[str]:
     install = data["serving_install"]
     return ["### Cold start and footprint", "",
-            f"| measure | value |", "|---|---|",
+            "| measure | value |", "|---|---|",
             f"| `ganserve serve` to `/readyz` 200 ({data['model']}) | {data['seconds_to_ready']['median']:.2f} s "
             f"(min {data['seconds_to_ready']['min']:.2f}, max {data['seconds_to_ready']['max']:.2f}) |",
             f"| resident memory, all server processes | {data['resident_mb']['median']:.0f} MB |",

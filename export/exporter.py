@@ -129,7 +129,7 @@ def _export_into(folder: Path, release: Release, name: str, options: ExportOptio
         "parity": parity,
         "export": {"exporter": "torch.onnx.export(dynamo=True)", "opset": OPSET, "torch": torch.__version__,
                    "ganserve": package_version,
-                   "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")},
+                   "created": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")},
     }
     (folder / "model.json").write_text(json.dumps(card, indent=2) + "\n")
     return card

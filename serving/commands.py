@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import sys
 from pathlib import Path
@@ -64,7 +65,7 @@ def run_serve(args) -> int:
 
         open_model_folder(model)  # fail here, in one line, rather than inside the server
         reference = str(model.resolve())
-    elif "/" in args.model or not args.model.replace(":", "").replace("-", "").replace("_", "").replace(".", "").isalnum():
+    elif not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*(:[A-Za-z0-9._-]+)?", args.model):
         raise ServingError(f"MODEL: {args.model!r} is neither a model folder nor a BentoML model tag")
     else:
         reference = args.model
@@ -100,11 +101,13 @@ def worker_layout(device: str, workers: int, threads: int) -> tuple[int, int]:
 
 def usage_examples(port: int) -> str:
     base = f"http://localhost:{port}"
+    json_header = "-H 'content-type: application/json'"
     return "\n".join([
         f"ganserve: serving on {base} once /readyz answers 200. Try:",
         f"  curl -s {base}/readyz",
-        f"  curl -s -X POST {base}/generate -H 'content-type: application/json' -d '{{\"n\": 16, \"seed\": 0}}' -o grid.png",
-        f"  curl -s -X POST {base}/generate -H 'content-type: application/json' -d '{{\"seeds\": [1, 2, 3], \"format\": \"zip\"}}' -o images.zip",
+        f"  curl -s -X POST {base}/generate {json_header} -d '{{\"n\": 16, \"seed\": 0}}' -o grid.png",
+        f"  curl -s -X POST {base}/generate {json_header} -d '{{\"seeds\": [1, 2, 3], \"format\": \"zip\"}}' "
+        "-o images.zip",
         f"  curl -s -X POST {base}/score -F images=@grid.png -F resize=true",
         f"  curl -s -X POST {base}/model",
         f"  curl -s {base}/metrics | grep ganserve_",
@@ -151,8 +154,8 @@ def run_score(args) -> int:
             raise ServingError(f"IMAGES: {path} is not a file")
         images.append(decode_image(path.read_bytes(), str(path), engine.card.image_shape, args.resize))
     logits, probabilities = engine.score(np.stack(images), labels)
-    rows = [{"image": str(p), "logit": float(l), "p_real": float(q)}
-            for p, l, q in zip(args.images, logits, probabilities)]
+    rows = [{"image": str(path), "logit": float(logit), "p_real": float(p)}
+            for path, logit, p in zip(args.images, logits, probabilities)]
     if args.json:
         print(json.dumps({"model": {"name": engine.card.name, "version": engine.card.version}, "results": rows},
                          indent=2))

@@ -37,6 +37,11 @@ Seed = Annotated[int, Ge(0), Le(MAX_SEED)]
 Truncation = Annotated[float, Ge(MIN_TRUNCATION), Le(MAX_TRUNCATION)]
 Label = Annotated[int, Ge(0)]
 
+
+class NotReady(ServingError):
+    status_code = 503
+
+
 def error_response(error: ServingError) -> JSONResponse:
     return JSONResponse({"error": str(error)}, status_code=error.status_code)
 
@@ -61,9 +66,10 @@ class GanService:
         try:
             engine = Engine(folder, device=SETTINGS.device, max_batch=SETTINGS.max_batch,
                             threads=SETTINGS.threads or None)
-        except ServingError as error:
-            self.load_error = str(error)
-            raise
+        except ServingError as error:  # e.g. a file whose sha256 does not match: never served
+            self.load_error = f"the model cannot be served: {error}"
+            log.error("ganserve: %s", self.load_error)
+            return
         self.generate_batcher = Batcher(engine.run_generator, SETTINGS.max_batch, SETTINGS.max_queue,
                                         BATCH_ROWS.labels(graph="generator").observe,
                                         SETTINGS.batch_wait_ms / 1000)
@@ -79,7 +85,7 @@ class GanService:
 
     def _ready_engine(self) -> Engine:
         if self.engine is None:
-            raise ServingError(self.load_error or "the model is still loading; retry when /readyz answers 200")
+            raise NotReady(self.load_error or "the model is still loading; retry when /readyz answers 200")
         return self.engine
 
     @bentoml.api(route="/generate")

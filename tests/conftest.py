@@ -3,11 +3,18 @@
 from __future__ import annotations
 
 import gzip
+import socket
 import struct
 from pathlib import Path
 
 import numpy as np
 import pytest
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
 
 
 def write_idx(path: Path, array: np.ndarray, compress: bool = False) -> Path:

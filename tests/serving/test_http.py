@@ -120,7 +120,8 @@ def test_score_uint8_array(client, engine):
 
 @pytest.mark.parametrize("files,data,message", [
     ([("images", ("t.png", b"\x89PNG\r\n\x1a\n\0\0", "image/png"))], None, "images[0]: not a readable PNG"),
-    ([("images", ("huge.png", _png_claiming(20000, 20000), "image/png"))], None, "is too large; at most 16777216 pixels"),
+    ([("images", ("huge.png", _png_claiming(20000, 20000), "image/png"))], None,
+     "is too large; at most 16777216 pixels"),
     ([("images", ("wide.png", _png_claiming(5000, 5000), "image/png"))], None, "5000x5000: the image is too large"),
     ([("images", ("big.png", encode_png(np.zeros((9, 9, 1), np.uint8)), "image/png"))], None,
      "got a 9x9 L image; the model scores 8x8 grayscale"),

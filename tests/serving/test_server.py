@@ -5,7 +5,6 @@ import asyncio
 import io
 import os
 import re
-import socket
 import subprocess
 import sys
 import time
@@ -15,18 +14,15 @@ from pathlib import Path
 import httpx
 import pytest
 
+from tests.conftest import free_port
+
 pytestmark = pytest.mark.slow
 
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
 def server(model_dir, tmp_path_factory):
-    port = _free_port()
+    port = free_port()
     log = tmp_path_factory.mktemp("server") / "server.log"
     ganserve = Path(sys.executable).parent / "ganserve"
     with open(log, "w") as handle:
