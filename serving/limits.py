@@ -3,6 +3,7 @@
 - bounds request bodies (413 beyond the limit) before anything parses them;
 - refuses multipart text where a file is expected (BentoML would treat the text as a URL to
   download), with a 400 that says how to send a file;
+- refuses unknown JSON fields (a typo like "sead" would otherwise be ignored silently);
 - rewrites BentoML's validation errors into one message that names the field, the value
   received and what is allowed.
 """
@@ -18,9 +19,10 @@ _PART = re.compile(rb'content-disposition:[ \t]*form-data;[ \t]*name="([^"]*)"([
 
 
 class RequestGuard:
-    def __init__(self, app, max_bytes: int):
+    def __init__(self, app, max_bytes: int, fields: dict[str, set[str]] | None = None):
         self.app = app
         self.max_bytes = max_bytes
+        self.fields = fields or {}  # route -> the fields its API takes
 
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http" or scope["method"] != "POST":
@@ -41,6 +43,10 @@ class RequestGuard:
             if len(body) > self.max_bytes:
                 return await _reply(send, 413, f"request body: more than {self.max_bytes} bytes is too large "
                                                "(GANSERVE_MAX_BODY_BYTES)")
+        unknown = self._unknown_fields(scope["path"], headers.get(b"content-type", b""), body)
+        if unknown:
+            allowed = ", ".join(sorted(self.fields[scope["path"]])) or "none"
+            return await _reply(send, 400, f"{unknown[0]}: not a field of {scope['path']}; its fields are {allowed}")
         text_field = _file_field_sent_as_text(headers.get(b"content-type", b""), body)
         if text_field:
             return await _reply(send, 400, f"{text_field}: expected an uploaded file, got a text field; "
@@ -55,6 +61,15 @@ class RequestGuard:
             return {"type": "http.request", "body": body, "more_body": False}
 
         await self.app(scope, replay, _ExplainValidation(send, body))
+
+    def _unknown_fields(self, path: str, content_type: bytes, body: bytes) -> list[str]:
+        if path not in self.fields or not content_type.startswith(b"application/json") or not body.strip():
+            return []
+        try:
+            payload = json.loads(body)
+        except ValueError:
+            return []  # BentoML answers malformed JSON itself
+        return sorted(set(payload) - self.fields[path]) if isinstance(payload, dict) else []
 
 
 def _file_field_sent_as_text(content_type: bytes, body: bytes) -> str | None:

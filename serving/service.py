@@ -7,6 +7,7 @@ and /readyz turns 200 only when the engine is ready.
 
 from __future__ import annotations
 
+import inspect
 import logging
 import secrets
 import threading
@@ -155,7 +156,9 @@ class GanService:
             return error_response(error)
 
 
-GanService.add_asgi_middleware(RequestGuard, max_bytes=SETTINGS.max_body_bytes)
+GanService.add_asgi_middleware(
+    RequestGuard, max_bytes=SETTINGS.max_body_bytes,
+    fields={api.route: set(list(inspect.signature(api.func).parameters)[1:]) for api in GanService.apis.values()})
 
 
 def resolve_seeds(n: int, seed: int | None, seeds: list[int] | None) -> list[int]:

@@ -86,6 +86,7 @@ def test_omitted_seed_is_random_and_returned(client):
     ({"format": "gif"}, 400, "format: \"gif\" is not allowed"),
     ({"seeds": [1, 2], "n": 3}, 400, "n: 3 does not match the 2 seeds"),
     ({"seeds": list(range(65))}, 400, "seeds"),
+    ({"sead": 5}, 400, "sead: not a field of /generate; its fields are class_label, format, labels, n, seed"),
 ])
 def test_generate_user_errors_are_400_with_field_and_value(client, body, status, message):
     response = _post(client, "/generate", body)
