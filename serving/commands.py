@@ -41,11 +41,27 @@ def register(subparsers) -> None:
     sample.add_argument("--labels", help="class labels for conditional models, cycled over the seeds "
                                          "(e.g. 3 or 0-9); default: seed modulo the class count")
     sample.add_argument("--truncation", type=float, help="truncation psi (0.1 to 10)")
+    sample.add_argument("--keep-top", type=float, default=1.0, metavar="FRACTION",
+                        help="discriminator rejection sampling: each image is the best of 1/FRACTION candidates "
+                             "by D (e.g. 0.25: best of 4); default 1 (off)")
     sample.add_argument("--resume", action="store_true", help="skip images already written and valid")
     sample.add_argument("--workers", type=int, default=0, help="PNG encoding processes (0: one per core)")
     sample.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda", "tensorrt"])
     sample.add_argument("--no-progress", action="store_true")
     sample.set_defaults(handler=run_sample_command)
+
+    interpolate = subparsers.add_parser("interpolate", help="frames between two seeds (PNG strip or GIF)",
+                                        description="Spherical interpolation between two seeds' latents; the "
+                                                    "first and last frames are the seeds' own images.")
+    interpolate.add_argument("model", metavar="MODEL", type=Path)
+    interpolate.add_argument("--from", dest="seed_from", type=int, required=True, metavar="SEED")
+    interpolate.add_argument("--to", dest="seed_to", type=int, required=True, metavar="SEED")
+    interpolate.add_argument("--frames", type=int, default=8, help="2 to 64 (default: 8)")
+    interpolate.add_argument("--label", type=int, help="class of every frame (conditional models)")
+    interpolate.add_argument("--truncation", type=float)
+    interpolate.add_argument("--frame-ms", type=int, default=100, help="GIF: milliseconds per frame")
+    interpolate.add_argument("--out", type=Path, required=True, help="a .png (strip) or .gif (animation) file")
+    interpolate.set_defaults(handler=run_interpolate)
 
     score = subparsers.add_parser("score", help="score image files with the model's calibrated D",
                                   description="Print, per image, D's logit and the calibrated probability "
@@ -116,6 +132,7 @@ def usage_examples(port: int) -> str:
 
 def run_sample_command(args) -> int:
     from .engine import Engine
+    from .latent_paths import candidates_for
     from .latents import check_truncation
     from .sampler import SampleJob, run_sample
     from .seeds import parse_seeds, parse_shard, shard_of
@@ -131,12 +148,33 @@ def run_sample_command(args) -> int:
     engine = Engine(args.model, device=args.device, max_batch=args.batch_size)
     if labels is not None and not engine.card.num_classes:
         raise ServingError("--labels: this model is unconditional; leave --labels out")
+    candidates_for(args.keep_top, "--keep-top")  # validates it
     job = SampleJob(seeds=shard_of(seeds, index, count), out=args.out, format=args.format, labels=labels,
-                    truncation=check_truncation(args.truncation), batch_size=args.batch_size,
+                    truncation=check_truncation(args.truncation), keep_top=args.keep_top, batch_size=args.batch_size,
                     part_size=args.part_size, shard=(index, count), resume=args.resume, workers=args.workers)
     result = run_sample(engine, job, progress=not args.no_progress)
     print(f"wrote {result['written']} images ({result['skipped']} already done) to {args.out} at "
           f"{result['images_per_s']} images/s on {engine.provider}; manifest: {result['manifest']}")
+    return 0
+
+
+def run_interpolate(args) -> int:
+    from .engine import Engine
+    from .latents import check_seed
+    from .responses import encode_frames
+
+    fmt = args.out.suffix.lower().lstrip(".")
+    if fmt not in ("png", "gif"):
+        raise ServingError(f"--out: {args.out} must end in .png (a strip) or .gif (an animation)")
+    if not 20 <= args.frame_ms <= 5000:
+        raise ServingError(f"--frame-ms: {args.frame_ms} is not allowed; use 20 to 5000")
+    engine = Engine(args.model, warmup=False)
+    if args.label is not None and not engine.card.num_classes:
+        raise ServingError("--label: this model is unconditional; leave --label out")
+    frames = engine.interpolate(check_seed(args.seed_from, "--from"), check_seed(args.seed_to, "--to"), args.frames,
+                                args.label, args.truncation)
+    args.out.write_bytes(encode_frames(frames, fmt, args.frame_ms))
+    print(f"wrote {len(frames)} frames from seed {args.seed_from} to seed {args.seed_to} to {args.out}")
     return 0
 
 

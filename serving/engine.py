@@ -19,6 +19,7 @@ import numpy as np
 import onnxruntime as ort
 
 from .errors import ServingError
+from .latent_paths import candidate_latents, candidates_for, slerp
 from .latents import check_seed, check_truncation, default_labels, latents
 from .model_card import ModelCard, open_model_folder
 
@@ -152,6 +153,48 @@ class Engine:
                  for i in range(0, count, self.max_batch)]
         return np.concatenate(parts) if parts else None
 
+    def generate_best_of(self, seeds: Sequence[int], labels: Sequence[int] | None = None,
+                         truncation: float | None = None, keep_top: float = 1.0) -> tuple[np.ndarray, dict]:
+        """Discriminator rejection sampling (after Azadi et al. 2019), as best-of-K: each image
+        is the candidate D finds most real among K = 1/keep_top drawn from the seed's own
+        streams. Always returns len(seeds) images; the stats say what it cost."""
+        feeds, candidates = self.best_of_feeds(seeds, labels, truncation, keep_top)
+        images = self.run_generator(feeds)
+        logits = self.run_discriminator(scoring_feeds(images, feeds))
+        return self.pick_best(images, logits, candidates)
+
+    def best_of_feeds(self, seeds: Sequence[int], labels: Sequence[int] | None, truncation: float | None,
+                      keep_top: float) -> tuple[dict[str, np.ndarray], int]:
+        candidates = candidates_for(keep_top)
+        plain = self.generator_feeds(seeds, labels, truncation)  # validates seeds, labels, truncation
+        feeds = {"z": candidate_latents(list(seeds), self.card.latent_dim, candidates, check_truncation(truncation))}
+        if "labels" in plain:
+            feeds["labels"] = np.repeat(plain["labels"], candidates)
+        return feeds, candidates
+
+    def pick_best(self, images: np.ndarray, logits: np.ndarray, candidates: int) -> tuple[np.ndarray, dict]:
+        count = len(images) // candidates
+        best = logits.reshape(count, candidates).argmax(axis=1)
+        chosen = images.reshape(count, candidates, *images.shape[1:])[np.arange(count), best]
+        probabilities = self.probability(logits.reshape(count, candidates)[np.arange(count), best])
+        return chosen, {"candidates_drawn": int(count * candidates), "acceptance_rate": 1.0 / candidates,
+                        "chosen_candidate": best.tolist(), "p_real": probabilities.tolist()}
+
+    def interpolate(self, seed_from: int, seed_to: int, frames: int, label: int | None = None,
+                    truncation: float | None = None) -> np.ndarray:
+        """uint8 (frames, H, W, C) along the great circle between two seeds' latents; the first
+        and last frames are exactly the two seeds' own images."""
+        return self.run_generator(self.interpolation_feeds(seed_from, seed_to, frames, label, truncation))
+
+    def interpolation_feeds(self, seed_from: int, seed_to: int, frames: int, label: int | None = None,
+                            truncation: float | None = None) -> dict[str, np.ndarray]:
+        """Every frame has the same label: the exported G takes class indices, not a blend."""
+        feeds = self.generator_feeds([seed_from, seed_to], None if label is None else [label, label], truncation)
+        path = {"z": slerp(feeds["z"][0], feeds["z"][1], frames)}
+        if "labels" in feeds:
+            path["labels"] = np.full(frames, feeds["labels"][0], dtype=np.int64)
+        return path
+
     def probability(self, logits: np.ndarray) -> np.ndarray:
         a, b = self.card.calibration
         return (1.0 / (1.0 + np.exp(-(a * logits.astype(np.float64) + b)))).astype(np.float32)
@@ -184,6 +227,11 @@ class Engine:
                 "provider": self.provider, "precision": self.precision, "fell_back": self.fell_back,
                 "calibration": raw["calibration"], "parity": raw.get("parity"),
                 "source": raw.get("source")}
+
+
+def scoring_feeds(images: np.ndarray, generator_feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """D's feeds for images just generated: the same labels they were generated with."""
+    return {"images": images, **{k: v for k, v in generator_feeds.items() if k == "labels"}}
 
 
 def usable_providers(device: str) -> list[str]:

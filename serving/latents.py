@@ -37,7 +37,11 @@ def check_truncation(truncation: float | None) -> float | None:
 def latent(seed: int, latent_dim: int, truncation: float | None = None) -> np.ndarray:
     """One latent: standard normal from the seed's own stream; with truncation psi, every
     component beyond +-psi is redrawn from the same stream (a truncated normal)."""
-    rng = np.random.Generator(np.random.PCG64(seed))
+    return draw(np.random.Generator(np.random.PCG64(seed)), latent_dim, truncation)
+
+
+def draw(rng: np.random.Generator, latent_dim: int, truncation: float | None) -> np.ndarray:
+    """Standard normal from `rng`; components beyond +-truncation are redrawn from the same rng."""
     z = rng.standard_normal(latent_dim, dtype=np.float32)
     if truncation is not None:
         outside = np.abs(z) > truncation

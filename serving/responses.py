@@ -21,8 +21,20 @@ def seed_file_name(seed: int) -> str:
     return f"seed{seed:08d}.png"
 
 
+def encode_frames(frames: np.ndarray, fmt: str, frame_ms: int) -> bytes:
+    """An interpolation as one PNG strip (left to right) or a looping animated GIF."""
+    if fmt == "png":
+        return encode_png(tile(frames, columns=len(frames)))
+    from PIL import Image
+
+    pictures = [Image.fromarray(f[:, :, 0] if f.shape[2] == 1 else f) for f in frames]
+    buffer = io.BytesIO()
+    pictures[0].save(buffer, format="GIF", save_all=True, append_images=pictures[1:], duration=frame_ms, loop=0)
+    return buffer.getvalue()
+
+
 def encode_images(images: np.ndarray, seeds: list[int], labels: list[int] | None, fmt: str,
-                  model: dict) -> bytes:
+                  model: dict, extra: dict | None = None) -> bytes:
     if fmt == "png":
         return encode_png(images[0] if len(images) == 1 else tile(images))
     if fmt == "npy":
@@ -40,6 +52,6 @@ def encode_images(images: np.ndarray, seeds: list[int], labels: list[int] | None
     import json
 
     return json.dumps({
-        "model": model, "seeds": seeds, "labels": labels,
+        "model": model, "seeds": seeds, "labels": labels, **(extra or {}),
         "images": [base64.b64encode(encode_png(image)).decode("ascii") for image in images],
     }).encode()

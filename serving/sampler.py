@@ -40,6 +40,7 @@ class SampleJob:
     format: str = "png"
     labels: list[int] | None = None  # cycled over the seeds; None: the engine's default per seed
     truncation: float | None = None
+    keep_top: float = 1.0  # < 1: each image is the best of 1/keep_top candidates by D
     batch_size: int = 256
     part_size: int = 10_000
     shard: tuple[int, int] = (0, 1)
@@ -93,9 +94,14 @@ def run_sample(engine: Engine, job: SampleJob, progress: bool = True) -> dict:
 
 
 def _generate(engine: Engine, seeds: list[int], labels: list[int] | None, job: SampleJob) -> np.ndarray:
-    return np.concatenate([engine.generate(seeds[i:i + job.batch_size],
-                                           labels[i:i + job.batch_size] if labels else None, job.truncation)
-                           for i in range(0, len(seeds), job.batch_size)])
+    parts = []
+    for i in range(0, len(seeds), job.batch_size):
+        chunk, chunk_labels = seeds[i:i + job.batch_size], labels[i:i + job.batch_size] if labels else None
+        if job.keep_top < 1.0:
+            parts.append(engine.generate_best_of(chunk, chunk_labels, job.truncation, job.keep_top)[0])
+        else:
+            parts.append(engine.generate(chunk, chunk_labels, job.truncation))
+    return np.concatenate(parts)
 
 
 def _labels_for(job: SampleJob, seeds: list[int]) -> list[int] | None:

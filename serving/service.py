@@ -21,13 +21,14 @@ from pydantic import Field
 from starlette.responses import JSONResponse, Response
 
 from .batcher import Batcher
-from .engine import Engine
+from .engine import Engine, scoring_feeds
 from .errors import ServingError
 from .imaging import decode_image
+from .latent_paths import MAX_CANDIDATES, MAX_FRAMES
 from .latents import MAX_SEED, MAX_TRUNCATION, MIN_TRUNCATION
 from .limits import RequestGuard
 from .metrics import BATCH_ROWS, IMAGES_GENERATED, IMAGES_SCORED, PROBABILITY
-from .responses import FORMATS, MEDIA_TYPES, encode_images
+from .responses import FORMATS, MEDIA_TYPES, encode_frames, encode_images
 from .settings import Settings
 
 log = logging.getLogger("bentoml.ganserve")  # BentoML shows its own namespace's logs
@@ -37,6 +38,7 @@ MODEL_IS_FOLDER = Path(SETTINGS.model).is_dir()
 Seed = Annotated[int, Ge(0), Le(MAX_SEED)]
 Truncation = Annotated[float, Ge(MIN_TRUNCATION), Le(MAX_TRUNCATION)]
 Label = Annotated[int, Ge(0)]
+KeepTop = Annotated[float, Ge(1 / MAX_CANDIDATES), Le(1.0)]
 
 
 class NotReady(ServingError):
@@ -98,6 +100,8 @@ class GanService:
         class_label: Label | None = Field(None, description="one class for every image (conditional models)"),
         labels: list[Label] | None = Field(None, max_length=SETTINGS.max_images, description="a class per image"),
         truncation: Truncation | None = Field(None, description="resample latent components beyond +-psi"),
+        keep_top: KeepTop | None = Field(None, description="discriminator rejection sampling: each image is "
+                                         "the best of 1/keep_top candidates by D (0.25: best of 4)"),
         format: Literal[FORMATS] = Field("png", description="png (one image or a grid), zip, json or npy"),
     ) -> bytes:  # a Response in fact: BentoML passes it through, the annotation documents it
         """Generate images. The response carries the seeds used (X-Seeds header, or JSON)."""
@@ -105,19 +109,52 @@ class GanService:
             engine = self._ready_engine()
             seed_list = resolve_seeds(n, seed, seeds)
             label_list = resolve_labels(len(seed_list), class_label, labels, engine.card.num_classes)
-            feeds = engine.generator_feeds(seed_list, label_list, truncation)
-            images = await self.generate_batcher.submit(feeds)
+            if keep_top is None or keep_top == 1.0:
+                feeds = engine.generator_feeds(seed_list, label_list, truncation)
+                images, sampling = await self.generate_batcher.submit(feeds), {}
+            else:
+                feeds, candidates = engine.best_of_feeds(seed_list, label_list, truncation, keep_top)
+                drawn = await self.generate_batcher.submit(feeds)
+                logits = await self.score_batcher.submit(scoring_feeds(drawn, feeds))
+                images, sampling = engine.pick_best(drawn, logits, candidates)
+                feeds = {k: v[::candidates] for k, v in feeds.items()}  # one row per returned image
         except ServingError as error:
             return error_response(error)
         IMAGES_GENERATED.inc(len(images))
         used_labels = feeds["labels"].tolist() if "labels" in feeds else None
         model = {"name": engine.card.name, "version": engine.card.version}
-        body = encode_images(images, seed_list, used_labels, format, model)
+        body = encode_images(images, seed_list, used_labels, format, model, sampling)
         headers = {"X-Seeds": ",".join(map(str, seed_list)), "X-Model-Version": engine.card.version,
                    "X-Model-Name": engine.card.name}
         if used_labels is not None:
             headers["X-Labels"] = ",".join(map(str, used_labels))
+        if sampling:
+            headers["X-Candidates-Drawn"] = str(sampling["candidates_drawn"])
+            headers["X-Acceptance-Rate"] = f"{sampling['acceptance_rate']:.4g}"
         return Response(body, media_type=MEDIA_TYPES[format], headers=headers)
+
+    @bentoml.api(route="/interpolate")
+    async def interpolate(
+        self,
+        seed_from: Seed = Field(description="the first frame is this seed's image"),
+        seed_to: Seed = Field(description="the last frame is this seed's image"),
+        frames: Annotated[int, Ge(2), Le(MAX_FRAMES)] = 8,
+        class_label: Label | None = Field(None, description="the class of every frame (conditional models)"),
+        truncation: Truncation | None = None,
+        format: Literal["png", "gif"] = Field("png", description="png (a strip, left to right) or an animated gif"),
+        frame_ms: Annotated[int, Ge(20), Le(5000)] = Field(100, description="gif: milliseconds per frame"),
+    ) -> bytes:
+        """Frames along the great circle between two seeds' latents (spherical interpolation)."""
+        try:
+            engine = self._ready_engine()
+            resolve_labels(1, class_label, None, engine.card.num_classes)  # refuses labels on unconditional models
+            path = engine.interpolation_feeds(seed_from, seed_to, frames, class_label, truncation)
+            images = await self.generate_batcher.submit(path)
+        except ServingError as error:
+            return error_response(error)
+        IMAGES_GENERATED.inc(len(images))
+        return Response(encode_frames(images, format, frame_ms), media_type="image/" + format,
+                        headers={"X-Seeds": f"{seed_from},{seed_to}", "X-Model-Version": engine.card.version})
 
     @bentoml.api(route="/score")
     async def score(

@@ -86,7 +86,7 @@ def test_omitted_seed_is_random_and_returned(client):
     ({"format": "gif"}, 400, "format: \"gif\" is not allowed"),
     ({"seeds": [1, 2], "n": 3}, 400, "n: 3 does not match the 2 seeds"),
     ({"seeds": list(range(65))}, 400, "seeds"),
-    ({"sead": 5}, 400, "sead: not a field of /generate; its fields are class_label, format, labels, n, seed"),
+    ({"sead": 5}, 400, "sead: not a field of /generate; its fields are class_label, format, keep_top, labels"),
 ])
 def test_generate_user_errors_are_400_with_field_and_value(client, body, status, message):
     response = _post(client, "/generate", body)
@@ -156,3 +156,29 @@ def test_score_without_images_is_400(client):
 def test_oversized_body_is_413(client):
     response = client.post("/score", files=[("images", ("a.png", b"\0" * (3 * 1024 * 1024), "image/png"))])
     assert response.status_code == 413 and "GANSERVE_MAX_BODY_BYTES" in response.json()["error"]
+
+
+def test_generate_with_rejection_sampling_reports_its_cost(client, engine):
+    response = _post(client, "/generate", {"seeds": [4, 5], "keep_top": 0.25, "format": "json"})
+    body = response.json()
+    assert response.headers["x-candidates-drawn"] == "8" and response.headers["x-acceptance-rate"] == "0.25"
+    assert body["candidates_drawn"] == 8 and len(body["images"]) == 2
+    expected = engine.generate_best_of([4, 5], keep_top=0.25)[0]
+    npy = np.load(io.BytesIO(_post(client, "/generate", {"seeds": [4, 5], "keep_top": 0.25, "format": "npy"}).content))
+    assert np.array_equal(npy, expected)
+    assert _post(client, "/generate", {"seed": 1, "keep_top": 0}).status_code == 400
+
+
+def test_interpolate_strip_and_gif(client, engine):
+    strip = Image.open(io.BytesIO(_post(client, "/interpolate", {"seed_from": 3, "seed_to": 8, "frames": 5}).content))
+    assert strip.size == (5 * 9 + 1, 9 + 1)
+    first = np.asarray(strip)[1:9, 1:9]
+    assert np.array_equal(first, engine.generate([3])[0][:, :, 0])
+    gif = Image.open(io.BytesIO(_post(client, "/interpolate", {"seed_from": 3, "seed_to": 8, "frames": 7,
+                                                               "format": "gif"}).content))
+    assert gif.format == "GIF" and gif.n_frames == 7
+    for body, message in (({"seed_from": 1, "seed_to": 2, "frames": 1}, "frames: 1 is not allowed"),
+                          ({"seed_from": 1, "seed_to": 2, "class_label": 0}, "class_label: this model is uncond"),
+                          ({"seed_from": 1}, "seed_to")):
+        response = _post(client, "/interpolate", body)
+        assert response.status_code == 400 and message in response.json()["error"]

@@ -134,3 +134,20 @@ def test_serve_worker_layout_defaults_to_one_single_threaded_worker_per_core(mon
     assert worker_layout("cpu", 0, 0) == (6, 1)
     assert worker_layout("auto", 0, 0) == (6, 1)  # no GPU provider on this machine
     assert worker_layout("cpu", 3, 2) == (3, 2)  # explicit values win
+
+
+def test_sample_with_rejection_sampling_matches_the_engine(engine, tmp_path):
+    run_sample(engine, SampleJob(seeds=[3, 4, 5], out=tmp_path, keep_top=0.5, workers=1), progress=False)
+    expected = engine.generate_best_of([3, 4, 5], keep_top=0.5)[0]
+    assert (tmp_path / "seed00000004.png").read_bytes() == encode_png(expected[1])
+
+
+def test_interpolate_cli_writes_a_gif(model_dir, tmp_path):
+    from PIL import Image
+
+    from serving.cli import main
+
+    assert main(["interpolate", str(model_dir), "--from", "1", "--to", "2", "--frames", "5",
+                 "--out", str(tmp_path / "a.gif")]) == 0
+    assert Image.open(tmp_path / "a.gif").n_frames == 5
+    assert main(["interpolate", str(model_dir), "--from", "1", "--to", "2", "--out", str(tmp_path / "a.jpg")]) == 2
