@@ -4,7 +4,7 @@ The engine runs in this process; PNG encoding and file writing run in a pool of 
 processes, overlapped with the next engine run, so encoding is not the bottleneck.
 Outputs:
   png  one file per seed (seed00000042.png)
-  npz  parts of up to `part_size` images (images uint8 [N,H,W,C], seeds, labels)
+  npz  parts of up to `part_size` images (images uint8 [N,H,W,C], seeds, and labels when given)
   tar  parts of up to `part_size` PNGs
 Every image gets a manifest line {seed, label, file, sha256}; sha256 is of the PNG bytes
 (png, tar) or of the raw pixels (npz).
@@ -146,8 +146,8 @@ def _write_pngs(folder: Path, seeds, labels, images) -> list[dict]:
 
 def _write_npz(path: Path, seeds, labels, images) -> list[dict]:
     buffer = io.BytesIO()
-    np.savez(buffer, images=images, seeds=np.asarray(seeds, np.int64),
-             labels=np.asarray(labels if labels else [-1] * len(seeds), np.int64))
+    extra = {"labels": np.asarray(labels, np.int64)} if labels else {}
+    np.savez(buffer, images=images, seeds=np.asarray(seeds, np.int64), **extra)
     _atomic_bytes(path, buffer.getvalue())
     return [_line(seed, labels, i, path.name, image.tobytes()) for i, (seed, image) in enumerate(zip(seeds, images))]
 

@@ -45,7 +45,11 @@ def register(subparsers) -> None:
         description="Compare a run's generator with real data in the feature space of a classifier "
                     "trained on that data (cached), and print the same figures for two halves of the "
                     "real data: the floor a perfect generator would reach.")
-    evaluate.add_argument("source", type=Path, metavar="RUN_DIR|RELEASE_DIR")
+    evaluate.add_argument("source", type=Path, nargs="?", metavar="RUN_DIR|RELEASE_DIR",
+                          help="a run to evaluate (it generates its own images); or use --samples")
+    evaluate.add_argument("--samples", metavar="SPEC",
+                          help="evaluate these images instead (npz:FILE from 'ganserve sample --format npz', "
+                               "folder:DIR); needs --data")
     evaluate.add_argument("--data", help="real data (default: the data the run was trained on)")
     evaluate.add_argument("--num-samples", type=int, help="images per set (default: half the real data)")
     evaluate.add_argument("--seed", type=int, default=0)
@@ -97,21 +101,24 @@ def run_train(args) -> int:
 def run_eval(args) -> int:
     from .evaluate import evaluate
 
-    result = evaluate(args.source, args.data, args.num_samples, args.seed)
+    result = evaluate(args.source, args.data, args.num_samples, args.seed, args.samples)
     if args.json:
         print(json.dumps(result, indent=2))
         return 0
-    print(f"{result['model']} vs {result['data']} ({result['num_images']} images each; "
-          f"features: {result['feature_space']}"
-          + (f", classifier accuracy {result['classifier_accuracy']:.3f})" if result["classifier_accuracy"] else ")"))
-    print(f"  {'':<20} {'generated':>10} {'real vs real':>13}")
-    print(f"  {'Fréchet distance':<20} {result['fd']:>10.3f} {result['fd_real_vs_real']:>13.3f}"
-          f"   ({result['fd_ratio_to_floor']}x the floor)")
-    if "generated" in result:
-        generated, floor = result["generated"], result["real_vs_real"]
-        print(f"  {'classes covered':<20} {generated['classes_covered']:>7}/{generated['num_classes']:<2}"
-              f" {floor['classes_covered']:>10}/{floor['num_classes']}")
-        print(f"  {'class KL':<20} {generated['class_kl']:>10.4f} {floor['class_kl']:>13.4f}")
+    accuracy = result["classifier_accuracy"]
+    print(f"{result['model']} vs {result['data']} ({result['num_images']} images each; features: "
+          f"{result['feature_space']}" + (f", classifier accuracy {accuracy:.3f})" if accuracy else ")"))
+    generated, floor = result["generated"], result["real_vs_real"]
+    print(f"  {'':<18} {'generated':>10} {'real vs real':>13}")
+    for key, label in (("fd", "Fréchet distance"), ("kid", "KID"), ("precision", "precision"),
+                       ("recall", "recall"), ("density", "density"), ("coverage", "coverage"),
+                       ("class_kl", "class KL")):
+        if key in generated:
+            print(f"  {label:<18} {generated[key]:>10.4g} {floor[key]:>13.4g}")
+    if "classes_covered" in generated:
+        print(f"  {'classes covered':<18} {generated['classes_covered']:>7}/{generated['num_classes']:<2} "
+              f"{floor['classes_covered']:>10}/{floor['num_classes']}")
+    print(f"  Fréchet distance is {result['fd_ratio_to_floor']}x the real-vs-real floor")
     return 0
 
 

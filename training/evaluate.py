@@ -16,17 +16,16 @@ from __future__ import annotations
 
 import hashlib
 import json
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
-from scipy import linalg
 from torch import nn
 
 from .data import ImageDataset, cache_dir, load_dataset
 from .errors import ConfigError
+from .metrics import frechet_distance, kernel_inception_distance, precision_recall_density_coverage
 from .release import read_release
 
 CLASSIFIER_STEPS = 600
@@ -106,16 +105,6 @@ def _train_classifier(net: FeatureNet, data: ImageDataset, seed: int) -> float:
     return float((predictions == data.labels[held]).float().mean())
 
 
-def frechet_distance(a: np.ndarray, b: np.ndarray) -> float:
-    """FD between Gaussian fits of two feature sets (N, D)."""
-    mu_a, mu_b = a.mean(0), b.mean(0)
-    cov_a, cov_b = np.cov(a, rowvar=False), np.cov(b, rowvar=False)
-    with warnings.catch_warnings():  # near-singular covariances (dead features) are expected
-        warnings.simplefilter("ignore", linalg.LinAlgWarning)
-        root = linalg.sqrtm(cov_a @ cov_b).real
-    return float(max(np.sum((mu_a - mu_b) ** 2) + np.trace(cov_a + cov_b - 2 * root), 0.0))
-
-
 def class_figures(predicted: np.ndarray, real_labels: np.ndarray, num_classes: int) -> dict:
     real = np.bincount(real_labels, minlength=num_classes) / len(real_labels)
     seen = np.bincount(predicted, minlength=num_classes) / len(predicted)
@@ -125,40 +114,56 @@ def class_figures(predicted: np.ndarray, real_labels: np.ndarray, num_classes: i
             "class_histogram": [round(float(x), 4) for x in seen]}
 
 
-def evaluate(source: Path, data_spec: str | None = None, num_samples: int | None = None, seed: int = 0) -> dict:
-    """Evaluate a run or release folder against real data (default: the data it was trained on)."""
-    release = read_release(source)
-    config = release.config
-    spec = data_spec or config.get("dataset")
-    data = load_dataset(spec, config.get("dataset_resolution"), config.get("dataset_channels"))
-    spec_shape = (release.spec.channels, release.spec.resolution, release.spec.resolution)
-    if data.shape != spec_shape:
-        raise ConfigError(f"--data {spec!r} has images of shape {data.shape}; the model makes {spec_shape}")
+def evaluate(source: Path | None = None, data_spec: str | None = None, num_samples: int | None = None,
+             seed: int = 0, samples: str | None = None) -> dict:
+    """Evaluate a run/release folder (it generates its own images) or a set of samples
+    (`samples`: any --data spec, e.g. npz:FILE from `ganserve sample --format npz`) against
+    real data (default: the data the run was trained on)."""
+    release = read_release(source) if source is not None else None
+    if release is None and (samples is None or data_spec is None):
+        raise ConfigError("eval needs a run folder, or --samples SPEC together with --data SPEC")
+    spec = data_spec or release.config.get("dataset")
+    resolution = release.config.get("dataset_resolution") if release else None
+    channels = release.config.get("dataset_channels") if release else None
+    data = load_dataset(spec, resolution, channels)
+    generated = load_dataset(samples).images if samples else None
+    expected_shape = data.shape
+    if release is not None:
+        expected_shape = (release.spec.channels, release.spec.resolution, release.spec.resolution)
+    elif generated is not None:
+        expected_shape = tuple(generated.shape[1:])
+    if data.shape != expected_shape:
+        raise ConfigError(f"--data {spec!r} has images of shape {data.shape}; the samples are {expected_shape}")
     half = len(data) // 2
-    count = min(num_samples or half, half)
+    available = len(generated) if generated is not None else half
+    count = min(num_samples or half, half, available)
     if count < 50:
-        raise ConfigError(f"--num-samples: {count} images is too few for a Fréchet distance; use at least 50")
+        raise ConfigError(f"--num-samples: {count} images is too few to compare sets; use at least 50")
     space = feature_space(data, seed)
     order = torch.randperm(len(data), generator=torch.Generator().manual_seed(seed))
     real_a, real_b = data.images[order[:count]], data.images[order[half:half + count]]
-    generated = generate_images(release, count, seed)
-    feats_a, pred_a = space.features(real_a)
-    feats_b, _ = space.features(real_b)
-    feats_g, pred_g = space.features(generated)
+    generated = generated[:count] if generated is not None else generate_images(release, count, seed)
+    feats_a, _ = space.features(real_a)
     result = {
-        "model": str(release.path), "data": spec, "num_images": count,
+        "model": str(release.path) if release else samples, "data": spec, "num_images": count,
         "feature_space": "classifier trained on the real data" if space.trained else "untrained network (no labels)",
         "classifier_accuracy": space.accuracy,
-        "fd": round(frechet_distance(feats_a, feats_g), 4),
-        "fd_real_vs_real": round(frechet_distance(feats_a, feats_b), 4),
+        "generated": _figures(feats_a, *space.features(generated), data, space.trained),
+        "real_vs_real": _figures(feats_a, *space.features(real_b), data, space.trained),
     }
-    result["fd_ratio_to_floor"] = round(result["fd"] / max(result["fd_real_vs_real"], 1e-12), 2)
-    if space.trained:
-        labels = data.labels.numpy()
-        result["generated"] = class_figures(pred_g, labels, data.num_classes)
-        result["real_vs_real"] = class_figures(space.features(real_b)[1], labels, data.num_classes)
-        result["real_reference"] = class_figures(pred_a, labels, data.num_classes)
+    floor = result["real_vs_real"]["fd"]
+    result["fd_ratio_to_floor"] = round(result["generated"]["fd"] / max(floor, 1e-12), 2)
     return result
+
+
+def _figures(reference: np.ndarray, features: np.ndarray, predicted: np.ndarray, data: ImageDataset,
+             with_classes: bool) -> dict:
+    figures = {"fd": round(frechet_distance(reference, features), 4),
+               "kid": round(kernel_inception_distance(reference, features), 5),
+               **{k: round(v, 4) for k, v in precision_recall_density_coverage(reference, features).items()}}
+    if with_classes:
+        figures.update(class_figures(predicted, data.labels.numpy(), data.num_classes))
+    return figures
 
 
 @torch.no_grad()

@@ -5,8 +5,9 @@ import pytest
 
 from serving.cli import main
 from tests.training.helpers import tiny_config
-from training.evaluate import class_figures, frechet_distance
+from training.evaluate import class_figures
 from training.loop import train
+from training.metrics import frechet_distance, kernel_inception_distance, precision_recall_density_coverage
 
 
 def test_frechet_distance_of_a_set_with_itself_is_zero_and_of_noise_is_large():
@@ -16,6 +17,24 @@ def test_frechet_distance_of_a_set_with_itself_is_zero_and_of_noise_is_large():
     shifted = real + 3.0
     assert frechet_distance(real, shifted) == pytest.approx(8 * 9.0, rel=1e-6)  # |mu difference|^2
     assert frechet_distance(real, rng.normal(scale=5.0, size=(500, 8))) > 50
+
+
+def test_kid_is_near_zero_for_one_distribution_and_large_for_disjoint_sets():
+    rng = np.random.default_rng(1)
+    a, b = rng.normal(size=(600, 16)), rng.normal(size=(600, 16))
+    assert abs(kernel_inception_distance(a, b)) < 0.02
+    assert kernel_inception_distance(a, a + 4.0) > 1.0
+
+
+def test_precision_recall_density_coverage_on_constructed_sets():
+    rng = np.random.default_rng(2)
+    real = rng.normal(size=(400, 4))
+    same = precision_recall_density_coverage(real, real)
+    assert same["precision"] == 1.0 and same["recall"] == 1.0 and same["coverage"] == 1.0
+    far = precision_recall_density_coverage(real, real + 100.0)
+    assert far == {"precision": 0.0, "recall": 0.0, "density": 0.0, "coverage": 0.0}
+    collapsed = precision_recall_density_coverage(real, np.zeros((400, 4)) + real[0])  # one mode only
+    assert collapsed["precision"] == 1.0 and collapsed["recall"] < 0.05 and collapsed["coverage"] < 0.05
 
 
 def test_class_figures_count_covered_classes():
@@ -32,6 +51,25 @@ def test_eval_reports_figures_next_to_the_floor(tmp_path, monkeypatch, capsys):
     assert main(["eval", str(run), "--num-samples", "200", "--json"]) == 0
     result = json.loads(capsys.readouterr().out)
     assert result["num_images"] == 200 and result["classifier_accuracy"] > 0.8
-    assert result["fd"] > result["fd_real_vs_real"] > 0  # an untrained generator is far from real
-    assert result["real_vs_real"]["classes_covered"] == 10
+    generated, floor = result["generated"], result["real_vs_real"]
+    assert generated["fd"] > floor["fd"] > 0  # an untrained generator is far from real
+    assert generated["precision"] < floor["precision"] and floor["classes_covered"] == 10
     assert list((tmp_path / "cache" / "eval-classifiers").glob("*.safetensors"))  # cached for next time
+    # a set of samples instead of a run: the real data against itself is at the floor
+    np.savez(tmp_path / "real.npz", images=_digits_uint8())
+    assert main(["eval", "--samples", f"npz:{tmp_path / 'real.npz'}", "--data", "digits", "--json",
+                 "--num-samples", "200"]) == 0
+    itself = json.loads(capsys.readouterr().out)["generated"]
+    assert itself["precision"] > 0.8 and itself["classes_covered"] == 10
+
+
+def _digits_uint8() -> np.ndarray:
+    from training.data import load_dataset
+    from training.samples import to_uint8
+
+    return to_uint8(load_dataset("digits").images.flip(0))  # real digits, in another order than the halves
+
+
+def test_eval_without_a_run_needs_samples_and_data(capsys):
+    assert main(["eval", "--samples", "npz:x.npz"]) == 2
+    assert "--samples SPEC together with --data SPEC" in capsys.readouterr().err
