@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass, field
 
+from .augment import parse_policy
 from .errors import ConfigError
 
 ARCHITECTURES = ("dcgan", "mlp")
@@ -41,6 +42,7 @@ class TrainConfig:
     batch_size: int = _opt(64, "global batch: split across processes under torchrun")
     steps: int = _opt(5000, "generator updates")
     ema_decay: float = _opt(0.999, "EMA of G's weights (what gets released); 0 copies G")
+    augment: str = _opt("", "DiffAugment before D: a comma list of color, translation, cutout (empty: off)")
     # run bookkeeping
     seed: int = _opt(0, "seeds weights, data order, latents and the holdout split")
     device: str = _opt("auto", "auto | cpu | cuda")
@@ -78,6 +80,7 @@ class TrainConfig:
         for flag, value in (("--gp-weight", self.gp_weight), ("--r1-gamma", self.r1_gamma)):
             if value < 0:
                 raise ConfigError(f"{flag} must be non-negative, got {value}")
+        parse_policy(self.augment)
         if self.seed < 0:
             raise ConfigError(f"--seed must be non-negative, got {self.seed}")
         return self

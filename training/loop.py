@@ -16,6 +16,7 @@ import torch
 from tqdm import tqdm
 
 from . import distributed
+from .augment import augment, parse_policy
 from .checkpoints import load_latest_state, save_state
 from .config import TrainConfig
 from .data import ImageDataset, load_dataset, split_holdout
@@ -58,6 +59,8 @@ class Trainer:
         # Separate generators for data order and latents: the run depends on nothing else.
         self.data_rng = torch.Generator().manual_seed(config.seed + 1)
         self.latent_rng = torch.Generator().manual_seed(config.seed + 2)
+        self.augment_rng = torch.Generator().manual_seed(config.seed + 4)
+        self.policy = parse_policy(config.augment)
         fixed = torch.Generator().manual_seed(config.seed + 3)
         self.sample_z = torch.randn(SAMPLE_COUNT, config.latent_dim, generator=fixed)
         self.sample_labels = (torch.arange(SAMPLE_COUNT) % self.spec.num_classes) if self.spec.num_classes else None
@@ -74,8 +77,8 @@ class Trainer:
         z, fake_labels = self._latents(mine)
         with self._autocast():
             fake = self.G(z, fake_labels).detach()
-            real_logits = self.D(real, labels)
-            fake_logits = self.D(fake, fake_labels)
+            real_logits = self.D(self._augment(real, mine), labels)
+            fake_logits = self.D(self._augment(fake, mine), fake_labels)
             loss_d = discriminator_loss(cfg.loss, real_logits.float(), fake_logits.float())
         penalty = torch.zeros((), device=device)
         if cfg.loss == "wgan-gp":
@@ -87,13 +90,18 @@ class Trainer:
 
         z, fake_labels = self._latents(mine)
         with self._autocast():
-            loss_g = generator_loss(cfg.loss, self.D(self.G(z, fake_labels), fake_labels).float())
+            loss_g = generator_loss(cfg.loss, self.D(self._augment(self.G(z, fake_labels), mine), fake_labels).float())
         self._update(self.G, self.opt_g, loss_g)
         self.scaler.update()
         self._update_ema()
         self.step_count += 1
         return {"loss_d": loss_d.item(), "loss_g": loss_g.item(), "penalty": penalty.item(),
                 "d_real": real_logits.float().mean().item(), "d_fake": fake_logits.float().mean().item()}
+
+    def _augment(self, images: torch.Tensor, mine: slice) -> torch.Tensor:
+        if not self.policy:
+            return images
+        return augment(images, self.policy, self.augment_rng, self.config.batch_size, mine)
 
     def _latents(self, mine: slice) -> tuple[torch.Tensor, torch.Tensor | None]:
         cfg = self.config
@@ -129,6 +137,7 @@ class Trainer:
             "opt_g": self.opt_g.state_dict(), "opt_d": self.opt_d.state_dict(),
             "scaler": self.scaler.state_dict(),
             "rng": {"data": self.data_rng.get_state(), "latent": self.latent_rng.get_state(),
+                    "augment": self.augment_rng.get_state(),
                     "torch": torch.get_rng_state(),
                     "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []},
             "config": self.config.to_dict(),
@@ -144,6 +153,7 @@ class Trainer:
             self.scaler.load_state_dict(state["scaler"])
         self.data_rng.set_state(state["rng"]["data"])
         self.latent_rng.set_state(state["rng"]["latent"])
+        self.augment_rng.set_state(state["rng"]["augment"])
         torch.set_rng_state(state["rng"]["torch"])
         if state["rng"]["cuda"] and torch.cuda.is_available():
             torch.cuda.set_rng_state_all(state["rng"]["cuda"])
@@ -155,7 +165,7 @@ class Trainer:
                 "dataset": cfg.data, "dataset_resolution": cfg.resolution, "dataset_channels": cfg.channels,
                 "holdout": cfg.holdout, "seed": cfg.seed, "step": self.step_count,
                 "training": {k: getattr(cfg, k) for k in ("loss", "spectral_norm", "ema_decay", "lr_g",
-                                                          "lr_d", "batch_size", "r1_gamma")}}
+                                                          "lr_d", "batch_size", "r1_gamma", "augment")}}
 
     def sample_images(self) -> torch.Tensor:
         labels = self.sample_labels.to(self.ctx.device) if self.sample_labels is not None else None
