@@ -21,12 +21,12 @@ import numpy as np
 import torch
 
 from training import __version__ as package_version
+from training.calibration import fit_platt
 from training.data import load_dataset, split_holdout
 from training.errors import UserError
 from training.release import Release, read_release, sha256_file
 from training.samples import to_uint8
 
-from .calibration import fit_platt
 from .graphs import OPSET, DiscriminatorGraph, GeneratorGraph, export_graph
 from .verify import ExportError, Tolerance, compare, open_runtime
 

@@ -53,6 +53,9 @@ def register(subparsers) -> None:
     evaluate.add_argument("--data", help="real data (default: the data the run was trained on)")
     evaluate.add_argument("--num-samples", type=int, help="images per set (default: half the real data)")
     evaluate.add_argument("--seed", type=int, default=0)
+    evaluate.add_argument("--report", type=Path, metavar="DIR",
+                          help="also write DIR/report.md with the sample grid, loss curves, D's calibrated "
+                               "probability on real vs generated images, and FD against truncation")
     evaluate.add_argument("--json", action="store_true", help="print JSON")
     evaluate.set_defaults(handler=run_eval)
 
@@ -101,7 +104,7 @@ def run_train(args) -> int:
 def run_eval(args) -> int:
     from .evaluate import evaluate
 
-    result = evaluate(args.source, args.data, args.num_samples, args.seed, args.samples)
+    result = evaluate(args.source, args.data, args.num_samples, args.seed, args.samples, args.report)
     if args.json:
         print(json.dumps(result, indent=2))
         return 0
@@ -119,6 +122,8 @@ def run_eval(args) -> int:
         print(f"  {'classes covered':<18} {generated['classes_covered']:>7}/{generated['num_classes']:<2} "
               f"{floor['classes_covered']:>10}/{floor['num_classes']}")
     print(f"  Fréchet distance is {result['fd_ratio_to_floor']}x the real-vs-real floor")
+    if "report" in result:
+        print(f"  report: {result['report']}")
     return 0
 
 

@@ -27,6 +27,7 @@ from .data import ImageDataset, cache_dir, load_dataset
 from .errors import ConfigError
 from .metrics import frechet_distance, kernel_inception_distance, precision_recall_density_coverage
 from .release import read_release
+from .samples import generate
 
 CLASSIFIER_STEPS = 600
 FEATURES = 128
@@ -115,7 +116,7 @@ def class_figures(predicted: np.ndarray, real_labels: np.ndarray, num_classes: i
 
 
 def evaluate(source: Path | None = None, data_spec: str | None = None, num_samples: int | None = None,
-             seed: int = 0, samples: str | None = None) -> dict:
+             seed: int = 0, samples: str | None = None, report: Path | None = None) -> dict:
     """Evaluate a run/release folder (it generates its own images) or a set of samples
     (`samples`: any --data spec, e.g. npz:FILE from `ganserve sample --format npz`) against
     real data (default: the data the run was trained on)."""
@@ -142,7 +143,7 @@ def evaluate(source: Path | None = None, data_spec: str | None = None, num_sampl
     space = feature_space(data, seed)
     order = torch.randperm(len(data), generator=torch.Generator().manual_seed(seed))
     real_a, real_b = data.images[order[:count]], data.images[order[half:half + count]]
-    generated = generated[:count] if generated is not None else generate_images(release, count, seed)
+    generated = generated[:count] if generated is not None else generate(release, count, seed + 10_000)
     feats_a, _ = space.features(real_a)
     result = {
         "model": str(release.path) if release else samples, "data": spec, "num_images": count,
@@ -153,6 +154,12 @@ def evaluate(source: Path | None = None, data_spec: str | None = None, num_sampl
     }
     floor = result["real_vs_real"]["fd"]
     result["fd_ratio_to_floor"] = round(result["generated"]["fd"] / max(floor, 1e-12), 2)
+    if report is not None:
+        if release is None:
+            raise ConfigError("--report needs a run folder (it plots the run's losses and samples its G)")
+        from .report import write_report
+
+        result["report"] = str(write_report(report, release, result, space, real_a, real_b, seed))
     return result
 
 
@@ -164,13 +171,3 @@ def _figures(reference: np.ndarray, features: np.ndarray, predicted: np.ndarray,
     if with_classes:
         figures.update(class_figures(predicted, data.labels.numpy(), data.num_classes))
     return figures
-
-
-@torch.no_grad()
-def generate_images(release, count: int, seed: int) -> torch.Tensor:
-    generator = release.build_generator()
-    rng = torch.Generator().manual_seed(seed + 10_000)
-    z = torch.randn(count, release.spec.latent_dim, generator=rng)
-    labels = torch.randint(release.spec.num_classes, (count,), generator=rng) if release.spec.num_classes else None
-    return torch.cat([generator(z[i:i + 512], labels[i:i + 512] if labels is not None else None)
-                      for i in range(0, count, 512)])

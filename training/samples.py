@@ -39,3 +39,21 @@ def save_grid(images: torch.Tensor, path: Path, columns: int | None = None, min_
         picture = picture.resize((picture.width * scale, picture.height * scale), Image.Resampling.NEAREST)
     path.parent.mkdir(parents=True, exist_ok=True)
     picture.save(path)
+
+
+@torch.no_grad()
+def generate(release, count: int, seed: int, truncation: float | None = None) -> torch.Tensor:
+    """(count, C, H, W) images from a release's G for latents drawn from `seed`; with
+    `truncation`, latent components beyond +-truncation are redrawn. Conditional models get
+    uniformly drawn labels."""
+    generator = release.build_generator()
+    rng = torch.Generator().manual_seed(seed)
+    z = torch.randn(count, release.spec.latent_dim, generator=rng)
+    if truncation is not None:
+        outside = z.abs() > truncation
+        while outside.any():
+            z[outside] = torch.randn(int(outside.sum()), generator=rng)
+            outside = z.abs() > truncation
+    labels = torch.randint(release.spec.num_classes, (count,), generator=rng) if release.spec.num_classes else None
+    return torch.cat([generator(z[i:i + 512], labels[i:i + 512] if labels is not None else None)
+                      for i in range(0, count, 512)])

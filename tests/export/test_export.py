@@ -89,7 +89,7 @@ def test_calibration_gives_probabilities_and_auroc(tmp_path):
 
 
 def test_platt_fit_on_separable_scores():
-    from export.calibration import fit_platt
+    from training.calibration import fit_platt
 
     rng = np.random.default_rng(0)
     fit = fit_platt(rng.normal(2, 1, 500), rng.normal(-2, 1, 500))

@@ -73,3 +73,16 @@ def _digits_uint8() -> np.ndarray:
 def test_eval_without_a_run_needs_samples_and_data(capsys):
     assert main(["eval", "--samples", "npz:x.npz"]) == 2
     assert "--samples SPEC together with --data SPEC" in capsys.readouterr().err
+
+
+def test_eval_report_writes_the_page_and_its_plots(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("GANSERVE_CACHE", str(tmp_path / "cache"))
+    run = tmp_path / "run"
+    train(tiny_config(steps=3, checkpoint_every=3), run, progress=False)
+    assert main(["eval", str(run), "--num-samples", "100", "--report", str(tmp_path / "report")]) == 0
+    assert "report:" in capsys.readouterr().out
+    files = {p.name for p in (tmp_path / "report").iterdir()}
+    assert {"report.md", "samples.png", "losses.png", "d_probability.png", "fd_truncation.png"} <= files
+    page = (tmp_path / "report" / "report.md").read_text()
+    result = json.loads((tmp_path / "report" / "result.json").read_text())
+    assert f"| fd | {result['generated']['fd']} |" in page and "![samples](samples.png)" in page
