@@ -49,6 +49,9 @@ class TrainConfig:
     amp: bool = _opt(True, "mixed precision (CUDA only; ignored on CPU)")
     log_every: int = _opt(50, "steps between metrics.jsonl records")
     sample_every: int = _opt(500, "steps between sample grids (samples/step-N.png)")
+    eval_every: int = _opt(0, "steps between evaluations (FD, precision/recall...) logged to metrics.jsonl; the "
+                              "best FD so far is kept in release-best/ (0: off)")
+    eval_samples: int = _opt(1000, "images per evaluation (at most the training set's size)")
     checkpoint_every: int = _opt(1000, "steps between resumable states and release updates")
     keep_checkpoints: int = _opt(3, "how many state-*.pt files to keep")
     tensorboard: bool = _opt(False, "also log to TensorBoard (needs the tensorboard package)")
@@ -68,7 +71,7 @@ class TrainConfig:
                             ("--batch-size", self.batch_size), ("--steps", self.steps),
                             ("--log-every", self.log_every), ("--sample-every", self.sample_every),
                             ("--checkpoint-every", self.checkpoint_every),
-                            ("--keep-checkpoints", self.keep_checkpoints)):
+                            ("--keep-checkpoints", self.keep_checkpoints), ("--eval-samples", self.eval_samples)):
             if value < 1:
                 raise ConfigError(f"{flag} must be a positive integer, got {value}")
         for flag, value in (("--lr-g", self.lr_g), ("--lr-d", self.lr_d)):
@@ -81,6 +84,8 @@ class TrainConfig:
             if value < 0:
                 raise ConfigError(f"{flag} must be non-negative, got {value}")
         parse_policy(self.augment)
+        if self.eval_every < 0:
+            raise ConfigError(f"--eval-every must be 0 (off) or a positive number of steps, got {self.eval_every}")
         if self.seed < 0:
             raise ConfigError(f"--seed must be non-negative, got {self.seed}")
         return self

@@ -171,3 +171,27 @@ def _figures(reference: np.ndarray, features: np.ndarray, predicted: np.ndarray,
     if with_classes:
         figures.update(class_figures(predicted, data.labels.numpy(), data.num_classes))
     return figures
+
+
+class RunEvaluator:
+    """Evaluation during training (`--eval-every`): the same feature space and figures as
+    `ganserve eval`, on a fixed set of real images and fixed latents, so steps compare."""
+
+    def __init__(self, data: ImageDataset, count: int, seed: int = 0):
+        self.space = feature_space(data, seed)
+        order = torch.randperm(len(data), generator=torch.Generator().manual_seed(seed))
+        self.reference, _ = self.space.features(data.images[order[:count]])
+        self.count, self.data, self.seed = min(count, len(data)), data, seed
+
+    @torch.no_grad()
+    def __call__(self, generator: nn.Module, latent_dim: int, num_classes: int) -> dict:
+        rng = torch.Generator().manual_seed(self.seed + 20_000)
+        z = torch.randn(self.count, latent_dim, generator=rng)
+        labels = torch.randint(num_classes, (self.count,), generator=rng) if num_classes else None
+        device = next(generator.parameters()).device
+        images = torch.cat([
+            generator(z[i:i + 512].to(device), None if labels is None else labels[i:i + 512].to(device)).float().cpu()
+            for i in range(0, self.count, 512)])
+        figures = _figures(self.reference, *self.space.features(images), self.data, self.space.trained)
+        figures.pop("class_histogram", None)
+        return figures

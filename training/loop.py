@@ -201,6 +201,12 @@ def _train(config: TrainConfig, run_dir: Path, resume: bool, progress: bool, ctx
     writer = _tensorboard(run_dir) if config.tensorboard and ctx.is_main else None
     bar = tqdm(total=config.steps, initial=trainer.step_count, disable=not (progress and ctx.is_main),
                unit="step", dynamic_ncols=True)
+    evaluator = None
+    if config.eval_every and ctx.is_main:
+        from .evaluate import RunEvaluator
+
+        evaluator = RunEvaluator(train_set, config.eval_samples, config.seed)
+    best_fd = _best_fd(run_dir / "metrics.jsonl") if resume else float("inf")
     window_start, window_steps = time.perf_counter(), 0
     while trainer.step_count < config.steps:
         losses = trainer.step()
@@ -221,6 +227,17 @@ def _train(config: TrainConfig, run_dir: Path, resume: bool, progress: bool, ctx
             window_start, window_steps = time.perf_counter(), 0
         if ctx.is_main and (step % config.sample_every == 0 or step == config.steps):
             save_grid(trainer.sample_images(), run_dir / "samples" / f"step-{step:08d}.png", columns=8)
+        if config.eval_every and step % config.eval_every == 0:
+            if evaluator is not None:
+                figures = evaluator(trainer.G_ema, trainer.spec.latent_dim, trainer.spec.num_classes)
+                _append_jsonl(run_dir / "metrics.jsonl", {"step": step, "eval": figures})
+                bar.write(f"step {step}: FD {figures['fd']:.3f}, precision {figures['precision']:.3f}, "
+                          f"recall {figures['recall']:.3f}")
+                if figures["fd"] < best_fd:
+                    best_fd = figures["fd"]
+                    write_release(run_dir / "release-best", trainer.G_ema, trainer.D, trainer.spec,
+                                  {**trainer.release_metadata(), "eval": figures})
+            distributed.barrier(ctx)
         if step % config.checkpoint_every == 0 or step == config.steps:
             if ctx.is_main:
                 save_state(run_dir, step, trainer.state_dict(), config.keep_checkpoints)
@@ -231,6 +248,14 @@ def _train(config: TrainConfig, run_dir: Path, resume: bool, progress: bool, ctx
     if writer:
         writer.close()
     return run_dir / "release"
+
+
+def _best_fd(metrics: Path) -> float:
+    """The best evaluated FD of a run so far (so a resumed run keeps release-best honest)."""
+    if not metrics.is_file():
+        return float("inf")
+    scores = [json.loads(line)["eval"]["fd"] for line in metrics.read_text().splitlines() if '"eval"' in line]
+    return min(scores, default=float("inf"))
 
 
 def _append_jsonl(path: Path, record: dict) -> None:

@@ -86,3 +86,16 @@ def test_eval_report_writes_the_page_and_its_plots(tmp_path, monkeypatch, capsys
     page = (tmp_path / "report" / "report.md").read_text()
     result = json.loads((tmp_path / "report" / "result.json").read_text())
     assert f"| fd | {result['generated']['fd']} |" in page and "![samples](samples.png)" in page
+
+
+def test_training_evaluates_every_n_steps_and_keeps_the_best_release(tmp_path, monkeypatch):
+    from training.release import read_release
+
+    monkeypatch.setenv("GANSERVE_CACHE", str(tmp_path / "cache"))
+    run = tmp_path / "run"
+    train(tiny_config(steps=4, eval_every=2, eval_samples=100, checkpoint_every=4), run, progress=False)
+    evals = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines() if '"eval"' in line]
+    assert [e["step"] for e in evals] == [2, 4]
+    best = min(evals, key=lambda e: e["eval"]["fd"])
+    release = read_release(run / "release-best")
+    assert release.config["step"] == best["step"] and release.config["eval"]["fd"] == best["eval"]["fd"]
