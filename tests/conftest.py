@@ -17,6 +17,25 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+def wait_for_ok(url: str, process, timeout: float = 90.0, log: Path | None = None) -> None:
+    """Poll `url` until it answers 200; fail with the server's log if the process dies or time runs out."""
+    import time
+
+    import httpx
+
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        try:
+            if httpx.get(url, timeout=1).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        if process.poll() is not None:
+            pytest.fail(f"server exited: {log.read_text()[-3000:] if log else ''}")
+        time.sleep(0.2)
+    pytest.fail(f"{url} not 200 within {timeout} s: {log.read_text()[-3000:] if log else ''}")
+
+
 def write_idx(path: Path, array: np.ndarray, compress: bool = False) -> Path:
     """Write a uint8 array in the IDX format (the MNIST files' format)."""
     header = bytes([0, 0, 0x08, array.ndim]) + struct.pack(f">{array.ndim}I", *array.shape)

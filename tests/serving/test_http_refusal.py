@@ -12,7 +12,7 @@ import httpx
 import pytest
 
 from serving.cli import main
-from tests.conftest import free_port
+from tests.conftest import free_port, wait_for_ok
 
 
 @pytest.fixture
@@ -35,13 +35,7 @@ def test_service_refuses_a_model_whose_hash_does_not_match(damaged_model, tmp_pa
                                stderr=subprocess.STDOUT, cwd=Path(__file__).resolve().parents[2])
     base = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.time() + 60
-        while time.time() < deadline:
-            try:
-                if httpx.get(base + "/livez", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                time.sleep(0.2)
+        wait_for_ok(base + "/livez", process)
         time.sleep(1.0)  # loading (and refusing) happens in a background thread
         assert httpx.get(base + "/readyz", timeout=5).status_code == 503
         response = httpx.post(base + "/generate", json={"seed": 1}, timeout=5)

@@ -7,14 +7,13 @@ import os
 import re
 import subprocess
 import sys
-import time
 import zipfile
 from pathlib import Path
 
 import httpx
 import pytest
 
-from tests.conftest import free_port
+from tests.conftest import free_port, wait_for_ok
 
 pytestmark = pytest.mark.slow
 
@@ -31,17 +30,7 @@ def server(model_dir, tmp_path_factory):
                                    env={**os.environ, "BENTOML_HOME": str(tmp_path_factory.mktemp("bentoml"))})
     base = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.time() + 90
-        while time.time() < deadline:
-            try:
-                if httpx.get(base + "/readyz", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            assert process.poll() is None, log.read_text()[-3000:]
-            time.sleep(0.3)
-        else:
-            pytest.fail("server not ready in 90 s:\n" + log.read_text()[-3000:])
+        wait_for_ok(base + "/readyz", process, log=log)
         yield base
     finally:
         process.terminate()
