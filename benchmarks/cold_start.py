@@ -14,6 +14,7 @@ from pathlib import Path
 
 import httpx
 import psutil
+
 from common import WORK, summary, write_result
 
 ROOT = Path(__file__).resolve().parents[1]

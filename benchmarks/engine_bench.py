@@ -11,9 +11,9 @@ import time
 
 import numpy as np
 import torch
+
 from common import WORK, best_rate, summary, write_result
 from flops import flops_per_image
-
 from models import all_models
 
 BATCHES = (1, 8, 64, 256)

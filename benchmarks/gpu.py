@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+
 from common import summary, write_result
 
 BATCHES = (1, 8, 64, 256, 1024)

@@ -19,8 +19,8 @@ import time
 from pathlib import Path
 
 import httpx
-from common import WORK, summary, write_result
 
+from common import WORK, summary, write_result
 from models import trained_dcgan28
 
 HERE = Path(__file__).resolve().parent

@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+
 from common import WORK
 
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
