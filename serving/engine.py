@@ -62,6 +62,9 @@ class Engine:
         # float16 graphs only pay off on GPUs; on the CPU they are slower and less exact.
         use_fp16 = precision == "fp16" or (precision == "auto" and on_gpu)
         path = (use_fp16 and self.card.graph_path(f"{key}_fp16")) or self.card.graph_path(key)
+        if use_fp16 and not path.name.endswith(".fp16.onnx"):
+            log.log(logging.WARNING if precision == "fp16" else logging.INFO,
+                    "no float16 %s graph in %s (export with --fp16); using float32", key, self.card.path)
         if key == "generator":
             self._generator_path = path
         options = ort.SessionOptions()
@@ -224,7 +227,8 @@ class Engine:
                           "layout": "NHWC"},
                 "latent_dim": self.card.latent_dim, "num_classes": self.card.num_classes,
                 "class_names": raw.get("class_names"),
-                "provider": self.provider, "precision": self.precision, "fell_back": self.fell_back,
+                "device_requested": self.requested_device, "provider": self.provider,
+                "precision": self.precision, "fell_back": self.fell_back,
                 "calibration": raw["calibration"], "parity": raw.get("parity"),
                 "source": raw.get("source")}
 
