@@ -7,6 +7,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import os
 import re
 import sys
 from pathlib import Path
@@ -21,7 +22,8 @@ def register(subparsers) -> None:
     train = subparsers.add_parser(
         "train", help="train a GAN into a run folder (resumable states + release/)",
         description="Train a GAN. With no options: dcgan on the built-in digits. "
-                    "Scale out with: torchrun --nproc-per-node N -m training.cli ...")
+                    "Scale out with the same command under torchrun: "
+                    "torchrun --nproc-per-node N $(which ganserve) train ...")
     for field in dataclasses.fields(TrainConfig):
         flag = "--" + field.name.replace("_", "-")
         help_text = field.metadata.get("help") or None
@@ -97,7 +99,8 @@ def run_train(args) -> int:
     from .loop import train
 
     release = train(config, run_dir, resume=bool(args.resume), progress=not args.no_progress)
-    print(f"release written to {release}; next: ganserve export {run_dir} --out models/NAME")
+    if os.environ.get("RANK", "0") == "0":  # under torchrun, one process speaks
+        print(f"release written to {release}; next: ganserve export {run_dir} --out models/NAME")
     return 0
 
 
