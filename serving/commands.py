@@ -44,6 +44,10 @@ def register(subparsers) -> None:
     sample.add_argument("--keep-top", type=float, default=1.0, metavar="FRACTION",
                         help="discriminator rejection sampling: each image is the best of 1/FRACTION candidates "
                              "by D (e.g. 0.25: best of 4); default 1 (off)")
+    sample.add_argument("--drs-accept", type=float, metavar="RATE",
+                        help="discriminator rejection sampling (Azadi et al. 2019) at this acceptance rate")
+    sample.add_argument("--drs-max-candidates", type=int, default=16, metavar="N",
+                        help="with --drs-accept: most candidates per image (default: 16)")
     sample.add_argument("--resume", action="store_true", help="skip images already written and valid")
     sample.add_argument("--workers", type=int, default=0, help="PNG encoding processes (0: one per core)")
     sample.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda", "tensorrt"])
@@ -134,6 +138,7 @@ def run_sample_command(args) -> int:
     from .engine import Engine
     from .latent_paths import candidates_for
     from .latents import check_truncation
+    from .rejection import check_rejection
     from .sampler import SampleJob, run_sample
     from .seeds import parse_seeds, parse_shard, shard_of
 
@@ -149,8 +154,13 @@ def run_sample_command(args) -> int:
     if labels is not None and not engine.card.num_classes:
         raise ServingError("--labels: this model is unconditional; leave --labels out")
     candidates_for(args.keep_top, "--keep-top")  # validates it
+    if args.drs_accept is not None:
+        check_rejection(args.drs_accept, args.drs_max_candidates, "--drs-accept")
+        if args.keep_top != 1.0:
+            raise ServingError("--drs-accept: give --keep-top or --drs-accept, not both")
     job = SampleJob(seeds=shard_of(seeds, index, count), out=args.out, format=args.format, labels=labels,
-                    truncation=check_truncation(args.truncation), keep_top=args.keep_top, batch_size=args.batch_size,
+                    truncation=check_truncation(args.truncation), keep_top=args.keep_top,
+                    drs_accept=args.drs_accept, drs_max_candidates=args.drs_max_candidates, batch_size=args.batch_size,
                     part_size=args.part_size, shard=(index, count), resume=args.resume, workers=args.workers)
     result = run_sample(engine, job, progress=not args.no_progress)
     print(f"wrote {result['written']} images ({result['skipped']} already done) to {args.out} at "

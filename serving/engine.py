@@ -9,6 +9,7 @@ no web framework; the HTTP service and the batch sampler both call it.
 
 from __future__ import annotations
 
+import asyncio
 import ctypes
 import logging
 import os
@@ -22,6 +23,7 @@ from .errors import ServingError
 from .latent_paths import candidate_latents, candidates_for, slerp
 from .latents import check_seed, check_truncation, default_labels, latents
 from .model_card import ModelCard, open_model_folder
+from .rejection import BURN_IN_COUNT, BURN_IN_SEED, AcceptanceRule, check_rejection, rejection_sample
 
 log = logging.getLogger("ganserve.engine")
 DEVICES = ("auto", "cpu", "cuda", "tensorrt")
@@ -51,6 +53,7 @@ class Engine:
         self.provider = self._generator.get_providers()[0]
         self.precision = "fp16" if self._generator_path.name.endswith(".fp16.onnx") else "fp32"
         self.fell_back = self._report_provider(device)
+        self._rules: dict = {}  # (rate, truncation) -> AcceptanceRule, fitted on first use
         self.ready = False
         if warmup:
             self.warm_up()
@@ -182,6 +185,34 @@ class Engine:
         probabilities = self.probability(logits.reshape(count, candidates)[np.arange(count), best])
         return chosen, {"candidates_drawn": int(count * candidates), "acceptance_rate": 1.0 / candidates,
                         "chosen_candidate": best.tolist(), "p_real": probabilities.tolist()}
+
+    def rejection_rule(self, rate: float, truncation: float | None = None) -> AcceptanceRule:
+        """The acceptance rule for a target rate, fitted once on a fixed burn-in set."""
+        key = (rate, truncation)
+        if key not in self._rules:
+            seeds = range(BURN_IN_SEED, BURN_IN_SEED + BURN_IN_COUNT)
+            feeds = self.generator_feeds(seeds, None, truncation)
+            logits = self.run_discriminator(scoring_feeds(self.run_generator(feeds), feeds))
+            self._rules[key] = AcceptanceRule.fit(logits, rate)
+        return self._rules[key]
+
+    def generate_rejection(self, seeds: Sequence[int], labels: Sequence[int] | None = None,
+                           truncation: float | None = None, rate: float = 0.25,
+                           max_candidates: int = 16) -> tuple[np.ndarray, dict]:
+        """Discriminator rejection sampling (serving/rejection.py); returns images and stats."""
+        check_rejection(rate, max_candidates)
+        feeds = self.generator_feeds(seeds, labels, truncation)  # validates seeds, labels, truncation
+
+        async def generate(f):
+            return self.run_generator(f)
+
+        async def score(f):
+            return self.run_discriminator(f)
+
+        result = asyncio.run(rejection_sample(list(seeds), feeds.get("labels"), check_truncation(truncation),
+                                              self.rejection_rule(rate, truncation), rate, max_candidates,
+                                              self.card.latent_dim, generate, score))
+        return result.images, result.stats()
 
     def interpolate(self, seed_from: int, seed_to: int, frames: int, label: int | None = None,
                     truncation: float | None = None) -> np.ndarray:

@@ -41,6 +41,8 @@ class SampleJob:
     labels: list[int] | None = None  # cycled over the seeds; None: the engine's default per seed
     truncation: float | None = None
     keep_top: float = 1.0  # < 1: each image is the best of 1/keep_top candidates by D
+    drs_accept: float | None = None  # discriminator rejection sampling at this acceptance rate
+    drs_max_candidates: int = 16
     batch_size: int = 256
     part_size: int = 10_000
     shard: tuple[int, int] = (0, 1)
@@ -97,7 +99,10 @@ def _generate(engine: Engine, seeds: list[int], labels: list[int] | None, job: S
     parts = []
     for i in range(0, len(seeds), job.batch_size):
         chunk, chunk_labels = seeds[i:i + job.batch_size], labels[i:i + job.batch_size] if labels else None
-        if job.keep_top < 1.0:
+        if job.drs_accept is not None:
+            parts.append(engine.generate_rejection(chunk, chunk_labels, job.truncation, job.drs_accept,
+                                                   job.drs_max_candidates)[0])
+        elif job.keep_top < 1.0:
             parts.append(engine.generate_best_of(chunk, chunk_labels, job.truncation, job.keep_top)[0])
         else:
             parts.append(engine.generate(chunk, chunk_labels, job.truncation))

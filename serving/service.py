@@ -7,6 +7,7 @@ and /readyz turns 200 only when the engine is ready.
 
 from __future__ import annotations
 
+import asyncio
 import inspect
 import logging
 import secrets
@@ -28,6 +29,7 @@ from .latent_paths import MAX_CANDIDATES, MAX_FRAMES
 from .latents import MAX_SEED, MAX_TRUNCATION, MIN_TRUNCATION
 from .limits import RequestGuard
 from .metrics import BATCH_ROWS, IMAGES_GENERATED, IMAGES_SCORED, PROBABILITY
+from .rejection import rejection_sample
 from .responses import FORMATS, MEDIA_TYPES, encode_frames, encode_images
 from .settings import Settings
 
@@ -100,8 +102,12 @@ class GanService:
         class_label: Label | None = Field(None, description="one class for every image (conditional models)"),
         labels: list[Label] | None = Field(None, max_length=SETTINGS.max_images, description="a class per image"),
         truncation: Truncation | None = Field(None, description="resample latent components beyond +-psi"),
-        keep_top: KeepTop | None = Field(None, description="discriminator rejection sampling: each image is "
-                                         "the best of 1/keep_top candidates by D (0.25: best of 4)"),
+        keep_top: KeepTop | None = Field(None, description="discriminator-guided: each image is the best of "
+                                         "1/keep_top candidates by D (0.25: best of 4)"),
+        drs_accept: KeepTop | None = Field(None, description="discriminator rejection sampling (Azadi et al.) "
+                                           "at this acceptance rate, e.g. 0.25"),
+        drs_max_candidates: Annotated[int, Ge(1), Le(MAX_CANDIDATES)] = Field(
+            16, description="with drs_accept: most candidates per image before the best so far is returned"),
         format: Literal[FORMATS] = Field("png", description="png (one image or a grid), zip, json or npy"),
     ) -> bytes:  # a Response in fact: BentoML passes it through, the annotation documents it
         """Generate images. The response carries the seeds used (X-Seeds header, or JSON)."""
@@ -109,7 +115,13 @@ class GanService:
             engine = self._ready_engine()
             seed_list = resolve_seeds(n, seed, seeds)
             label_list = resolve_labels(len(seed_list), class_label, labels, engine.card.num_classes)
-            if keep_top is None or keep_top == 1.0:
+            if keep_top is not None and drs_accept is not None:
+                raise ServingError("drs_accept: give keep_top or drs_accept, not both")
+            if drs_accept is not None:
+                feeds = engine.generator_feeds(seed_list, label_list, truncation)
+                images, sampling = await self._rejection_sample(engine, seed_list, feeds, truncation, drs_accept,
+                                                                drs_max_candidates)
+            elif keep_top is None or keep_top == 1.0:
                 feeds = engine.generator_feeds(seed_list, label_list, truncation)
                 images, sampling = await self.generate_batcher.submit(feeds), {}
             else:
@@ -132,6 +144,16 @@ class GanService:
             headers["X-Candidates-Drawn"] = str(sampling["candidates_drawn"])
             headers["X-Acceptance-Rate"] = f"{sampling['acceptance_rate']:.4g}"
         return Response(body, media_type=MEDIA_TYPES[format], headers=headers)
+
+    async def _rejection_sample(self, engine: Engine, seeds: list[int], feeds: dict, truncation: float | None,
+                                rate: float, max_candidates: int) -> tuple[np.ndarray, dict]:
+        loop = asyncio.get_running_loop()
+        # fitted once per rate on a fixed burn-in set; off the event loop, it takes a moment
+        rule = await loop.run_in_executor(None, engine.rejection_rule, rate, truncation)
+        result = await rejection_sample(seeds, feeds.get("labels"), truncation, rule, rate, max_candidates,
+                                        engine.card.latent_dim, self.generate_batcher.submit,
+                                        self.score_batcher.submit)
+        return result.images, result.stats()
 
     @bentoml.api(route="/interpolate")
     async def interpolate(

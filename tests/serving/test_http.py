@@ -86,7 +86,7 @@ def test_omitted_seed_is_random_and_returned(client):
     ({"format": "gif"}, 400, "format: \"gif\" is not allowed"),
     ({"seeds": [1, 2], "n": 3}, 400, "n: 3 does not match the 2 seeds"),
     ({"seeds": list(range(65))}, 400, "seeds"),
-    ({"sead": 5}, 400, "sead: not a field of /generate; its fields are class_label, format, keep_top, labels"),
+    ({"sead": 5}, 400, "sead: not a field of /generate; its fields are class_label, drs_accept"),
 ])
 def test_generate_user_errors_are_400_with_field_and_value(client, body, status, message):
     response = _post(client, "/generate", body)
@@ -182,3 +182,13 @@ def test_interpolate_strip_and_gif(client, engine):
                           ({"seed_from": 1}, "seed_to")):
         response = _post(client, "/interpolate", body)
         assert response.status_code == 400 and message in response.json()["error"]
+
+
+def test_generate_with_discriminator_rejection_sampling(client, engine):
+    body = _post(client, "/generate", {"seeds": [4, 5, 6], "drs_accept": 0.25, "format": "json"}).json()
+    assert len(body["images"]) == 3 and body["candidates_drawn"] >= 3
+    npy = np.load(io.BytesIO(_post(client, "/generate", {"seeds": [4, 5, 6], "drs_accept": 0.25,
+                                                         "format": "npy"}).content))
+    assert np.array_equal(npy, engine.generate_rejection([4, 5, 6], rate=0.25)[0])
+    both = _post(client, "/generate", {"seed": 1, "drs_accept": 0.5, "keep_top": 0.5})
+    assert both.status_code == 400 and "not both" in both.json()["error"]
