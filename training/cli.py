@@ -47,8 +47,9 @@ def register(subparsers) -> None:
         description="Compare a run's generator with real data in the feature space of a classifier "
                     "trained on that data (cached), and print the same figures for two halves of the "
                     "real data: the floor a perfect generator would reach.")
-    evaluate.add_argument("source", type=Path, nargs="?", metavar="RUN_DIR|RELEASE_DIR",
-                          help="a run to evaluate (it generates its own images); or use --samples")
+    evaluate.add_argument("source", type=Path, nargs="?", metavar="RUN_DIR|RELEASE_DIR|MODEL_DIR",
+                          help="a run, release or exported model folder (it generates its own images, "
+                               "a model folder seeds 0..N-1 as 'ganserve sample' does); or use --samples")
     evaluate.add_argument("--samples", metavar="SPEC",
                           help="evaluate these images instead (npz:FILE from 'ganserve sample --format npz', "
                                "folder:DIR); needs --data")

@@ -116,18 +116,26 @@ def class_figures(predicted: np.ndarray, real_labels: np.ndarray, num_classes: i
 
 
 def evaluate(source: Path | None = None, data_spec: str | None = None, num_samples: int | None = None,
-             seed: int = 0, samples: str | None = None, report: Path | None = None) -> dict:
+             seed: int = 0, samples: str | torch.Tensor | None = None, report: Path | None = None) -> dict:
     """Evaluate a run/release folder (it generates its own images) or a set of samples
     (`samples`: any --data spec, e.g. npz:FILE from `ganserve sample --format npz`) against
     real data (default: the data the run was trained on)."""
+    if source is not None and (Path(source) / "model.json").is_file():  # an exported model folder
+        samples_from_model = model_folder_images(Path(source), num_samples or 5000)
+        card = json.loads((Path(source) / "model.json").read_text())
+        return evaluate(None, data_spec or card["source"]["dataset"], num_samples, seed,
+                        samples_from_model, report) | {"model": str(source)}
     release = read_release(source) if source is not None else None
     if release is None and (samples is None or data_spec is None):
-        raise ConfigError("eval needs a run folder, or --samples SPEC together with --data SPEC")
+        raise ConfigError("eval needs a run folder, a model folder, or --samples SPEC together with --data SPEC")
     spec = data_spec or release.config.get("dataset")
     resolution = release.config.get("dataset_resolution") if release else None
     channels = release.config.get("dataset_channels") if release else None
     data = load_dataset(spec, resolution, channels)
-    generated = load_dataset(samples).images if samples else None
+    if isinstance(samples, torch.Tensor):
+        generated = samples
+    else:
+        generated = load_dataset(samples).images if samples else None
     expected_shape = data.shape
     if release is not None:
         expected_shape = (release.spec.channels, release.spec.resolution, release.spec.resolution)
@@ -146,7 +154,8 @@ def evaluate(source: Path | None = None, data_spec: str | None = None, num_sampl
     generated = generated[:count] if generated is not None else generate(release, count, seed + 10_000)
     feats_a, _ = space.features(real_a)
     result = {
-        "model": str(release.path) if release else samples, "data": spec, "num_images": count,
+        "model": str(release.path) if release else str(samples if isinstance(samples, str) else "samples"),
+        "data": spec, "num_images": count,
         "feature_space": "classifier trained on the real data" if space.trained else "untrained network (no labels)",
         "classifier_accuracy": space.accuracy,
         "generated": _figures(feats_a, *space.features(generated), data, space.trained),
@@ -195,3 +204,22 @@ class RunEvaluator:
         figures = _figures(self.reference, *self.space.features(images), self.data, self.space.trained)
         figures.pop("class_histogram", None)
         return figures
+
+
+def model_folder_images(folder: Path, count: int) -> torch.Tensor:
+    """Seeds 0..count-1 of an exported model, as `ganserve sample` makes them: the latent of seed
+    s is numpy's PCG64(s) standard normal and a conditional model's label is s % classes (the
+    seed contract of docs/DESIGN.md), run through generator.onnx with ONNX Runtime."""
+    import onnxruntime as ort
+
+    card = json.loads((folder / "model.json").read_text())
+    session = ort.InferenceSession(str(folder / card["graphs"]["generator"]["file"]),
+                                   providers=["CPUExecutionProvider"])
+    z = np.stack([np.random.Generator(np.random.PCG64(s)).standard_normal(card["latent_dim"], dtype=np.float32)
+                  for s in range(count)])
+    feeds = {"z": z}
+    if card["num_classes"]:
+        feeds["labels"] = np.arange(count, dtype=np.int64) % card["num_classes"]
+    images = np.concatenate([session.run(None, {k: v[i:i + 256] for k, v in feeds.items()})[0]
+                             for i in range(0, count, 256)])  # (N, H, W, C) uint8
+    return torch.from_numpy(images).permute(0, 3, 1, 2).float() / 127.5 - 1.0

@@ -99,3 +99,16 @@ def test_training_evaluates_every_n_steps_and_keeps_the_best_release(tmp_path, m
     best = min(evals, key=lambda e: e["eval"]["fd"])
     release = read_release(run / "release-best")
     assert release.config["step"] == best["step"] and release.config["eval"]["fd"] == best["eval"]["fd"]
+
+
+def test_model_folder_images_follow_the_serving_seed_contract(model_dir, conditional_model_dir):
+    import torch
+
+    from serving.engine import Engine
+    from training.evaluate import model_folder_images
+
+    for folder in (model_dir, conditional_model_dir):
+        images = model_folder_images(folder, 10)
+        served = Engine(folder, warmup=False).generate(range(10))  # uint8 (N, H, W, C)
+        expected = torch.from_numpy(served).permute(0, 3, 1, 2).float() / 127.5 - 1.0
+        assert torch.equal(images, expected)
