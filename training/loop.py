@@ -17,7 +17,7 @@ from tqdm import tqdm
 
 from . import distributed
 from .augment import augment, parse_policy
-from .checkpoints import load_latest_state, save_state
+from .checkpoints import list_states, load_latest_state, save_state
 from .config import TrainConfig
 from .data import ImageDataset, load_dataset, split_holdout
 from .errors import ConfigError
@@ -195,48 +195,26 @@ def _train(config: TrainConfig, run_dir: Path, resume: bool, progress: bool, ctx
     trainer = Trainer(config, train_set, ctx)
     if resume:
         trainer.load_state_dict(load_latest_state(run_dir))
+    elif list_states(run_dir):
+        raise ConfigError(f"{run_dir} already holds a run; continue it with --resume {run_dir}, or choose "
+                          "another --run-dir (nothing was overwritten)")
     if ctx.is_main:
         run_dir.mkdir(parents=True, exist_ok=True)
         (run_dir / "config.json").write_text(json.dumps(config.to_dict(), indent=2) + "\n")
-    writer = _tensorboard(run_dir) if config.tensorboard and ctx.is_main else None
+        _forget_metrics_after(run_dir / "metrics.jsonl", trainer.step_count)  # steps redone after a crash
     bar = tqdm(total=config.steps, initial=trainer.step_count, disable=not (progress and ctx.is_main),
                unit="step", dynamic_ncols=True)
-    evaluator = None
-    if config.eval_every and ctx.is_main:
-        from .evaluate import RunEvaluator
-
-        evaluator = RunEvaluator(train_set, config.eval_samples, config.seed)
-    best_fd = _best_fd(run_dir / "metrics.jsonl") if resume else float("inf")
-    window_start, window_steps = time.perf_counter(), 0
+    logger = _StepLogger(run_dir, config, bar, ctx.is_main)
+    evaluator = _BestKeeper(run_dir, train_set, config) if config.eval_every and ctx.is_main else None
     while trainer.step_count < config.steps:
         losses = trainer.step()
         step = trainer.step_count
-        window_steps += 1
-        bar.update(1)
-        if step % config.log_every == 0 or step == config.steps:
-            elapsed = time.perf_counter() - window_start
-            record = {"step": step, **{k: round(v, 5) for k, v in losses.items()},
-                      "images_per_s": round(window_steps * config.batch_size / max(elapsed, 1e-9), 1)}
-            bar.set_postfix(d=f"{losses['loss_d']:.3f}", g=f"{losses['loss_g']:.3f}",
-                            img_s=f"{record['images_per_s']:.0f}")
-            if ctx.is_main:
-                _append_jsonl(run_dir / "metrics.jsonl", record)
-                if writer:
-                    for key, value in record.items():
-                        writer.add_scalar(key, value, step)
-            window_start, window_steps = time.perf_counter(), 0
+        logger.step(step, losses)
         if ctx.is_main and (step % config.sample_every == 0 or step == config.steps):
             save_grid(trainer.sample_images(), run_dir / "samples" / f"step-{step:08d}.png", columns=8)
         if config.eval_every and step % config.eval_every == 0:
             if evaluator is not None:
-                figures = evaluator(trainer.G_ema, trainer.spec.latent_dim, trainer.spec.num_classes)
-                _append_jsonl(run_dir / "metrics.jsonl", {"step": step, "eval": figures})
-                bar.write(f"step {step}: FD {figures['fd']:.3f}, precision {figures['precision']:.3f}, "
-                          f"recall {figures['recall']:.3f}")
-                if figures["fd"] < best_fd:
-                    best_fd = figures["fd"]
-                    write_release(run_dir / "release-best", trainer.G_ema, trainer.D, trainer.spec,
-                                  {**trainer.release_metadata(), "eval": figures})
+                evaluator.evaluate(trainer, bar)
             distributed.barrier(ctx)
         if step % config.checkpoint_every == 0 or step == config.steps:
             if ctx.is_main:
@@ -245,9 +223,67 @@ def _train(config: TrainConfig, run_dir: Path, resume: bool, progress: bool, ctx
                               trainer.release_metadata())
             distributed.barrier(ctx)
     bar.close()
-    if writer:
-        writer.close()
+    logger.close()
     return run_dir / "release"
+
+
+class _StepLogger:
+    """Losses and images/s to the progress bar, metrics.jsonl and (optionally) TensorBoard."""
+
+    def __init__(self, run_dir: Path, config: TrainConfig, bar, is_main: bool):
+        self.path, self.config, self.bar, self.is_main = run_dir / "metrics.jsonl", config, bar, is_main
+        self.writer = _tensorboard(run_dir) if config.tensorboard and is_main else None
+        self.window_start, self.window_steps = time.perf_counter(), 0
+
+    def step(self, step: int, losses: dict[str, float]) -> None:
+        self.window_steps += 1
+        self.bar.update(1)
+        if step % self.config.log_every and step != self.config.steps:
+            return
+        elapsed = time.perf_counter() - self.window_start
+        record = {"step": step, **{k: round(v, 5) for k, v in losses.items()},
+                  "images_per_s": round(self.window_steps * self.config.batch_size / max(elapsed, 1e-9), 1)}
+        self.bar.set_postfix(d=f"{losses['loss_d']:.3f}", g=f"{losses['loss_g']:.3f}",
+                             img_s=f"{record['images_per_s']:.0f}")
+        if self.is_main:
+            _append_jsonl(self.path, record)
+            if self.writer:
+                for key, value in record.items():
+                    self.writer.add_scalar(key, value, step)
+        self.window_start, self.window_steps = time.perf_counter(), 0
+
+    def close(self) -> None:
+        if self.writer:
+            self.writer.close()
+
+
+class _BestKeeper:
+    """--eval-every: the figures of `ganserve eval` into metrics.jsonl, and the release with the
+    best Fréchet distance so far into release-best/."""
+
+    def __init__(self, run_dir: Path, train_set: ImageDataset, config: TrainConfig):
+        from .evaluate import RunEvaluator
+
+        self.run_dir = run_dir
+        self.evaluator = RunEvaluator(train_set, config.eval_samples, config.seed)
+        self.best_fd = _best_fd(run_dir / "metrics.jsonl")
+
+    def evaluate(self, trainer: Trainer, bar) -> None:
+        figures = self.evaluator(trainer.G_ema, trainer.spec.latent_dim, trainer.spec.num_classes)
+        step = trainer.step_count
+        _append_jsonl(self.run_dir / "metrics.jsonl", {"step": step, "eval": figures})
+        bar.write(f"step {step}: FD {figures['fd']:.3f}, precision {figures['precision']:.3f}, "
+                  f"recall {figures['recall']:.3f}")
+        if figures["fd"] < self.best_fd:
+            self.best_fd = figures["fd"]
+            write_release(self.run_dir / "release-best", trainer.G_ema, trainer.D, trainer.spec,
+                          {**trainer.release_metadata(), "eval": figures})
+
+
+def _forget_metrics_after(metrics: Path, step: int) -> None:
+    if metrics.is_file():
+        kept = [line for line in metrics.read_text().splitlines() if json.loads(line)["step"] <= step]
+        metrics.write_text("".join(line + "\n" for line in kept))
 
 
 def _best_fd(metrics: Path) -> float:

@@ -102,3 +102,13 @@ def test_release_holds_ema_weights_and_checks_hashes(tmp_path):
     (run / "release" / "generator.safetensors").write_bytes(pickle.dumps({"a": 1}))
     with pytest.raises(CheckpointError, match="sha256 does not match"):
         read_release(run)
+
+
+def test_a_new_run_never_overwrites_an_existing_one(tmp_path):
+    from training.errors import ConfigError
+
+    run = tmp_path / "run"
+    train(tiny_config(steps=2, checkpoint_every=2), run, progress=False)
+    with pytest.raises(ConfigError, match="already holds a run; continue it with --resume"):
+        train(tiny_config(steps=2, checkpoint_every=2), run, progress=False)
+    assert load_latest_state(run)["step"] == 2
