@@ -31,7 +31,7 @@ def run_export(args) -> int:
     if args.calibration_samples < 10:
         raise ExportError(f"--calibration-samples must be at least 10, got {args.calibration_samples}")
     source = args.source.resolve()
-    default_name = (source.parent.name if source.name == "release" else source.name).lower()
+    default_name = (source.parent.name if source.name.startswith("release") else source.name).lower()
     default_name = "-".join(part for part in default_name.split("-") if not part.isdigit()) or "model"
     out = args.out or Path("models") / default_name
     card = export_model(args.source, ExportOptions(
