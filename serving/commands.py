@@ -195,7 +195,10 @@ def run_score(args) -> int:
     from .imaging import decode_image
 
     engine = Engine(args.model, device="cpu", warmup=False)
-    labels = [int(v) for v in args.labels.split(",")] if args.labels else None
+    try:
+        labels = [int(v) for v in args.labels.split(",")] if args.labels else None
+    except ValueError:
+        raise ServingError(f"--labels: {args.labels!r} is not a comma list of class indices (e.g. 3,1,4)") from None
     images = []
     for path in args.images:
         if not path.is_file():
