@@ -46,7 +46,7 @@ class AcceptanceRule:
     def probability(self, logits: np.ndarray) -> np.ndarray:
         d = np.minimum(logits.astype(np.float64), self.max_logit) - self.max_logit  # <= 0
         f = d - np.log1p(-np.exp(d - EPSILON)) - self.gamma
-        return 1.0 / (1.0 + np.exp(-f))
+        return 0.5 * (1.0 + np.tanh(0.5 * f))  # sigmoid(f), without overflow for large |f|
 
     @classmethod
     def fit(cls, burn_in_logits: np.ndarray, rate: float) -> AcceptanceRule:
