@@ -49,7 +49,8 @@ def best_rate(run, count: int, repeats: int = 5, min_seconds: float = 0.3) -> li
 def write_result(name: str, payload: dict) -> Path:
     RESULTS.mkdir(parents=True, exist_ok=True)
     path = RESULTS / f"{name}.json"
-    path.write_text(json.dumps({"machine": machine(), **payload}, indent=2) + "\n")
+    record = {"machine": machine(), "revision": git_revision(), **payload}  # which code was measured
+    path.write_text(json.dumps(record, indent=2) + "\n")
     return path
 
 

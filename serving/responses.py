@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import io
+import json
 import zipfile
 
 import numpy as np
@@ -49,8 +50,6 @@ def encode_images(images: np.ndarray, seeds: list[int], labels: list[int] | None
                 archive.writestr(zipfile.ZipInfo(seed_file_name(seed), date_time=(1980, 1, 1, 0, 0, 0)),
                                  encode_png(image))
         return buffer.getvalue()
-    import json
-
     return json.dumps({
         "model": model, "seeds": seeds, "labels": labels, **(extra or {}),
         "images": [base64.b64encode(encode_png(image)).decode("ascii") for image in images],
