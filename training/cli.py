@@ -59,6 +59,9 @@ def register(subparsers) -> None:
     evaluate.add_argument("--report", type=Path, metavar="DIR",
                           help="also write DIR/report.md with the sample grid, loss curves, D's calibrated "
                                "probability on real vs generated images, and FD against truncation")
+    evaluate.add_argument("--inception", type=Path, metavar="FILE.onnx",
+                          help="compute FD, KID, precision/recall in the space of this Inception-v3 (ONNX, "
+                               "input (N, 3, H, W) RGB in [0, 1]; see docs/quality.md) for the standard FID")
     evaluate.add_argument("--json", action="store_true", help="print JSON")
     evaluate.set_defaults(handler=run_eval)
 
@@ -108,7 +111,8 @@ def run_train(args) -> int:
 def run_eval(args) -> int:
     from .evaluate import evaluate
 
-    result = evaluate(args.source, args.data, args.num_samples, args.seed, args.samples, args.report)
+    result = evaluate(args.source, args.data, args.num_samples, args.seed, args.samples, args.report,
+                      args.inception)
     if args.json:
         print(json.dumps(result, indent=2))
         return 0

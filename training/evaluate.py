@@ -25,6 +25,7 @@ from torch import nn
 
 from .data import ImageDataset, cache_dir, load_dataset
 from .errors import ConfigError
+from .inception import InceptionFeatures
 from .metrics import frechet_distance, kernel_inception_distance, precision_recall_density_coverage
 from .release import read_release
 from .samples import generate
@@ -54,16 +55,23 @@ class FeatureSpace:
     net: FeatureNet
     trained: bool
     accuracy: float | None  # on a held-out tenth of the real data
+    inception: InceptionFeatures | None = None  # --inception: FD etc. in its space instead
 
     @torch.no_grad()
     def features(self, images: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
-        """(features (N, 128), predicted class (N,)) in batches."""
+        """(features (N, D), predicted class (N,)) in batches; D = 128, or Inception's own."""
         feats, preds = [], []
         for start in range(0, len(images), 512):
             h = self.net.body(images[start:start + 512])
             feats.append(h.numpy())
             preds.append(self.net.head(h).argmax(1).numpy())
-        return np.concatenate(feats).astype(np.float64), np.concatenate(preds)
+        features = self.inception(images) if self.inception else np.concatenate(feats).astype(np.float64)
+        return features, np.concatenate(preds)  # classes always come from the data's own classifier
+
+    def describe(self) -> str:
+        if self.inception:
+            return self.inception.describe()
+        return "classifier trained on the real data" if self.trained else "untrained network (no labels)"
 
 
 def feature_space(data: ImageDataset, seed: int = 0) -> FeatureSpace:
@@ -116,15 +124,18 @@ def class_figures(predicted: np.ndarray, real_labels: np.ndarray, num_classes: i
 
 
 def evaluate(source: Path | None = None, data_spec: str | None = None, num_samples: int | None = None,
-             seed: int = 0, samples: str | torch.Tensor | None = None, report: Path | None = None) -> dict:
+             seed: int = 0, samples: str | torch.Tensor | None = None, report: Path | None = None,
+             inception: Path | None = None) -> dict:
     """Evaluate a run/release folder (it generates its own images) or a set of samples
     (`samples`: any --data spec, e.g. npz:FILE from `ganserve sample --format npz`) against
-    real data (default: the data the run was trained on)."""
+    real data (default: the data the run was trained on). `inception`: an Inception-v3 ONNX
+    file whose features replace the classifier's (the standard FID)."""
+    inception_features = InceptionFeatures(inception) if inception is not None else None  # fail early
     if source is not None and (Path(source) / "model.json").is_file():  # an exported model folder
         samples_from_model = model_folder_images(Path(source), num_samples or 5000)
         card = json.loads((Path(source) / "model.json").read_text())
         return evaluate(None, data_spec or card["source"]["dataset"], num_samples, seed,
-                        samples_from_model, report) | {"model": str(source)}
+                        samples_from_model, report, inception) | {"model": str(source)}
     release = read_release(source) if source is not None else None
     if release is None and (samples is None or data_spec is None):
         raise ConfigError("eval needs a run folder, a model folder, or --samples SPEC together with --data SPEC")
@@ -149,6 +160,7 @@ def evaluate(source: Path | None = None, data_spec: str | None = None, num_sampl
     if count < 50:
         raise ConfigError(f"--num-samples: {count} images is too few to compare sets; use at least 50")
     space = feature_space(data, seed)
+    space.inception = inception_features
     order = torch.randperm(len(data), generator=torch.Generator().manual_seed(seed))
     real_a, real_b = data.images[order[:count]], data.images[order[half:half + count]]
     generated = generated[:count] if generated is not None else generate(release, count, seed + 10_000)
@@ -156,7 +168,7 @@ def evaluate(source: Path | None = None, data_spec: str | None = None, num_sampl
     result = {
         "model": str(release.path) if release else str(samples if isinstance(samples, str) else "samples"),
         "data": spec, "num_images": count,
-        "feature_space": "classifier trained on the real data" if space.trained else "untrained network (no labels)",
+        "feature_space": space.describe(),
         "classifier_accuracy": space.accuracy,
         "generated": _figures(feats_a, *space.features(generated), data, space.trained),
         "real_vs_real": _figures(feats_a, *space.features(real_b), data, space.trained),

@@ -112,3 +112,51 @@ def test_model_folder_images_follow_the_serving_seed_contract(model_dir, conditi
         served = Engine(folder, warmup=False).generate(range(10))  # uint8 (N, H, W, C)
         expected = torch.from_numpy(served).permute(0, 3, 1, 2).float() / 127.5 - 1.0
         assert torch.equal(images, expected)
+
+
+def _inception_like_onnx(path, channels: int = 3, side: int = 32) -> None:
+    """A small stand-in with the Inception contract: float (N, C, side, side) in [0, 1] ->
+    pooled features (N, 16, 1, 1). Real ONNX, run by real ONNX Runtime."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    weights = np.random.default_rng(0).standard_normal((16, channels, 3, 3)).astype(np.float32)
+    graph = helper.make_graph(
+        [helper.make_node("Conv", ["images", "w"], ["h"], strides=[2, 2], pads=[1, 1, 1, 1]),
+         helper.make_node("Relu", ["h"], ["r"]),
+         helper.make_node("GlobalAveragePool", ["r"], ["pool3"])],
+        "inception_like",
+        [helper.make_tensor_value_info("images", TensorProto.FLOAT, ["N", channels, side, side])],
+        [helper.make_tensor_value_info("pool3", TensorProto.FLOAT, ["N", 16, 1, 1])],
+        [numpy_helper.from_array(weights, "w")])
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)]), str(path))
+
+
+def test_eval_in_a_user_supplied_inception_space(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("GANSERVE_CACHE", str(tmp_path / "cache"))
+    _inception_like_onnx(tmp_path / "inception.onnx")
+    np.savez(tmp_path / "real.npz", images=_digits_uint8())
+    noise = np.random.default_rng(1).integers(0, 256, (400, 8, 8, 1), dtype=np.uint8)
+    np.savez(tmp_path / "noise.npz", images=noise)
+    figures = {}
+    for name in ("real", "noise"):
+        assert main(["eval", "--samples", f"npz:{tmp_path / name}.npz", "--data", "digits", "--json",
+                     "--num-samples", "200", "--inception", str(tmp_path / "inception.onnx")]) == 0
+        figures[name] = json.loads(capsys.readouterr().out)
+    assert figures["real"]["feature_space"].startswith("Inception-v3 from inception.onnx")
+    assert figures["noise"]["generated"]["fd"] > 5 * figures["real"]["generated"]["fd"]
+    assert figures["real"]["generated"]["classes_covered"] == 10  # classes still from the data's classifier
+    # the features really are the file's: 16 of them, so a different FD than the classifier's 128
+    assert main(["eval", "--samples", f"npz:{tmp_path / 'real.npz'}", "--data", "digits", "--json",
+                 "--num-samples", "200"]) == 0
+    assert json.loads(capsys.readouterr().out)["generated"]["fd"] != figures["real"]["generated"]["fd"]
+
+
+def test_eval_refuses_an_inception_file_it_cannot_use(tmp_path, capsys):
+    _inception_like_onnx(tmp_path / "gray.onnx", channels=1)
+    (tmp_path / "weights.pth").write_bytes(b"\x80\x04not onnx")
+    for name, message in (("gray.onnx", "expected float32 (N, 3, H, W)"), ("weights.pth", "not an ONNX graph"),
+                          ("missing.onnx", "no such file")):
+        assert main(["eval", "--samples", "npz:x.npz", "--data", "digits", "--inception", str(tmp_path / name)]) == 2
+        err = capsys.readouterr().err
+        assert message in err and name in err and len(err.strip().splitlines()) == 1

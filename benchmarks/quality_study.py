@@ -1,0 +1,108 @@
+"""Training recipes compared at an equal wall-clock budget, several seeds each.
+
+Each recipe's speed is measured first, alone on an idle machine, on one core; its step count
+is then budget x speed, so every recipe gets the same seconds of one core whatever else the
+machine does while the runs proceed (two at a time, one core each). Every finished run is
+scored with `ganserve eval RUN --json` and the figures go to results/quality-DATA.json.
+
+    python benchmarks/quality_study.py --data digits --budget 120 --seeds 0 1 2
+    python benchmarks/quality_study.py --data idx:../shared/data --budget 360 --recipes tutorial w32
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+from common import WORK, write_result
+
+GANSERVE = str(Path(sys.executable).with_name("ganserve"))
+BATCH = 64
+
+# The tutorial recipe the quality issue names: plain DCGAN, non-saturating loss, Adam 2e-4 /
+# beta1 0.5, no EMA, no spectral norm, no augmentation.
+TUTORIAL = ["--width", "64", "--no-spectral-norm", "--ema-decay", "0", "--loss", "nonsat",
+            "--lr-g", "2e-4", "--lr-d", "2e-4", "--beta1", "0.5", "--augment", ""]
+RECIPES = {
+    "tutorial": TUTORIAL,
+    "default": [],  # whatever `ganserve train` does with no options
+    "w64-ema-sn": ["--width", "64", "--spectral-norm", "--ema-decay", "0.999"],
+    "w32-ema-sn": ["--width", "32", "--spectral-norm", "--ema-decay", "0.999"],
+    "w32-ema": ["--width", "32", "--no-spectral-norm", "--ema-decay", "0.999"],
+    "w16-ema-sn": ["--width", "16", "--spectral-norm", "--ema-decay", "0.999"],
+    "w32-ema-sn-ttur": ["--width", "32", "--spectral-norm", "--ema-decay", "0.999",
+                        "--lr-d", "4e-4", "--lr-g", "1e-4"],
+    "w32-ema-sn-hinge": ["--width", "32", "--spectral-norm", "--ema-decay", "0.999", "--loss", "hinge"],
+    "w32-ema-sn-aug": ["--width", "32", "--spectral-norm", "--ema-decay", "0.999",
+                       "--augment", "translation,color"],
+}
+QUIET = ["--no-progress", "--sample-every", "100000", "--checkpoint-every", "100000", "--log-every", "20"]
+
+
+def one_core() -> dict:
+    return {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+
+
+def train(run_dir: Path, data: str, recipe: list[str], steps: int, seed: int) -> None:
+    subprocess.run([GANSERVE, "train", "--data", data, *recipe, "--steps", str(steps), "--seed", str(seed),
+                    "--run-dir", str(run_dir), *QUIET], check=True, env=one_core(),
+                   stdout=subprocess.DEVNULL)
+
+
+def images_per_second(name: str, data: str, recipe: list[str]) -> float:
+    """One core, idle machine: the median of the logged windows after the first (warm-up)."""
+    run_dir = WORK / "quality" / "speed" / name
+    subprocess.run(["rm", "-rf", str(run_dir)], check=True)
+    train(run_dir, data, recipe, steps=80, seed=0)
+    rates = [json.loads(line)["images_per_s"] for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    return statistics.median(rates[1:])
+
+
+def evaluate(run_dir: Path, num_samples: int | None) -> dict:
+    extra = ["--num-samples", str(num_samples)] if num_samples else []
+    out = subprocess.run([GANSERVE, "eval", str(run_dir), "--json", *extra], check=True,
+                         capture_output=True, text=True).stdout
+    return json.loads(out)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data", default="digits")
+    parser.add_argument("--budget", type=float, default=120.0, help="seconds of one core per run")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--recipes", nargs="+", default=["tutorial", "default"], choices=sorted(RECIPES))
+    parser.add_argument("--num-samples", type=int, help="images per set for eval (default: half the real data)")
+    parser.add_argument("--name", help="results file name (default: quality-<data>)")
+    args = parser.parse_args()
+
+    speeds = {name: images_per_second(name, args.data, RECIPES[name]) for name in args.recipes}
+    steps = {name: max(1, round(args.budget * speeds[name] / BATCH)) for name in args.recipes}
+    print("images/s on one core:", speeds, "\nsteps in the budget:", steps, flush=True)
+
+    tag = args.data.replace(":", "-").replace("/", "_").strip("._-")
+    jobs = [(name, seed, WORK / "quality" / tag / f"{name}-seed{seed}") for seed in args.seeds for name in args.recipes]
+    for _, _, run_dir in jobs:
+        subprocess.run(["rm", "-rf", str(run_dir)], check=True)
+    with ThreadPoolExecutor(max_workers=2) as pool:  # two runs at a time, one core each
+        list(pool.map(lambda job: train(job[2], args.data, RECIPES[job[0]], steps[job[0]], job[1]), jobs))
+
+    runs = []
+    for name, seed, run_dir in jobs:
+        figures = evaluate(run_dir, args.num_samples)
+        runs.append({"recipe": name, "seed": seed, **figures})
+        print(name, seed, {k: figures["generated"][k] for k in ("fd", "precision", "coverage", "classes_covered")},
+              flush=True)
+    write_result(args.name or f"quality-{tag}", {
+        "data": args.data, "budget_core_seconds": args.budget, "batch_size": BATCH,
+        "images_per_s_one_core": speeds, "steps": steps,
+        "recipes": {name: RECIPES[name] for name in args.recipes}, "runs": runs})
+
+
+if __name__ == "__main__":
+    main()
