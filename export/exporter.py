@@ -94,8 +94,17 @@ def _export_into(folder: Path, release: Release, name: str, options: ExportOptio
                                                                       dtype=np.uint8)  # half noise
         return {"images": images, **({"labels": feeds["labels"]} if conditional else {})}
 
+    def blend_inputs(batch: int) -> dict[str, np.ndarray]:
+        """Class blends from one-hot (the plain graph's images) to halfway between two classes."""
+        feeds = gen_inputs(batch)
+        weights = np.eye(spec.num_classes, dtype=np.float32)[feeds.pop("labels")]
+        weights[batch // 2:] = (weights[batch // 2:] + np.roll(weights[batch // 2:], 1, axis=1)) / 2
+        return {"z": feeds["z"], "label_weights": weights}
+
     graphs = {"generator": (gen_graph, gen_inputs, "images", G_TOLERANCE),
               "discriminator": (disc_graph, disc_inputs, "logits", D_TOLERANCE)}
+    if conditional:  # a second G that takes a blend of classes: /interpolate between labels
+        graphs["generator_blend"] = (gen_graph, blend_inputs, "images", G_TOLERANCE)
     if options.fp16:
         graphs["generator_fp16"] = (GeneratorGraph(copy.deepcopy(generator), torch.float16), gen_inputs,
                                     "images", G_FP16_TOLERANCE, gen_graph)
@@ -175,6 +184,8 @@ def _to_torch(feeds: dict[str, np.ndarray]) -> dict[str, torch.Tensor]:
 
 
 def _io_names(conditional: bool, key: str) -> list[str]:
+    if key == "generator_blend":
+        return ["z", "label_weights"]
     first = "z" if key.startswith("generator") else "images"
     return [first, "labels"] if conditional else [first]
 

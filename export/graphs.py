@@ -22,15 +22,19 @@ MAX_BATCH = 1 << 16
 
 
 class GeneratorGraph(nn.Module):
-    """z (N, latent) float32 [+ labels (N,) int64] -> images (N, H, W, C) uint8."""
+    """z (N, latent) float32 [+ labels (N,) int64, or label_weights (N, classes) float32 for the
+    label-blending graph of conditional models] -> images (N, H, W, C) uint8."""
 
     def __init__(self, generator: nn.Module, compute_dtype: torch.dtype = torch.float32):
         super().__init__()
         self.generator = generator.to(compute_dtype)
         self.compute_dtype = compute_dtype
 
-    def forward(self, z: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
-        images = self.generator(z.to(self.compute_dtype), labels).float()  # (N, C, H, W) in [-1, 1]
+    def forward(self, z: torch.Tensor, labels: torch.Tensor | None = None,
+                label_weights: torch.Tensor | None = None) -> torch.Tensor:
+        if label_weights is not None:
+            label_weights = label_weights.to(self.compute_dtype)
+        images = self.generator(z.to(self.compute_dtype), labels, label_weights).float()  # (N, C, H, W) in [-1, 1]
         pixels = ((images + 1.0) * 127.5).round().clamp(0.0, 255.0).to(torch.uint8)
         return pixels.permute(0, 2, 3, 1)  # (N, H, W, C)
 

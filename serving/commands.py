@@ -62,6 +62,8 @@ def register(subparsers) -> None:
     interpolate.add_argument("--to", dest="seed_to", type=int, required=True, metavar="SEED")
     interpolate.add_argument("--frames", type=int, default=8, help="2 to 64 (default: 8)")
     interpolate.add_argument("--label", type=int, help="class of every frame (conditional models)")
+    interpolate.add_argument("--label-to", type=int, help="conditional models: blend the class from --label to "
+                                                          "this one across the frames")
     interpolate.add_argument("--truncation", type=float)
     interpolate.add_argument("--frame-ms", type=int, default=100, help="GIF: milliseconds per frame")
     interpolate.add_argument("--out", type=Path, required=True, help="a .png (strip) or .gif (animation) file")
@@ -181,10 +183,13 @@ def run_interpolate(args) -> int:
     engine = Engine(args.model, warmup=False)
     if args.label is not None and not engine.card.num_classes:
         raise ServingError("--label: this model is unconditional; leave --label out")
+    if args.label_to is not None and args.label is None:
+        raise ServingError("--label-to: give the first frame's class with --label too")
     frames = engine.interpolate(check_seed(args.seed_from, "--from"), check_seed(args.seed_to, "--to"), args.frames,
-                                args.label, args.truncation)
+                                args.label, args.truncation, args.label_to)
     args.out.write_bytes(encode_frames(frames, fmt, args.frame_ms))
-    print(f"wrote {len(frames)} frames from seed {args.seed_from} to seed {args.seed_to} to {args.out}")
+    classes = f", class {args.label} to {args.label_to}" if args.label_to is not None else ""
+    print(f"wrote {len(frames)} frames from seed {args.seed_from} to seed {args.seed_to}{classes} to {args.out}")
     return 0
 
 

@@ -54,6 +54,7 @@ class Engine:
         self.precision = "fp16" if self._generator_path.name.endswith(".fp16.onnx") else "fp32"
         self.fell_back = self._report_provider(device)
         self._rules: dict = {}  # (rate, truncation) -> AcceptanceRule, fitted on first use
+        self._threads, self._blend_session = threads, None
         self.ready = False
         if warmup:
             self.warm_up()
@@ -145,7 +146,8 @@ class Engine:
 
     def run_generator(self, feeds: dict[str, np.ndarray]) -> np.ndarray:
         height, width, channels = self.card.image_shape
-        out = self._chunked(self._generator, feeds)
+        session = self._blend_generator() if "label_weights" in feeds else self._generator
+        out = self._chunked(session, feeds)
         return out if out is not None else np.empty((0, height, width, channels), np.uint8)
 
     def run_discriminator(self, feeds: dict[str, np.ndarray]) -> np.ndarray:
@@ -215,19 +217,46 @@ class Engine:
         return result.images, result.stats()
 
     def interpolate(self, seed_from: int, seed_to: int, frames: int, label: int | None = None,
-                    truncation: float | None = None) -> np.ndarray:
+                    truncation: float | None = None, label_to: int | None = None) -> np.ndarray:
         """uint8 (frames, H, W, C) along the great circle between two seeds' latents; the first
-        and last frames are exactly the two seeds' own images."""
-        return self.run_generator(self.interpolation_feeds(seed_from, seed_to, frames, label, truncation))
+        and last frames are the two seeds' own images. Conditional models may also blend from
+        `label` to `label_to` on the way."""
+        return self.run_generator(self.interpolation_feeds(seed_from, seed_to, frames, label, truncation, label_to))
 
     def interpolation_feeds(self, seed_from: int, seed_to: int, frames: int, label: int | None = None,
-                            truncation: float | None = None) -> dict[str, np.ndarray]:
-        """Every frame has the same label: the exported G takes class indices, not a blend."""
-        feeds = self.generator_feeds([seed_from, seed_to], None if label is None else [label, label], truncation)
+                            truncation: float | None = None, label_to: int | None = None) -> dict[str, np.ndarray]:
+        """One class for every frame (the plain G), or, with a different `label_to`, class
+        embeddings blended linearly from one to the other (the generator_blend graph)."""
+        classes = self.card.num_classes
+        for field, value in (("class_label", label), ("label_to", label_to)):
+            if value is not None and not classes:
+                raise ServingError(f"{field}: this model is unconditional; leave it out")
+            if value is not None and not (isinstance(value, (int, np.integer)) and 0 <= value < classes):
+                raise ServingError(f"{field}: {value!r} is not allowed; use a class index 0..{classes - 1}")
+        if label_to is not None and label is None:
+            raise ServingError("label_to: give the first frame's class too (class_label)")
+        labels = None if label is None else [label, label if label_to is None else label_to]
+        feeds = self.generator_feeds([seed_from, seed_to], labels, truncation)
         path = {"z": slerp(feeds["z"][0], feeds["z"][1], frames)}
-        if "labels" in feeds:
-            path["labels"] = np.full(frames, feeds["labels"][0], dtype=np.int64)
+        if "labels" not in feeds:
+            return path
+        first, last = feeds["labels"]
+        if label_to is None:
+            path["labels"] = np.full(frames, first, dtype=np.int64)
+            return path
+        if self.card.graph_path("generator_blend") is None:
+            raise ServingError("label_to: this model folder has no generator_blend graph (it was exported by an "
+                               "older ganserve); export it again to interpolate between classes")
+        one_hot = np.eye(self.card.num_classes, dtype=np.float32)
+        t = np.linspace(0.0, 1.0, frames, dtype=np.float32)[:, None]
+        path["label_weights"] = (1.0 - t) * one_hot[first] + t * one_hot[last]  # (frames, classes)
         return path
+
+    def _blend_generator(self) -> ort.InferenceSession:
+        """Opened on first use: most deployments never blend classes."""
+        if self._blend_session is None:
+            self._blend_session = self._open("generator_blend", self.requested_device, self._threads, "fp32")
+        return self._blend_session
 
     def probability(self, logits: np.ndarray) -> np.ndarray:
         a, b = self.card.calibration

@@ -162,16 +162,22 @@ class GanService:
         seed_to: Seed = Field(description="the last frame is this seed's image"),
         frames: Annotated[int, Ge(2), Le(MAX_FRAMES)] = 8,
         class_label: Label | None = Field(None, description="the class of every frame (conditional models)"),
+        label_to: Label | None = Field(None, description="conditional models: blend the class from class_label "
+                                                         "to this one across the frames"),
         truncation: Truncation | None = None,
         format: Literal["png", "gif"] = Field("png", description="png (a strip, left to right) or an animated gif"),
         frame_ms: Annotated[int, Ge(20), Le(5000)] = Field(100, description="gif: milliseconds per frame"),
     ) -> bytes:
-        """Frames along the great circle between two seeds' latents (spherical interpolation)."""
+        """Frames along the great circle between two seeds' latents (spherical interpolation);
+        conditional models can also morph from one class to another (class_label -> label_to)."""
         try:
             engine = self._ready_engine()
             resolve_labels(1, class_label, None, engine.card.num_classes)  # refuses labels on unconditional models
-            path = engine.interpolation_feeds(seed_from, seed_to, frames, class_label, truncation)
-            images = await self.generate_batcher.submit(path)
+            path = engine.interpolation_feeds(seed_from, seed_to, frames, class_label, truncation, label_to)
+            if "label_weights" in path:  # the blend graph: nothing to batch it with
+                images = await asyncio.get_running_loop().run_in_executor(None, engine.run_generator, path)
+            else:
+                images = await self.generate_batcher.submit(path)
         except ServingError as error:
             return error_response(error)
         IMAGES_GENERATED.inc(len(images))

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import gzip
+import os
 import socket
 import struct
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -15,6 +19,28 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
+
+
+@contextlib.contextmanager
+def ganserve_serve(model_dir: Path, workdir: Path, *options: str):
+    """A real `ganserve serve MODEL` process on a free port; yields its base URL once /readyz is 200."""
+    port = free_port()
+    log = workdir / "server.log"
+    ganserve = Path(sys.executable).parent / "ganserve"
+    with open(log, "w") as handle:
+        process = subprocess.Popen([str(ganserve), "serve", str(model_dir), "--port", str(port), "--host",
+                                    "127.0.0.1", *options], stdout=handle, stderr=subprocess.STDOUT,
+                                   env={**os.environ, "BENTOML_HOME": str(workdir / "bentoml")})
+    base = f"http://127.0.0.1:{port}"
+    try:
+        wait_for_ok(base + "/readyz", process, log=log)
+        yield base
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            process.kill()
 
 
 def wait_for_ok(url: str, process, timeout: float = 90.0, log: Path | None = None) -> None:

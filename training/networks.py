@@ -1,6 +1,7 @@
 """The networks, by name: `mlp` (the tutorial's fully connected GAN) and `dcgan`.
 
-Both generators map z (N, latent_dim) [+ labels (N,)] to images (N, C, H, W) in [-1, 1];
+Both generators map z (N, latent_dim) [+ labels (N,), or label_weights (N, classes) to blend
+class embeddings] to images (N, C, H, W) in [-1, 1];
 both discriminators map images [+ labels] to one logit per image (N,).
 """
 
@@ -77,9 +78,12 @@ class ConditionalInput(nn.Module):
         self.embed = nn.Embedding(num_classes, latent_dim) if num_classes else None
         self.out_dim = latent_dim * (2 if num_classes else 1)
 
-    def forward(self, z: torch.Tensor, labels: torch.Tensor | None) -> torch.Tensor:
+    def forward(self, z: torch.Tensor, labels: torch.Tensor | None,
+                label_weights: torch.Tensor | None = None) -> torch.Tensor:
         if self.embed is None:
             return z
+        if label_weights is not None:  # (N, classes): a blend of class embeddings (label interpolation)
+            return torch.cat([z, label_weights @ self.embed.weight], dim=1)
         return torch.cat([z, self.embed(labels)], dim=1)  # (N, 2 * latent_dim)
 
 
@@ -112,9 +116,10 @@ class MLPGenerator(nn.Module):
             nn.Linear(128, 128), nn.LeakyReLU(0.2),
             nn.Linear(128, pixels), nn.Sigmoid())
 
-    def forward(self, z: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(self, z: torch.Tensor, labels: torch.Tensor | None = None,
+                label_weights: torch.Tensor | None = None) -> torch.Tensor:
         s = self.spec
-        images = self.net(self.input(z, labels)) * 2.0 - 1.0
+        images = self.net(self.input(z, labels, label_weights)) * 2.0 - 1.0
         return images.view(-1, s.channels, s.resolution, s.resolution)  # (N, C, H, W)
 
 
@@ -150,8 +155,9 @@ class DCGANGenerator(nn.Module):
         self.body = nn.Sequential(*blocks)
         self.to_image = nn.Sequential(nn.Conv2d(chans[-1], spec.channels, 3, padding=1), nn.Tanh())
 
-    def forward(self, z: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
-        h = self.project(self.input(z, labels))
+    def forward(self, z: torch.Tensor, labels: torch.Tensor | None = None,
+                label_weights: torch.Tensor | None = None) -> torch.Tensor:
+        h = self.project(self.input(z, labels, label_weights))
         h = h.view(z.shape[0], -1, self.start, self.start)  # (N, C0, s, s)
         return self.to_image(self.body(h))  # (N, C, H, W)
 

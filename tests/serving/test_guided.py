@@ -56,6 +56,52 @@ def test_conditional_interpolation_keeps_the_label(conditional_model_dir):
     assert np.array_equal(frames[-1], engine.generate([8], labels=[2])[0])
 
 
+def test_conditional_interpolation_blends_one_class_into_another(conditional_model_dir):
+    engine = Engine(conditional_model_dir, warmup=False)
+    assert engine.card.raw["graphs"]["generator_blend"]["inputs"] == ["z", "label_weights"]
+    frames = engine.interpolate(3, 8, 5, label=0, label_to=2)
+    # the ends are the plain generations of (seed 3, class 0) and (seed 8, class 2)
+    assert np.array_equal(frames[0], engine.generate([3], labels=[0])[0])
+    assert np.array_equal(frames[-1], engine.generate([8], labels=[2])[0])
+    # with one seed, only the class changes: the middle is neither class's image
+    morph = engine.interpolate(4, 4, 5, label=1, label_to=2)
+    ends = engine.generate([4, 4], labels=[1, 2])
+    assert np.array_equal(morph[0], ends[0]) and np.array_equal(morph[-1], ends[1])
+    assert not np.array_equal(morph[2], ends[0]) and not np.array_equal(morph[2], ends[1])
+    # the blend graph at a halfway weight is G at the halfway class embedding
+    weights = engine.interpolation_feeds(4, 4, 3, 1, None, 2)["label_weights"]
+    assert np.allclose(weights, [[0, 1, 0], [0, 0.5, 0.5], [0, 0, 1]])
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"label_to": 2}, "label_to: give the first frame's class too"),
+    ({"label": 0, "label_to": 3}, "label_to: 3 is not allowed; use a class index 0..2"),
+    ({"label": -1}, "class_label: -1 is not allowed"),
+])
+def test_bad_label_interpolation_is_refused(conditional_model_dir, kwargs, message):
+    engine = Engine(conditional_model_dir, warmup=False)
+    with pytest.raises(ServingError, match=message):
+        engine.interpolate(1, 2, 3, **kwargs)
+
+
+def test_label_interpolation_needs_a_blend_graph(conditional_model_dir, tmp_path, engine):
+    import json
+    import shutil
+
+    old = tmp_path / "old"
+    shutil.copytree(conditional_model_dir, old)
+    card = json.loads((old / "model.json").read_text())
+    del card["graphs"]["generator_blend"], card["files"]["generator_blend.onnx"]
+    (old / "generator_blend.onnx").unlink()
+    (old / "model.json").write_text(json.dumps(card))
+    older = Engine(old, warmup=False)
+    with pytest.raises(ServingError, match="no generator_blend graph .* export it again"):
+        older.interpolate(1, 2, 3, label=0, label_to=1)
+    assert len(older.interpolate(1, 2, 3, label=0)) == 3  # one class still works
+    with pytest.raises(ServingError, match="label_to: this model is unconditional"):
+        engine.interpolate(1, 2, 3, label_to=1)
+
+
 def test_slerp_stays_on_the_sphere_between_equal_norm_points():
     a, b = np.array([1.0, 0.0], np.float32), np.array([0.0, 1.0], np.float32)
     path = slerp(a, b, 5)

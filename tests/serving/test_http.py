@@ -179,6 +179,7 @@ def test_interpolate_strip_and_gif(client, engine):
     assert gif.format == "GIF" and gif.n_frames == 7
     for body, message in (({"seed_from": 1, "seed_to": 2, "frames": 1}, "frames: 1 is not allowed"),
                           ({"seed_from": 1, "seed_to": 2, "class_label": 0}, "class_label: this model is uncond"),
+                          ({"seed_from": 1, "seed_to": 2, "label_to": 1}, "label_to: this model is unconditional"),
                           ({"seed_from": 1}, "seed_to")):
         response = _post(client, "/interpolate", body)
         assert response.status_code == 400 and message in response.json()["error"]
@@ -192,3 +193,4 @@ def test_generate_with_discriminator_rejection_sampling(client, engine):
     assert np.array_equal(npy, engine.generate_rejection([4, 5, 6], rate=0.25)[0])
     both = _post(client, "/generate", {"seed": 1, "drs_accept": 0.5, "keep_top": 0.5})
     assert both.status_code == 400 and "not both" in both.json()["error"]
+

@@ -151,3 +151,20 @@ def test_interpolate_cli_writes_a_gif(model_dir, tmp_path):
                  "--out", str(tmp_path / "a.gif")]) == 0
     assert Image.open(tmp_path / "a.gif").n_frames == 5
     assert main(["interpolate", str(model_dir), "--from", "1", "--to", "2", "--out", str(tmp_path / "a.jpg")]) == 2
+
+
+def test_interpolate_cli_between_classes(conditional_model_dir, tmp_path, capsys):
+    from PIL import Image
+
+    from serving.cli import main
+
+    out = tmp_path / "morph.png"
+    assert main(["interpolate", str(conditional_model_dir), "--from", "4", "--to", "4", "--label", "0",
+                 "--label-to", "2", "--frames", "4", "--out", str(out)]) == 0
+    assert "class 0 to 2" in capsys.readouterr().out
+    strip = np.asarray(Image.open(out))
+    engine = Engine(conditional_model_dir, warmup=False)
+    assert np.array_equal(strip[1:9, 1:9], engine.generate([4], labels=[0])[0][:, :, 0])
+    assert main(["interpolate", str(conditional_model_dir), "--from", "4", "--to", "5", "--label-to", "2",
+                 "--out", str(out)]) == 2
+    assert "--label-to: give the first frame's class with --label too" in capsys.readouterr().err

@@ -3,17 +3,13 @@ generate -> score round trip, metrics, and 256 concurrent clients without an err
 
 import asyncio
 import io
-import os
 import re
-import subprocess
-import sys
 import zipfile
-from pathlib import Path
 
 import httpx
 import pytest
 
-from tests.conftest import free_port, wait_for_ok
+from tests.conftest import ganserve_serve
 
 pytestmark = pytest.mark.slow
 
@@ -21,23 +17,8 @@ pytestmark = pytest.mark.slow
 
 @pytest.fixture(scope="module")
 def server(model_dir, tmp_path_factory):
-    port = free_port()
-    log = tmp_path_factory.mktemp("server") / "server.log"
-    ganserve = Path(sys.executable).parent / "ganserve"
-    with open(log, "w") as handle:
-        process = subprocess.Popen([str(ganserve), "serve", str(model_dir), "--port", str(port), "--host",
-                                    "127.0.0.1"], stdout=handle, stderr=subprocess.STDOUT,
-                                   env={**os.environ, "BENTOML_HOME": str(tmp_path_factory.mktemp("bentoml"))})
-    base = f"http://127.0.0.1:{port}"
-    try:
-        wait_for_ok(base + "/readyz", process, log=log)
+    with ganserve_serve(model_dir, tmp_path_factory.mktemp("server")) as base:
         yield base
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            process.kill()
 
 
 def test_http_bytes_equal_cli_bytes_for_the_same_seeds(server, model_dir, tmp_path):
