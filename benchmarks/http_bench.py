@@ -192,6 +192,11 @@ def scenarios(score_file: Path, score_type: str) -> list[dict]:
         {"endpoint": "generate n=16", "images": 16, "targets": {
             "ganserve": (f"http://127.0.0.1:{PORTS['ganserve']}{gen}", '{"seed": %d, "n": 16}', None),
             "naive": (f"http://127.0.0.1:{PORTS['naive']}{gen}", '{"seed": %d, "n": 16}', None)}},
+        # Discriminator-guided sampling: its cost against plain "generate n=1" in the same run.
+        {"endpoint": "generate n=1 drs=0.5", "images": 1, "targets": {
+            "ganserve": (f"http://127.0.0.1:{PORTS['ganserve']}{gen}", '{"seed": %d, "drs_accept": 0.5}', None)}},
+        {"endpoint": "generate n=1 best-of-4", "images": 1, "targets": {
+            "ganserve": (f"http://127.0.0.1:{PORTS['ganserve']}{gen}", '{"seed": %d, "keep_top": 0.25}', None)}},
         {"endpoint": "score 1 image", "images": 1, "targets": {
             "ganserve": (f"http://127.0.0.1:{PORTS['ganserve']}/score", None, score_file),
             "naive": (f"http://127.0.0.1:{PORTS['naive']}/score", None, score_file)}},
@@ -205,7 +210,8 @@ def main() -> None:
     parser.add_argument("--concurrency", default="1,8,32,128,256")
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--endpoints", default="generate n=1,generate n=16,score 1 image")
+    parser.add_argument("--endpoints", default="generate n=1,generate n=16,score 1 image",
+                        help="comma list; also: generate n=1 drs=0.5, generate n=1 best-of-4")
     parser.add_argument("--no-torchserve", action="store_true")
     parser.add_argument("--name", default="http", help="results file name (results/NAME.json)")
     args = parser.parse_args()

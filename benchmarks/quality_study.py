@@ -36,6 +36,7 @@ RECIPES = {
     "w32-ema-sn": ["--width", "32", "--spectral-norm", "--ema-decay", "0.999"],
     "w32-ema": ["--width", "32", "--no-spectral-norm", "--ema-decay", "0.999"],
     "w16-ema-sn": ["--width", "16", "--spectral-norm", "--ema-decay", "0.999"],
+    "w16-ema": ["--width", "16", "--no-spectral-norm", "--ema-decay", "0.999"],
     "w32-ema-sn-ttur": ["--width", "32", "--spectral-norm", "--ema-decay", "0.999",
                         "--lr-d", "4e-4", "--lr-g", "1e-4"],
     "w32-ema-sn-hinge": ["--width", "32", "--spectral-norm", "--ema-decay", "0.999", "--loss", "hinge"],
@@ -71,6 +72,33 @@ def evaluate(run_dir: Path, num_samples: int | None) -> dict:
     return json.loads(out)
 
 
+def _mean(runs: list[dict], key: str) -> float:
+    return statistics.mean(r["generated"][key] for r in runs)
+
+
+def table(result: dict) -> str:
+    """Markdown: one row per recipe, mean over seeds (min-max), and FD relative to the tutorial."""
+    rows = {}
+    for run in result["runs"]:
+        rows.setdefault(run["recipe"], []).append(run)
+    floor = statistics.mean(r["real_vs_real"]["fd"] for r in result["runs"])
+    tutorial = statistics.mean(r["generated"]["fd"] for r in rows.get("tutorial", [])) if "tutorial" in rows else None
+    lines = ["| recipe | steps | FD (min-max) | FD / floor | tutorial FD / FD | KID | precision | recall | coverage "
+             "| classes (worst seed) |", "|---|---|---|---|---|---|---|---|---|---|"]
+    for name, runs in rows.items():
+        fd = _mean(runs, "fd")
+        fds = [r["generated"]["fd"] for r in runs]
+        classes = min(r["generated"].get("classes_covered", 0) for r in runs)
+        lines.append(
+            f"| {name} | {result['steps'][name]} | {fd:.2f} ({min(fds):.2f}-{max(fds):.2f}) "
+            f"| {fd / floor:.1f} | {(tutorial / fd) if tutorial else float('nan'):.2f} "
+            f"| {_mean(runs, 'kid'):.4f} | {_mean(runs, 'precision'):.2f} | {_mean(runs, 'recall'):.2f} "
+            f"| {_mean(runs, 'coverage'):.2f} | {classes} / {runs[0]['generated'].get('num_classes')} |")
+    lines.append(f"\nReal-vs-real floor: FD {floor:.2f}; {len(result['runs'])} runs, "
+                 f"{result['budget_core_seconds']:.0f} s of one core each.")
+    return "\n".join(lines)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", default="digits")
@@ -79,9 +107,23 @@ def main() -> None:
     parser.add_argument("--recipes", nargs="+", default=["tutorial", "default"], choices=sorted(RECIPES))
     parser.add_argument("--num-samples", type=int, help="images per set for eval (default: half the real data)")
     parser.add_argument("--name", help="results file name (default: quality-<data>)")
+    parser.add_argument("--speeds-from", type=Path, metavar="RESULT.json",
+                        help="reuse the one-core speeds measured by an earlier study instead of measuring")
+    parser.add_argument("--table", type=Path, nargs="+", metavar="RESULT.json",
+                        help="only print results files (same data and budget; their runs pooled) as Markdown")
     args = parser.parse_args()
+    if args.table:
+        results = [json.loads(path.read_text()) for path in args.table]
+        pooled = {**results[0], "runs": [run for result in results for run in result["runs"]],
+                  "steps": {k: v for result in results for k, v in result["steps"].items()}}
+        print(table(pooled))
+        return
 
-    speeds = {name: images_per_second(name, args.data, RECIPES[name]) for name in args.recipes}
+    if args.speeds_from:  # more seeds for an earlier study: the same step counts
+        measured = json.loads(args.speeds_from.read_text())["images_per_s_one_core"]
+        speeds = {name: measured[name] for name in args.recipes}
+    else:
+        speeds = {name: images_per_second(name, args.data, RECIPES[name]) for name in args.recipes}
     steps = {name: max(1, round(args.budget * speeds[name] / BATCH)) for name in args.recipes}
     print("images/s on one core:", speeds, "\nsteps in the budget:", steps, flush=True)
 
@@ -98,10 +140,11 @@ def main() -> None:
         runs.append({"recipe": name, "seed": seed, **figures})
         print(name, seed, {k: figures["generated"][k] for k in ("fd", "precision", "coverage", "classes_covered")},
               flush=True)
-    write_result(args.name or f"quality-{tag}", {
-        "data": args.data, "budget_core_seconds": args.budget, "batch_size": BATCH,
-        "images_per_s_one_core": speeds, "steps": steps,
-        "recipes": {name: RECIPES[name] for name in args.recipes}, "runs": runs})
+    result = {"data": args.data, "budget_core_seconds": args.budget, "batch_size": BATCH,
+              "images_per_s_one_core": speeds, "steps": steps,
+              "recipes": {name: RECIPES[name] for name in args.recipes}, "runs": runs}
+    write_result(args.name or f"quality-{tag}", result)
+    print(table(result))
 
 
 if __name__ == "__main__":
