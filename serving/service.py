@@ -8,6 +8,7 @@ and /readyz turns 200 only when the engine is ready.
 from __future__ import annotations
 
 import asyncio
+import gc
 import inspect
 import logging
 import secrets
@@ -82,6 +83,9 @@ class GanService:
                                      BATCH_ROWS.labels(graph="discriminator").observe,
                                      SETTINGS.batch_wait_ms / 1000)
         self.engine = engine
+        # Everything made while starting (the framework, the model) lives as long as the worker:
+        # keep the cyclic GC from re-scanning it in the middle of requests.
+        gc.freeze()
         log.info("ganserve: serving %s %s on %s (%s)%s", engine.card.name, engine.card.version, engine.provider,
                  engine.precision, "; fell back from the device asked for" if engine.fell_back else "")
 
