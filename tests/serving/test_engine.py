@@ -110,3 +110,13 @@ def test_cuda_request_on_a_cpu_machine_reports_the_fallback(model_dir, caplog):
     assert engine.provider == "CPUExecutionProvider" and engine.fell_back
     assert "ONNX Runtime gave CPUExecutionProvider" in caplog.text
     assert engine.info()["provider"] == "CPUExecutionProvider"
+
+
+def test_batches_split_across_cores_equal_one_thread(model_dir):
+    split, single = Engine(model_dir, threads=2, warmup=False), Engine(model_dir, threads=1, warmup=False)
+    assert split._split and not single._split  # single-threaded twins only when there are cores to split over
+    seeds = list(range(37))  # uneven parts, above the split threshold
+    images = split.generate(seeds)
+    assert np.array_equal(images, single.generate(seeds))
+    assert np.array_equal(split.score(images)[0], single.score(images)[0])
+    assert np.array_equal(split.generate([5]), single.generate([5]))  # small batches: one run

@@ -60,3 +60,12 @@ def test_bad_rates_are_refused(engine):
         engine.generate_rejection([1], rate=0.001)
     with pytest.raises(ServingError, match="max_candidates: 0 is not allowed"):
         engine.generate_rejection([1], rate=0.5, max_candidates=0)
+
+
+def test_a_new_rate_reuses_the_burn_in_logits(engine):
+    half, quarter = engine.rejection_rule(0.5), engine.rejection_rule(0.25)
+    assert len(engine._burn_in) == 1  # one burn-in set for both rates
+    logits = engine.burn_in_logits()
+    assert half.max_logit == quarter.max_logit == float(logits.max())
+    assert half.probability(logits).mean() == pytest.approx(0.5, abs=1e-3)
+    assert quarter.probability(logits).mean() == pytest.approx(0.25, abs=1e-3)
