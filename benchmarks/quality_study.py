@@ -31,6 +31,7 @@ TUTORIAL = ["--width", "64", "--no-spectral-norm", "--ema-decay", "0", "--loss",
             "--lr-g", "2e-4", "--lr-d", "2e-4", "--beta1", "0.5", "--augment", ""]
 RECIPES = {
     "tutorial": TUTORIAL,
+    "tutorial-w16": [*TUTORIAL[2:], "--width", "16"],  # the tutorial recipe at the default's width
     "default": [],  # whatever `ganserve train` does with no options
     "w64-ema-sn": ["--width", "64", "--spectral-norm", "--ema-decay", "0.999"],
     "w32-ema-sn": ["--width", "32", "--spectral-norm", "--ema-decay", "0.999"],

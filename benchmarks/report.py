@@ -15,8 +15,8 @@ def _load(name: str) -> dict | None:
     return json.loads(path.read_text()) if path.is_file() else None
 
 
-def http_table(data: dict) -> list[str]:
-    lines = ["### HTTP under load", "",
+def http_table(data: dict, title: str = "HTTP under load") -> list[str]:
+    lines = [f"### {title}", "",
              f"Model `{data['model']}`; wrk, {data['settings']['seconds']} s per run, "
              f"{data['settings']['repeats']} interleaved repeats (median, with min–max of requests/s); "
              f"ganserve with {data['settings']['workers']} worker(s) x {data['settings']['threads']} "
@@ -78,6 +78,8 @@ def render() -> str:
         if data:
             machine = machine or data["machine"]
             sections += render_section(data) + [""]
+    for path in sorted(RESULTS.glob("http-*.json")):  # focused reruns (one endpoint or setting)
+        sections += http_table(json.loads(path.read_text()), f"HTTP: `{path.name}`") + [""]
     if machine:
         sections.insert(0, f"Machine: {machine['cpu']}, {machine['cores']} cores, {machine['memory_gb']} GiB, "
                            f"Python {machine['python']}, measured {machine['date']}.\n")

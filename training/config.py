@@ -28,7 +28,8 @@ class TrainConfig:
     # networks
     arch: str = _opt("dcgan", "dcgan | mlp (the tutorial's fully connected GAN)")
     latent_dim: int = _opt(100, "size of the latent vector z")
-    width: int = _opt(64, "dcgan: channels of the widest-resolution stage; mlp: hidden units are fixed at 128")
+    width: int = _opt(16, "dcgan: channels of the largest-image stage (16 won on CPU budgets, docs/quality.md; "
+                          "64, the canonical DCGAN width, for GPUs and long runs); mlp: fixed at 128")
     spectral_norm: bool = _opt(True, "spectral normalisation on D's weights")
     conditional: bool = _opt(False, "class-conditional G (embedding) and D (projection); needs labels")
     # objective and optimiser
@@ -40,7 +41,7 @@ class TrainConfig:
     beta1: float = _opt(0.5, "Adam beta1 (both networks)")
     beta2: float = _opt(0.999, "Adam beta2 (both networks)")
     batch_size: int = _opt(64, "global batch: split across processes under torchrun")
-    steps: int = _opt(5000, "generator updates")
+    steps: int = _opt(10000, "generator updates")
     ema_decay: float = _opt(0.999, "EMA of G's weights (what gets released); 0 copies G")
     augment: str = _opt("", "DiffAugment before D: a comma list of color, translation, cutout (empty: off)")
     # run bookkeeping
