@@ -34,7 +34,8 @@ class Server:
     def __init__(self, name: str, command: list[str], ready_url: str, env: dict | None = None):
         self.name, self.ready_url = name, ready_url
         self.log = open(WORK / f"{name}.log", "w")
-        self.process = subprocess.Popen(command, stdout=self.log, stderr=subprocess.STDOUT,
+        # cwd: TorchServe writes a logs/ folder wherever it starts; keep it out of the checkout
+        self.process = subprocess.Popen(command, stdout=self.log, stderr=subprocess.STDOUT, cwd=WORK,
                                         env={**os.environ, **(env or {})}, start_new_session=True)
 
     def wait_ready(self, timeout: float = 180) -> float:
