@@ -139,9 +139,7 @@ class Engine:
                 times.append(time.perf_counter() - start)
             return min(times)
 
-        twin = self._split.pop(session)
-        serial = best_of_three(lambda: self._serial(session, feeds))
-        self._split[session] = twin
+        serial = best_of_three(lambda: self._serial(session, feeds))  # _serial never uses the twins
         split = best_of_three(lambda: self._chunked(session, feeds))
         if split > 0.95 * serial:
             del self._split[session]
