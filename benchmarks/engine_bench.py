@@ -97,11 +97,14 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--sampler-images", type=int, default=20_000)
+    parser.add_argument("--only", choices=("engine", "sampler"), help="run one of the two parts")
     args = parser.parse_args()
     models = all_models()
-    rows = engine_vs_torch(models, args.threads, args.repeats)
-    write_result("engine", {"peak": rows[0], "rows": rows[1:]})
-    write_result("sampler", sampler_vs_engine(models["dcgan28"], args.sampler_images, 3))
+    if args.only != "sampler":
+        rows = engine_vs_torch(models, args.threads, args.repeats)
+        write_result("engine", {"peak": rows[0], "rows": rows[1:]})
+    if args.only != "engine":
+        write_result("sampler", sampler_vs_engine(models["dcgan28"], args.sampler_images, 3))
 
 
 if __name__ == "__main__":

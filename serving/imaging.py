@@ -1,4 +1,4 @@
-"""Image bytes in and out: PNG encoding (identical for HTTP and the batch CLI), grids,
+"""Image bytes in and out: PNG encoding (`png.py`, identical for HTTP and the batch CLI), grids,
 and decoding of uploads with bounded size."""
 
 from __future__ import annotations
@@ -11,17 +11,14 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from .errors import ServingError
+from .png import encode_pngs
 
 MAX_UPLOAD_PIXELS = 4096 * 4096  # decoded pixels per uploaded image; bigger uploads are refused
-PNG_COMPRESS_LEVEL = 6  # fixed so the same image always gives the same bytes
 
 
 def encode_png(image: np.ndarray) -> bytes:
     """uint8 (H, W, C) -> PNG bytes, with no metadata, so bytes depend on pixels alone."""
-    buffer = io.BytesIO()
-    Image.fromarray(image[:, :, 0] if image.shape[2] == 1 else image).save(
-        buffer, format="PNG", compress_level=PNG_COMPRESS_LEVEL)
-    return buffer.getvalue()
+    return encode_pngs(image[None])[0]
 
 
 def tile(images: np.ndarray, columns: int | None = None, padding: int = 1) -> np.ndarray:

@@ -27,7 +27,7 @@ from tqdm import tqdm
 
 from .engine import Engine
 from .errors import ServingError
-from .imaging import encode_png
+from .png import encode_pngs
 from .responses import seed_file_name
 
 FORMATS = ("png", "npz", "tar")
@@ -84,7 +84,7 @@ def run_sample(engine: Engine, job: SampleJob, progress: bool = True) -> dict:
                 labels = _labels_for(job, chunk)
                 images = _generate(engine, chunk, labels, job)
                 target = job.out / (job.part_name(part) if job.format != "png" else "")
-                in_flight.append(pool.submit(_WRITERS[job.format], target, chunk, labels, images))
+                in_flight.append(pool.submit(_write, job.format, target, chunk, labels, images))
                 while len(in_flight) > workers:  # keep every worker busy, no more
                     _finish(in_flight.pop(0), manifest, bar)
         for future in in_flight:
@@ -132,20 +132,35 @@ def _plan(job: SampleJob, done: set[int]) -> list[tuple[int, list[int]]]:
 
 
 def _finish(future: Future, manifest, bar) -> None:
-    lines = future.result()
-    manifest.write("".join(json.dumps(line) + "\n" for line in lines))
+    count, text = future.result()
+    manifest.write(text)
     manifest.flush()
-    bar.update(len(lines))
+    bar.update(count)
 
 
 # --- writers: run in worker processes; each returns the manifest lines of what it wrote -------
 
+def _write(fmt: str, target: Path, seeds, labels, images) -> tuple[int, str]:
+    """Write one batch; (images written, their manifest lines as JSON text), serialised here
+    so the process running the engine does less."""
+    lines = _WRITERS[fmt](target, seeds, labels, images)
+    return len(lines), "".join(json.dumps(line) + "\n" for line in lines)
+
+
 def _write_pngs(folder: Path, seeds, labels, images) -> list[dict]:
+    # Written in place, not through a temp file and a rename: the rename doubled the file
+    # system's work per image. The manifest is the record of what is complete (its line comes
+    # after the file), and --resume re-hashes every listed file, so a file cut short by a
+    # crash is never counted and is written again.
     lines = []
-    for i, (seed, image) in enumerate(zip(seeds, images)):
-        data = encode_png(image)
-        _atomic_bytes(folder / seed_file_name(seed), data)
-        lines.append(_line(seed, labels, i, seed_file_name(seed), data))
+    for i, (seed, data) in enumerate(zip(seeds, encode_pngs(images))):
+        name = seed_file_name(seed)
+        descriptor = os.open(folder / name, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+        try:
+            os.write(descriptor, data)
+        finally:
+            os.close(descriptor)
+        lines.append(_line(seed, labels, i, name, data))
     return lines
 
 
@@ -160,8 +175,7 @@ def _write_npz(path: Path, seeds, labels, images) -> list[dict]:
 def _write_tar(path: Path, seeds, labels, images) -> list[dict]:
     buffer, lines = io.BytesIO(), []
     with tarfile.open(fileobj=buffer, mode="w", format=tarfile.PAX_FORMAT) as archive:
-        for i, (seed, image) in enumerate(zip(seeds, images)):
-            data = encode_png(image)
+        for i, (seed, data) in enumerate(zip(seeds, encode_pngs(images))):
             info = tarfile.TarInfo(seed_file_name(seed))
             info.size, info.mtime = len(data), 0
             archive.addfile(info, io.BytesIO(data))

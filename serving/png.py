@@ -1,0 +1,68 @@
+"""PNG encoding for whole batches at once: the filtering is vectorised over every image with
+NumPy, so the per-image cost is little more than zlib's.
+
+It writes standard 8-bit grey, RGB or RGBA PNGs and picks each row's filter with libpng's
+heuristic (the smallest sum of absolute residuals). No metadata: the bytes depend on the pixels
+alone, so an image's sha256 is stable.
+"""
+
+from __future__ import annotations
+
+import struct
+import zlib
+
+import numpy as np
+
+# Run-length deflate after filtering: files 0-6% larger than Pillow's (digits, photos) for a
+# third of the time zlib's default strategy takes; the filters already did most of the modelling.
+_DEFLATE = (6, zlib.DEFLATED, 15, 9, zlib.Z_RLE)  # level, method, window bits, memory level, strategy
+_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+_COLOUR_TYPES = {1: 0, 3: 2, 4: 6}  # channels -> PNG colour type (grey, RGB, RGBA)
+
+
+def encode_pngs(images: np.ndarray) -> list[bytes]:
+    """uint8 (N, H, W, C) with C in 1, 3, 4 -> one PNG file's bytes per image."""
+    if images.dtype != np.uint8 or images.ndim != 4 or images.shape[3] not in _COLOUR_TYPES:
+        raise ValueError(f"images: expected uint8 (N, H, W, C) with C in 1, 3 or 4; "
+                         f"got {images.dtype} {images.shape}")
+    count, height, width, channels = images.shape
+    rows = _filtered_rows(images.reshape(count, height, width * channels), channels)
+    header = _SIGNATURE + _chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8,
+                                                      _COLOUR_TYPES[channels], 0, 0, 0))
+    end = _chunk(b"IEND", b"")
+    return [header + _chunk(b"IDAT", _deflate(image_rows.tobytes())) + end for image_rows in rows]
+
+
+def _deflate(data: bytes) -> bytes:
+    compressor = zlib.compressobj(*_DEFLATE)
+    return compressor.compress(data) + compressor.flush()
+
+
+def _filtered_rows(raw: np.ndarray, step: int) -> np.ndarray:
+    """(N, H, R) bytes -> (N, H, 1 + R): each row prefixed by its filter type and filtered by
+    whichever of the five PNG filters leaves the smallest sum of |residual| (as signed bytes).
+    uint8 arithmetic wraps modulo 256, exactly as the PNG filters are defined."""
+    left, up, up_left = np.zeros_like(raw), np.zeros_like(raw), np.zeros_like(raw)
+    left[:, :, step:] = raw[:, :, :-step]
+    up[:, 1:] = raw[:, :-1]
+    up_left[:, 1:, step:] = raw[:, :-1, :-step]
+    average = (left >> 1) + (up >> 1) + (left & up & 1)  # floor((left + up) / 2) without overflow
+    candidates = np.stack([raw, raw - left, raw - up, raw - average, raw - _paeth(left, up, up_left)])
+    # |residual| as a signed byte: abs() of int8 maps -128 to itself, which reads back as 128
+    cost = np.abs(candidates.view(np.int8)).view(np.uint8).sum(axis=-1, dtype=np.int32)  # (5, N, H)
+    choice = cost.argmin(axis=0).ravel()  # the lowest filter type wins a tie, as in libpng
+    rows = candidates.reshape(5, -1, raw.shape[-1])[choice, np.arange(choice.size)]
+    return np.concatenate([choice.astype(np.uint8)[:, None], rows], axis=-1).reshape(
+        *raw.shape[:2], raw.shape[2] + 1)
+
+
+def _paeth(left: np.ndarray, up: np.ndarray, up_left: np.ndarray) -> np.ndarray:
+    """The PNG Paeth predictor: whichever neighbour is nearest to left + up - up_left."""
+    a, b, c = left.astype(np.int16), up.astype(np.int16), up_left.astype(np.int16)
+    to_left, to_up, to_up_left = np.abs(b - c), np.abs(a - c), np.abs(a + b - 2 * c)
+    return np.where((to_left <= to_up) & (to_left <= to_up_left), left,
+                    np.where(to_up <= to_up_left, up, up_left))
+
+
+def _chunk(kind: bytes, data: bytes) -> bytes:
+    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(data, zlib.crc32(kind)))

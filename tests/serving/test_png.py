@@ -1,0 +1,101 @@
+"""The batch PNG encoder: exact round trips through Pillow's decoder, libpng's filter choice,
+file sizes next to Pillow's own encoder, and refusals that name the problem."""
+
+from __future__ import annotations
+
+import io
+import zlib
+
+import numpy as np
+import pytest
+from PIL import Image
+from sklearn.datasets import load_sample_image
+
+from serving.png import encode_pngs
+
+
+def _decode(data: bytes) -> np.ndarray:
+    with Image.open(io.BytesIO(data)) as image:
+        assert image.format == "PNG" and not image.info  # no metadata: bytes depend on pixels alone
+        array = np.asarray(image)
+    return array[:, :, None] if array.ndim == 2 else array
+
+
+def _pillow_png(image: np.ndarray) -> bytes:
+    buffer = io.BytesIO()
+    Image.fromarray(image[:, :, 0] if image.shape[2] == 1 else image).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def _row_filters(data: bytes, height: int) -> list[int]:
+    """The filter type byte of each row, read back from the IDAT chunk."""
+    start = data.index(b"IDAT") + 4
+    length = int.from_bytes(data[start - 8:start - 4], "big")
+    rows = zlib.decompress(data[start:start + length])
+    stride = len(rows) // height
+    return [rows[row * stride] for row in range(height)]
+
+
+@pytest.mark.parametrize("shape", [(5, 28, 28, 1), (3, 17, 9, 3), (2, 8, 8, 4), (1, 1, 1, 1), (4, 1, 30, 3)])
+def test_every_image_decodes_to_its_exact_pixels(shape):
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 256, shape, dtype=np.uint8)
+    images[0] = np.arange(np.prod(shape[1:]), dtype=np.uint8).reshape(shape[1:])  # a structured one too
+    for image, data in zip(images, encode_pngs(images), strict=True):
+        np.testing.assert_array_equal(_decode(data), image)
+
+
+def test_a_batch_encodes_each_image_as_it_would_alone():
+    images = np.random.default_rng(1).integers(0, 256, (6, 12, 10, 3), dtype=np.uint8)
+    assert encode_pngs(images) == [encode_pngs(image[None])[0] for image in images]
+    assert encode_pngs(images) == encode_pngs(images.copy())  # the same pixels, the same bytes
+
+
+def test_rows_get_the_filter_that_fits_them():
+    width = 64
+    # a ramp along each row, shifted from row to row: predicted from the left (Sub, or Paeth)
+    across = (np.arange(width)[None, :] * 3 + np.arange(16)[:, None] * 17).astype(np.uint8)
+    noise = np.random.default_rng(2).integers(0, 256, (16, width), dtype=np.uint8)
+    down = np.tile(noise[0], (16, 1))  # every row repeats the first: Up
+    flat = np.zeros((16, width), np.uint8)  # nothing to predict: None wins the tie
+    for image, allowed in ((across, {1, 4}), (flat, {0})):
+        data = encode_pngs(image[None, :, :, None])[0]
+        assert set(_row_filters(data, image.shape[0])) <= allowed
+    assert set(_row_filters(encode_pngs(down[None, :, :, None])[0], 16)[1:]) == {2}
+    # Paeth takes the rows whose first pixel is better predicted from above; the others are Sub
+    assert 1 in _row_filters(encode_pngs(across[None, :, :, None])[0], 16)
+    # the first row has nothing above it, so it is not filtered with Up
+    assert _row_filters(encode_pngs(down[None, :, :, None])[0], 16)[0] != 2
+    assert len(set(_row_filters(encode_pngs(noise[None, :, :, None])[0], 16))) >= 2
+
+
+@pytest.mark.parametrize("name", ["china.jpg", "flower.jpg"])
+def test_photos_compress_about_as_well_as_with_pillow(name):
+    photo = np.asarray(Image.fromarray(load_sample_image(name)).resize((64, 64), Image.Resampling.LANCZOS))
+    data = encode_pngs(photo[None])[0]
+    np.testing.assert_array_equal(_decode(data), photo)
+    assert set(_row_filters(data, 64)) >= {1, 2, 3, 4}  # Sub, Up, Average and Paeth all decode right
+    ours, pillows = len(data), len(_pillow_png(photo))
+    assert ours < 0.8 * photo.size  # the filters found the structure: far below the raw bytes
+    assert ours <= 1.05 * pillows, (ours, pillows)
+
+
+def test_digits_compress_about_as_well_as_with_pillow():
+    from sklearn.datasets import load_digits
+
+    digits = (load_digits().images[:64] * 15).astype(np.uint8)  # 8x8, 0..240
+    images = np.stack([np.asarray(Image.fromarray(d).resize((28, 28), Image.Resampling.BILINEAR))
+                       for d in digits])[..., None]  # smooth strokes on black, like MNIST
+    ours = sum(len(data) for data in encode_pngs(images))
+    pillows = sum(len(_pillow_png(image)) for image in images)
+    assert ours <= 1.08 * pillows, (ours, pillows)  # run-length deflate: a few % for speed
+
+
+@pytest.mark.parametrize("images, message", [
+    (np.zeros((2, 4, 4, 1), np.float32), "float32"),
+    (np.zeros((4, 4, 1), np.uint8), r"\(4, 4, 1\)"),
+    (np.zeros((1, 4, 4, 2), np.uint8), r"C in 1, 3 or 4"),
+])
+def test_wrong_arrays_are_refused_with_what_was_expected(images, message):
+    with pytest.raises(ValueError, match=message):
+        encode_pngs(images)
