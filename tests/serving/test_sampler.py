@@ -50,10 +50,16 @@ def test_resume_redoes_only_missing_or_damaged_files(engine, tmp_path):
     run_sample(engine, job, progress=False)
     (tmp_path / "seed00000003.png").unlink()
     (tmp_path / "seed00000007.png").write_bytes(b"damaged")
+    # a crash mid-write: the file is cut short and its manifest line was never written
+    cut = tmp_path / "seed00000012.png"
+    cut.write_bytes(cut.read_bytes()[:40])
+    manifest = tmp_path / "manifest.jsonl"
+    manifest.write_text("".join(line + "\n" for line in manifest.read_text().splitlines() if '"seed": 12,' not in line))
     before = (tmp_path / "seed00000001.png").stat().st_mtime_ns
     result = run_sample(engine, SampleJob(seeds=list(range(20)), out=tmp_path, workers=1, resume=True),
                         progress=False)
-    assert result["written"] == 2 and result["skipped"] == 18
+    assert result["written"] == 3 and result["skipped"] == 17
+    assert cut.read_bytes() == encode_png(engine.generate([12])[0])
     assert (tmp_path / "seed00000001.png").stat().st_mtime_ns == before
     lines = _manifest(tmp_path / "manifest.jsonl")
     assert sorted(line["seed"] for line in lines) == list(range(20))  # one line per image
