@@ -28,6 +28,7 @@ from training.release import Release, read_release, sha256_file
 from training.samples import to_uint8
 
 from .graphs import OPSET, DiscriminatorGraph, GeneratorGraph, export_graph
+from .rewrites import for_inference
 from .verify import ExportError, Tolerance, compare, open_runtime
 
 MODEL_FORMAT_VERSION = 1
@@ -101,10 +102,13 @@ def _export_into(folder: Path, release: Release, name: str, options: ExportOptio
         weights[batch // 2:] = (weights[batch // 2:] + np.roll(weights[batch // 2:], 1, axis=1)) / 2
         return {"z": feeds["z"], "label_weights": weights}
 
-    graphs = {"generator": (gen_graph, gen_inputs, "images", G_TOLERANCE),
+    # The float32 G is exported with CPU-friendly rewrites (rewrites.py) and held to the plain G.
+    # The float16 G, for GPUs, keeps the plain layers: there the rewrite would only add kernels.
+    fast_gen_graph = GeneratorGraph(for_inference(generator))
+    graphs = {"generator": (fast_gen_graph, gen_inputs, "images", G_TOLERANCE, gen_graph),
               "discriminator": (disc_graph, disc_inputs, "logits", D_TOLERANCE)}
     if conditional:  # a second G that takes a blend of classes: /interpolate between labels
-        graphs["generator_blend"] = (gen_graph, blend_inputs, "images", G_TOLERANCE)
+        graphs["generator_blend"] = (fast_gen_graph, blend_inputs, "images", G_TOLERANCE, gen_graph)
     if options.fp16:
         graphs["generator_fp16"] = (GeneratorGraph(copy.deepcopy(generator), torch.float16), gen_inputs,
                                     "images", G_FP16_TOLERANCE, gen_graph)
@@ -114,7 +118,7 @@ def _export_into(folder: Path, release: Release, name: str, options: ExportOptio
     for key, (graph, make_inputs, output, tolerance, *reference) in graphs.items():
         file_name = key.replace("_fp16", ".fp16") + ".onnx"
         export_graph(graph, _to_torch(make_inputs(2)), output, folder / file_name)
-        # fp16 graphs are held to the float32 PyTorch graph: that is the model being served.
+        # Rewritten and fp16 graphs are held to the plain float32 PyTorch graph: that is the model.
         parity[key] = compare(reference[0] if reference else graph, folder / file_name, make_inputs,
                               tolerance, f"{file_name}")
         entries[key] = {"file": file_name, "inputs": _io_names(conditional, key), "output": output,

@@ -55,7 +55,11 @@ class DiscriminatorGraph(nn.Module):
 def export_graph(graph: nn.Module, example: dict[str, torch.Tensor], output_name: str, path: Path) -> None:
     """Export with torch.onnx.export(dynamo=True): the torch.export-based exporter is the one
     PyTorch recommends (and defaults to) since 2.9; the TorchScript exporter is deprecated.
-    The batch axis is dynamic; the file is self-contained (no external data)."""
+    The batch axis is dynamic; the file is self-contained (no external data).
+
+    The exporter's own graph optimiser stays off: its "x + 0 -> x" rule matches constants
+    within 1e-8 of zero, so it deleted PixelNorm's epsilon (1e-8) and an all-zero feature
+    vector came out as 0 * inf = NaN. ONNX Runtime runs its own graph optimisations at load."""
     batch = torch.export.Dim("batch", min=1, max=MAX_BATCH)
     dynamic = {name: {0: batch} for name in example}
     # The exporter prints progress lines and warns about optional torchvision operators.
@@ -64,7 +68,8 @@ def export_graph(graph: nn.Module, example: dict[str, torch.Tensor], output_name
         warnings.simplefilter("ignore", FutureWarning)
         program = torch.onnx.export(graph.eval(), (), kwargs=example, dynamo=True, opset_version=OPSET,
                                     input_names=list(example), output_names=[output_name],
-                                    dynamic_shapes=dynamic, external_data=False, verbose=False)
+                                    dynamic_shapes=dynamic, external_data=False, verbose=False,
+                                    optimize=False)
         program.save(str(path), external_data=False)
 
 

@@ -67,7 +67,9 @@ class PixelNorm(nn.Module):
     and identical single-process and data-parallel updates)."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x * torch.rsqrt(x.pow(2).mean(dim=1, keepdim=True) + 1e-8)
+        # x * x rather than x.pow(2): the same values, and it exports as a Mul, which ONNX
+        # Runtime runs faster than Pow (measured: +4% for the 64 px G).
+        return x * torch.rsqrt((x * x).mean(dim=1, keepdim=True) + 1e-8)
 
 
 class ConditionalInput(nn.Module):
