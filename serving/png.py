@@ -18,6 +18,9 @@ import numpy as np
 _DEFLATE = (6, zlib.DEFLATED, 15, 9, zlib.Z_RLE)  # level, method, window bits, memory level, strategy
 _SIGNATURE = b"\x89PNG\r\n\x1a\n"
 _COLOUR_TYPES = {1: 0, 3: 2, 4: 6}  # channels -> PNG colour type (grey, RGB, RGBA)
+# Images filtered together, by their raw size: filtering holds ~20 bytes per image byte, so a
+# batch of any size encodes in under ~100 MB (256 RGB images of 128 px: 104 MB, not 289 MB).
+_FILTER_BYTES = 4 << 20
 
 
 def encode_pngs(images: np.ndarray) -> list[bytes]:
@@ -26,11 +29,16 @@ def encode_pngs(images: np.ndarray) -> list[bytes]:
         raise ValueError(f"images: expected uint8 (N, H, W, C) with C in 1, 3 or 4; "
                          f"got {images.dtype} {images.shape}")
     count, height, width, channels = images.shape
-    rows = _filtered_rows(images.reshape(count, height, width * channels), channels)
     header = _SIGNATURE + _chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8,
                                                       _COLOUR_TYPES[channels], 0, 0, 0))
     end = _chunk(b"IEND", b"")
-    return [header + _chunk(b"IDAT", _deflate(image_rows.tobytes())) + end for image_rows in rows]
+    step = max(1, _FILTER_BYTES // max(1, height * width * channels))
+    files = []
+    for start in range(0, count, step):
+        part = images[start:start + step]
+        rows = _filtered_rows(part.reshape(len(part), height, width * channels), channels)
+        files += [header + _chunk(b"IDAT", _deflate(image_rows.tobytes())) + end for image_rows in rows]
+    return files
 
 
 def _deflate(data: bytes) -> bytes:

@@ -51,6 +51,15 @@ def test_a_batch_encodes_each_image_as_it_would_alone():
     assert encode_pngs(images) == encode_pngs(images.copy())  # the same pixels, the same bytes
 
 
+def test_large_batches_are_filtered_in_parts_with_the_same_bytes(monkeypatch):
+    import serving.png
+
+    images = np.random.default_rng(3).integers(0, 256, (7, 6, 5, 3), dtype=np.uint8)
+    whole = encode_pngs(images)
+    monkeypatch.setattr(serving.png, "_FILTER_BYTES", 2 * 6 * 5 * 3)  # two images per part
+    assert encode_pngs(images) == whole
+
+
 def test_rows_get_the_filter_that_fits_them():
     width = 64
     # a ramp along each row, shifted from row to row: predicted from the left (Sub, or Paeth)
