@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -49,9 +50,9 @@ def cold_start(model_dir: Path, port: int = 3111) -> tuple[float, float]:
 def serving_install_size() -> dict:
     """Install the package without extras into a fresh venv and measure it."""
     venv = WORK / "serving-venv"
-    if not (venv / "bin" / "python").exists():
-        subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
-        subprocess.run([str(venv / "bin" / "pip"), "install", "-q", str(ROOT)], check=True)
+    shutil.rmtree(venv, ignore_errors=True)  # fresh each time: the dependencies may have changed
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+    subprocess.run([str(venv / "bin" / "pip"), "install", "-q", str(ROOT)], check=True)
     site = next((venv / "lib").glob("python3*/site-packages"))
     size = sum(f.stat().st_size for f in site.rglob("*") if f.is_file())
     has_torch = (site / "torch").exists()

@@ -30,6 +30,7 @@ def test_bento_holds_serving_code_without_torch_and_pins_the_model(model_dir, tm
     assert [m["tag"] for m in manifest["services"][0]["models"]] == [tag]
     requirements = (bento / "env" / "python" / "requirements.txt").read_text().lower()
     assert "onnxruntime-gpu[cuda,cudnn]" in requirements
+    assert "httptools" in requirements and "uvloop" in requirements  # uvicorn's fast HTTP path
     assert "torch" not in requirements
     sources = {p.relative_to(bento / "src").as_posix() for p in (bento / "src").rglob("*.py")}
     assert "serving/service.py" in sources and "serving/engine.py" in sources
