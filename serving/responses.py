@@ -35,10 +35,18 @@ def encode_frames(frames: np.ndarray, fmt: str, frame_ms: int) -> bytes:
     return buffer.getvalue()
 
 
+def needs_pngs(fmt: str, count: int) -> bool:
+    """Whether the body is made of one PNG per image (else a grid or raw arrays)."""
+    return fmt in ("zip", "json") or (fmt == "png" and count == 1)
+
+
 def encode_images(images: np.ndarray, seeds: list[int], labels: list[int] | None, fmt: str,
-                  model: dict, extra: dict | None = None) -> bytes:
+                  model: dict, extra: dict | None = None, pngs: list[bytes] | None = None) -> bytes:
+    """The response body. `pngs`: each image's PNG, already encoded (by the batcher)."""
+    if needs_pngs(fmt, len(images)) and pngs is None:
+        pngs = encode_pngs(images)
     if fmt == "png":
-        return encode_png(images[0] if len(images) == 1 else tile(images))
+        return pngs[0] if len(images) == 1 else encode_png(tile(images))
     if fmt == "npy":
         buffer = io.BytesIO()
         np.save(buffer, images, allow_pickle=False)
@@ -46,11 +54,11 @@ def encode_images(images: np.ndarray, seeds: list[int], labels: list[int] | None
     if fmt == "zip":
         buffer = io.BytesIO()
         with zipfile.ZipFile(buffer, "w", compression=zipfile.ZIP_STORED) as archive:
-            for seed, png in zip(seeds, encode_pngs(images)):
+            for seed, png in zip(seeds, pngs):
                 # a fixed timestamp keeps the archive's bytes a function of the images alone
                 archive.writestr(zipfile.ZipInfo(seed_file_name(seed), date_time=(1980, 1, 1, 0, 0, 0)), png)
         return buffer.getvalue()
     return json.dumps({
         "model": model, "seeds": seeds, "labels": labels, **(extra or {}),
-        "images": [base64.b64encode(png).decode("ascii") for png in encode_pngs(images)],
+        "images": [base64.b64encode(png).decode("ascii") for png in pngs],
     }).encode()

@@ -30,8 +30,9 @@ from .latent_paths import MAX_CANDIDATES, MAX_FRAMES
 from .latents import MAX_SEED, MAX_TRUNCATION, MIN_TRUNCATION
 from .limits import RequestGuard
 from .metrics import BATCH_ROWS, IMAGES_GENERATED, IMAGES_SCORED, PROBABILITY
+from .png import encode_pngs
 from .rejection import rejection_sample
-from .responses import FORMATS, MEDIA_TYPES, encode_frames, encode_images
+from .responses import FORMATS, MEDIA_TYPES, encode_frames, encode_images, needs_pngs
 from .settings import Settings
 
 log = logging.getLogger("bentoml.ganserve")  # BentoML shows its own namespace's logs
@@ -78,7 +79,7 @@ class GanService:
             return
         self.generate_batcher = Batcher(engine.run_generator, SETTINGS.max_batch, SETTINGS.max_queue,
                                         BATCH_ROWS.labels(graph="generator").observe,
-                                        SETTINGS.batch_wait_ms / 1000)
+                                        SETTINGS.batch_wait_ms / 1000, encode=encode_pngs)
         self.score_batcher = Batcher(engine.run_discriminator, SETTINGS.max_batch, SETTINGS.max_queue,
                                      BATCH_ROWS.labels(graph="discriminator").observe,
                                      SETTINGS.batch_wait_ms / 1000)
@@ -115,6 +116,7 @@ class GanService:
         format: Literal[FORMATS] = Field("png", description="png (one image or a grid), zip, json or npy"),
     ) -> bytes:  # a Response in fact: BentoML passes it through, the annotation documents it
         """Generate images. The response carries the seeds used (X-Seeds header, or JSON)."""
+        pngs = None
         try:
             engine = self._ready_engine()
             seed_list = resolve_seeds(n, seed, seeds)
@@ -127,7 +129,10 @@ class GanService:
                                                                 drs_max_candidates)
             elif keep_top is None or keep_top == 1.0:
                 feeds = engine.generator_feeds(seed_list, label_list, truncation)
-                images, sampling = await self.generate_batcher.submit(feeds), {}
+                if needs_pngs(format, len(seed_list)):  # encoded with the rest of the batch, off the loop
+                    (images, pngs), sampling = await self.generate_batcher.submit(feeds, encode=True), {}
+                else:
+                    images, sampling = await self.generate_batcher.submit(feeds), {}
             else:
                 feeds, candidates = engine.best_of_feeds(seed_list, label_list, truncation, keep_top)
                 drawn = await self.generate_batcher.submit(feeds)
@@ -139,7 +144,7 @@ class GanService:
         IMAGES_GENERATED.inc(len(images))
         used_labels = feeds["labels"].tolist() if "labels" in feeds else None
         model = {"name": engine.card.name, "version": engine.card.version}
-        body = encode_images(images, seed_list, used_labels, format, model, sampling)
+        body = encode_images(images, seed_list, used_labels, format, model, sampling, pngs)
         headers = {"X-Seeds": ",".join(map(str, seed_list)), "X-Model-Version": engine.card.version,
                    "X-Model-Name": engine.card.name}
         if used_labels is not None:
