@@ -37,8 +37,8 @@ PROVIDERS = {
 }
 PROVIDERS["auto"] = PROVIDERS["tensorrt"]
 SPLIT_MIN_ROWS = 8  # from here on, splitting a batch across cores beat intra-operator threads
-# Rows per run on each core's twin: two cores sharing one cache ran the conv G 8-18% faster in
-# runs of 16 than of 128 at batch 256 (activations stay in cache); flat at batch 64.
+# Rows per run on each core's twin: two cores sharing one cache ran dcgan28's G 8-13% faster
+# in runs of 16 than in one run per core at batch 64-256 (activations stay in cache); dcgan64: flat.
 SPLIT_RUN_ROWS = 16
 
 

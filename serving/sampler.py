@@ -155,11 +155,7 @@ def _write_pngs(folder: Path, seeds, labels, images) -> list[dict]:
     lines = []
     for i, (seed, data) in enumerate(zip(seeds, encode_pngs(images))):
         name = seed_file_name(seed)
-        descriptor = os.open(folder / name, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
-        try:
-            os.write(descriptor, data)
-        finally:
-            os.close(descriptor)
+        (folder / name).write_bytes(data)
         lines.append(_line(seed, labels, i, name, data))
     return lines
 
