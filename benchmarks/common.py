@@ -46,17 +46,21 @@ def best_rate(run, count: int, repeats: int = 5, min_seconds: float = 0.3) -> li
     return rates
 
 
-def write_result(name: str, payload: dict) -> Path:
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    path = RESULTS / f"{name}.json"
+def write_result(name: str, payload: dict, path: Path | None = None) -> Path:
+    """results/NAME.json, or `path` (a run on another machine writes where it can fetch from)."""
+    path = path or RESULTS / f"{name}.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
     record = {"machine": machine(), "revision": git_revision(), **payload}  # which code was measured
     path.write_text(json.dumps(record, indent=2) + "\n")
     return path
 
 
 def git_revision() -> str:
+    # A copy of the tree without .git (a lent GPU machine) is told its revision.
+    if os.environ.get("GANSERVE_REVISION"):
+        return os.environ["GANSERVE_REVISION"]
     try:
         return subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
-                              cwd=Path(__file__).parent).stdout.strip()
+                              cwd=Path(__file__).parent).stdout.strip() or "unknown"
     except OSError:
         return "unknown"

@@ -1,15 +1,29 @@
-"""GPU figures, for a machine with a CUDA device (not run by `make bench`).
+"""GPU figures and checks, for a machine with a CUDA device (not run by `make bench`).
 
-The engine on CUDA when onnxruntime-gpu is installed (fp32 and fp16 graphs); always PyTorch
-CUDA eager fp32 vs fp16 vs a captured CUDA graph, for G at batch 1 to 1024. Prints the
-providers ONNX Runtime offers first, and writes results/gpu.json.
+    python benchmarks/gpu.py [--out FILE] [--device cuda|cpu] [--batches 1,8,64,256,1024]
 
-    python benchmarks/gpu.py MODEL_DIR RUN_DIR
+1. Providers: what ONNX Runtime offers on this machine and which provider the engine gets
+   when it asks for `cuda` (never assumed: the CPU build falls back, and says so).
+2. Training on the device: a short dcgan run (width 64, AMP), resumed from its checkpoint,
+   against the same steps on this machine's CPU; the GPU-trained run is then exported with
+   float16 graphs, which runs the exporter's own checks.
+3. How close the device's images are to the served ones: the same seeds through PyTorch on
+   the device (float32 and float16) and through the engine's float32 graph, in grey levels;
+   D's logits likewise.
+4. G speed at batch 1 to 1024 for the benchmark networks (mlp28, dcgan28, dcgan64, width 64):
+   PyTorch eager float32 vs float16 vs a captured CUDA graph, and the engine on the same
+   machine (CUDA when onnxruntime-gpu is installed; its CPU provider as the same-run baseline).
+
+`--device cpu` runs everything but the CUDA parts, to check the script on a machine without a GPU.
 """
 
 from __future__ import annotations
 
 import argparse
+import copy
+import dataclasses
+import json
+import tempfile
 import time
 from pathlib import Path
 
@@ -18,82 +32,223 @@ import torch
 
 from common import summary, write_result
 
-BATCHES = (1, 8, 64, 256, 1024)
+NETWORKS = {"mlp28": ("mlp", 28), "dcgan28": ("dcgan", 28), "dcgan64": ("dcgan", 64)}
+PRECISIONS = {"fp32": torch.float32, "fp16": torch.float16}
+AGREEMENT_SEEDS = range(256)
 
 
-def cuda_rate(run, count: int, repeats: int = 5, iters: int = 20) -> list[float]:
+def timed_rates(run, count: int, device: torch.device, repeats: int = 5, iters: int = 20) -> list[float]:
+    """Images/s of `run()` (which makes `count` images), once per repeat; waits for the GPU."""
+    def wait() -> None:
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+
     rates = []
     for _ in range(repeats):
-        torch.cuda.synchronize()
+        wait()
         start = time.perf_counter()
         for _ in range(iters):
             run()
-        torch.cuda.synchronize()
+        wait()
         rates.append(iters * count / (time.perf_counter() - start))
     return rates
 
 
-def torch_rows(run_dir: Path) -> list[dict]:
-    from export.graphs import GeneratorGraph
+def providers_report(device: torch.device) -> dict:
+    import onnxruntime as ort
+
+    report = {"onnxruntime": ort.__version__, "available_providers": ort.get_available_providers(),
+              "torch": torch.__version__, "torch_cuda": torch.version.cuda,
+              "device": torch.cuda.get_device_name() if device.type == "cuda" else "cpu"}
+    print(json.dumps(report), flush=True)
+    return report
+
+
+def engine_provider(model_dir: Path) -> dict:
+    """Which provider the engine really gets when asked for CUDA."""
+    from serving.engine import Engine
+
+    engine = Engine(model_dir, device="cuda", warmup=False)
+    got = {"asked": "cuda", "provider": engine.provider, "precision": engine.precision,
+           "fell_back": engine.fell_back}
+    print("engine asked for cuda:", got, flush=True)
+    return got
+
+
+# --- training ---------------------------------------------------------------------------------
+def training_check(work: Path, device: torch.device, steps: int, cpu_steps: int) -> dict:
+    from export.exporter import ExportOptions, export_model
+    from training.checkpoints import load_latest_state
+    from training.config import TrainConfig
+    from training.loop import train
+
+    run, model = work / "run", work / "model"
+    half = steps // 2
+    config = TrainConfig(data="digits", resolution=28, width=64, steps=half, checkpoint_every=half,
+                         sample_every=steps, log_every=25, device=device.type)
+    start = time.perf_counter()
+    train(config, run, progress=False)
+    first_part = time.perf_counter() - start
+    start = time.perf_counter()
+    train(dataclasses.replace(config, steps=steps), run, resume=True, progress=False)
+    resumed_part = time.perf_counter() - start
+    records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    logged_steps = [record["step"] for record in records]
+    if logged_steps != sorted(set(logged_steps)) or logged_steps[-1] != steps:
+        raise SystemExit(f"resume broke the step sequence: {logged_steps}")
+    if load_latest_state(run)["step"] != steps:
+        raise SystemExit("the newest training state is not at the last step")
+    device_rate = summary([record["images_per_s"] for record in records[1:]])  # the first window holds start-up
+
+    cpu_run = work / "cpu-run"
+    train(dataclasses.replace(config, device="cpu", steps=cpu_steps, checkpoint_every=cpu_steps,
+                              log_every=max(cpu_steps // 4, 1)), cpu_run, progress=False)
+    cpu_records = [json.loads(line) for line in (cpu_run / "metrics.jsonl").read_text().splitlines()]
+    cpu_rate = summary([record["images_per_s"] for record in cpu_records[1:]] or [cpu_records[0]["images_per_s"]])
+
+    start = time.perf_counter()
+    card = export_model(run, ExportOptions(out=model, force=True, fp16=True, calibration_samples=500))
+    export_seconds = time.perf_counter() - start
+    result = {"config": {"data": "digits", "resolution": 28, "width": 64, "batch_size": config.batch_size,
+                         "amp": config.amp, "steps": steps, "resumed_at": half},
+              "device_images_per_s": device_rate, "cpu_images_per_s": cpu_rate,
+              "speedup_vs_cpu": round(device_rate["median"] / cpu_rate["median"], 2),
+              "seconds": {"first_part": round(first_part, 1), "resumed_part": round(resumed_part, 1),
+                          "export_with_fp16": round(export_seconds, 1)},
+              "exported_graphs": sorted(card["graphs"])}
+    print("training:", json.dumps(result), flush=True)
+    return result
+
+
+# --- agreement --------------------------------------------------------------------------------
+def grey_level_gap(a: np.ndarray, b: np.ndarray) -> dict:
+    gap = np.abs(a.astype(np.int16) - b.astype(np.int16))
+    return {"max": int(gap.max()), "mean": round(float(gap.mean()), 4),
+            "pixels_over_1_level": round(float((gap > 1).mean()), 6)}
+
+
+def agreement(run: Path, model: Path, device: torch.device) -> dict:
+    """Seeds through the engine (float32, CPU) and through PyTorch on the device."""
+    from export.graphs import DiscriminatorGraph, GeneratorGraph
+    from serving.engine import Engine
+    from serving.latents import latents
     from training.release import read_release
 
-    release = read_release(run_dir)
+    release = read_release(run)
+    engine = Engine(model, device="cpu", precision="fp32")
+    z = latents(list(AGREEMENT_SEEDS), engine.card.latent_dim)
+    served = engine.run_generator({"z": z})
+    served_logits = engine.run_discriminator({"images": served})
+    result = {"seeds": len(AGREEMENT_SEEDS)}
+    for precision, dtype in PRECISIONS.items():
+        if device.type == "cpu" and dtype == torch.float16:
+            continue
+        generator = GeneratorGraph(release.build_generator(), dtype).to(device).eval()
+        discriminator = DiscriminatorGraph(release.build_discriminator(), dtype).to(device).eval()
+        with torch.inference_mode():
+            images = generator(torch.from_numpy(z).to(device)).cpu().numpy()
+            logits = discriminator(torch.from_numpy(served).to(device)).cpu().numpy()
+        result[f"torch_{device.type}_{precision}"] = {
+            "images_vs_engine": grey_level_gap(images, served),
+            "logits_max_abs_gap": round(float(np.abs(logits - served_logits).max()), 5)}
+    fp16_graph = Engine(model, device="cpu", precision="fp16")
+    if fp16_graph.precision == "fp16":  # the float16 ONNX graph a GPU server runs, here on the CPU
+        result["engine_fp16_graph"] = {"images_vs_engine": grey_level_gap(fp16_graph.run_generator({"z": z}), served)}
+    print("agreement:", json.dumps(result), flush=True)
+    return result
+
+
+# --- speed ------------------------------------------------------------------------------------
+def torch_generator_rows(device: torch.device, batches: list[int]) -> list[dict]:
+    from export.graphs import GeneratorGraph
+    from training.networks import NetworkSpec, build_generator
+
     rows = []
-    for precision, dtype in (("fp32", torch.float32), ("fp16", torch.float16)):
-        graph = GeneratorGraph(release.build_generator(), dtype).cuda().eval()
-        for batch in BATCHES:
-            z = torch.randn(batch, release.spec.latent_dim, device="cuda")
-            with torch.inference_mode():
-                graph(z)
-                eager = summary(cuda_rate(lambda: graph(z), batch))  # noqa: B023 (called at once)
-                captured = torch.cuda.CUDAGraph()
-                static_z = z.clone()
-                with torch.cuda.graph(captured):
-                    static_out = graph(static_z)  # noqa: F841 (kept alive by the graph)
-                graphed = summary(cuda_rate(captured.replay, batch))
-            rows.append({"runtime": f"torch {precision}", "batch": batch, "eager_images_per_s": eager,
-                         "cuda_graph_images_per_s": graphed})
-            print(f"torch {precision} batch {batch:5}: eager {eager['median']:10.0f} img/s, "
-                  f"CUDA graph {graphed['median']:10.0f} img/s", flush=True)
+    for name, (arch, resolution) in NETWORKS.items():
+        torch.manual_seed(0)
+        base = build_generator(NetworkSpec(arch, latent_dim=100, channels=1, resolution=resolution, width=64)).eval()
+        for precision, dtype in PRECISIONS.items():
+            if device.type == "cpu" and dtype == torch.float16:
+                continue  # CPU float16 kernels are a different story; this is the GPU benchmark
+            graph = GeneratorGraph(copy.deepcopy(base), dtype).to(device).eval()
+            for batch in batches:
+                z = torch.randn(batch, 100, device=device)
+                with torch.inference_mode():
+                    graph(z)  # warm-up: cuDNN picks its algorithms for this shape
+                    row = {"network": name, "runtime": f"torch {device.type} {precision}", "batch": batch,
+                           "eager_images_per_s": summary(timed_rates(lambda: graph(z), batch, device))}  # noqa: B023
+                    if device.type == "cuda":
+                        try:
+                            replay = _captured(graph, z)
+                        except RuntimeError as error:  # recorded, so the other figures still come back
+                            row["cuda_graph_error"] = str(error).splitlines()[0]
+                        else:
+                            row["cuda_graph_images_per_s"] = summary(timed_rates(replay, batch, device))
+                rows.append(row)
+                graphed = row.get("cuda_graph_images_per_s", {}).get("median", 0)
+                print(f"{name} {row['runtime']} batch {batch:5}: eager {row['eager_images_per_s']['median']:10.0f}"
+                      f" img/s, CUDA graph {graphed:10.0f} img/s", flush=True)
     return rows
 
 
-def engine_rows(model_dir: Path) -> list[dict]:
+def _captured(graph: torch.nn.Module, z: torch.Tensor):
+    """G captured once as a CUDA graph; replaying it skips the per-kernel launch cost."""
+    captured = torch.cuda.CUDAGraph()
+    static_z = z.clone()
+    with torch.cuda.graph(captured):
+        graph._static_out = graph(static_z)  # kept alive as long as the capture
+    return captured.replay
+
+
+def engine_rows(model: Path, batches: list[int]) -> list[dict]:
+    """The engine on the trained dcgan28 export: CUDA when onnxruntime-gpu is here, and the CPU."""
     import onnxruntime as ort
 
     from serving.engine import Engine
 
-    print("ONNX Runtime providers:", ort.get_available_providers())
-    if "CUDAExecutionProvider" not in ort.get_available_providers():
-        return []
+    setups = [("cpu", "fp32")]
+    if "CUDAExecutionProvider" in ort.get_available_providers():
+        setups += [("cuda", "fp32"), ("cuda", "fp16")]
     rows = []
-    for precision in ("fp32", "fp16"):
-        engine = Engine(model_dir, device="cuda", precision=precision, max_batch=max(BATCHES))
-        for batch in BATCHES:
+    for device, precision in setups:
+        engine = Engine(model, device=device, precision=precision, max_batch=max(batches))
+        for batch in batches:
             z = np.random.default_rng(0).standard_normal((batch, engine.card.latent_dim), dtype=np.float32)
-            rates = []
-            for _ in range(5):
-                start = time.perf_counter()
-                for _ in range(20):
-                    engine.run_generator({"z": z})
-                rates.append(20 * batch / (time.perf_counter() - start))
-            rows.append({"runtime": f"onnxruntime {engine.provider} {precision}", "batch": batch,
-                         "images_per_s": summary(rates)})
-            print(f"engine {engine.provider} {precision} batch {batch:5}: {summary(rates)['median']:10.0f} img/s")
+            rates = summary(timed_rates(lambda: engine.run_generator({"z": z}), batch,  # noqa: B023
+                                        torch.device("cpu"), iters=5))
+            rows.append({"network": "dcgan28", "runtime": f"engine {engine.provider} {engine.precision}",
+                         "batch": batch, "images_per_s": rates})
+            print(f"dcgan28 engine {engine.provider} {engine.precision} batch {batch:5}: "
+                  f"{rates['median']:10.0f} img/s", flush=True)
     return rows
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("model_dir", type=Path)
-    parser.add_argument("run_dir", type=Path)
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--device", default="cuda", choices=["cuda", "cpu"])
+    parser.add_argument("--batches", default="1,8,64,256,1024", help="comma list of G batch sizes")
+    parser.add_argument("--train-steps", type=int, default=400, help="device training steps (resumed halfway)")
+    parser.add_argument("--cpu-train-steps", type=int, default=40, help="the same run's steps on the CPU")
+    parser.add_argument("--out", type=Path, help="write the JSON here instead of results/gpu.json")
     args = parser.parse_args()
-    if not torch.cuda.is_available():
-        raise SystemExit("no CUDA device: this benchmark is for a machine with a GPU")
-    result = {"device": torch.cuda.get_device_name(), "engine": engine_rows(args.model_dir),
-              "torch": torch_rows(args.run_dir)}
-    write_result("gpu", result)
-
+    device = torch.device(args.device)
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise SystemExit("no CUDA device: this benchmark is for a machine with a GPU (--device cpu checks it)")
+        torch.backends.cudnn.benchmark = True  # the best convolution algorithm per shape, as a tuned server would
+    batches = [int(part) for part in args.batches.split(",")]
+    result = {"providers": providers_report(device)}
+    with tempfile.TemporaryDirectory(prefix="ganserve-gpu-") as work:
+        work = Path(work)
+        sections = [("training", lambda: training_check(work, device, args.train_steps, args.cpu_train_steps)),
+                    ("engine_asked_for_cuda", lambda: engine_provider(work / "model")),
+                    ("agreement", lambda: agreement(work / "run", work / "model", device)),
+                    ("torch", lambda: torch_generator_rows(device, batches)),
+                    ("engine", lambda: engine_rows(work / "model", batches))]
+        for key, section in sections:
+            result[key] = section()
+            path = write_result("gpu", result, args.out)  # after each section: a cut-short run keeps its figures
+    print("wrote", path)
 
 if __name__ == "__main__":
     main()
