@@ -25,6 +25,7 @@ import dataclasses
 import json
 import tempfile
 import time
+import traceback
 from pathlib import Path
 
 import numpy as np
@@ -246,7 +247,11 @@ def main() -> None:
                     ("torch", lambda: torch_generator_rows(device, batches)),
                     ("engine", lambda: engine_rows(work / "model", batches))]
         for key, section in sections:
-            result[key] = section()
+            try:
+                result[key] = section()
+            except Exception as error:  # noqa: BLE001 (recorded; the later sections still run)
+                traceback.print_exc()
+                result[key] = {"error": f"{type(error).__name__}: {error}"}
             path = write_result("gpu", result, args.out)  # after each section: a cut-short run keeps its figures
     print("wrote", path)
 
