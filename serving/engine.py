@@ -199,7 +199,8 @@ class Engine:
         count = len(next(iter(feeds.values())))
         twin = self._split.get(session)
         if twin is not None and count >= SPLIT_MIN_ROWS:
-            edges = np.linspace(0, count, self._split_ways + 1).astype(int)
+            ways = min(self._split_ways, count)  # never an empty part (8 rows on a 16-core host)
+            edges = np.linspace(0, count, ways + 1).astype(int)
             rows = min(self.max_batch, SPLIT_RUN_ROWS)
             parts = self._split_pool.map(lambda edge: self._serial(twin, {k: v[edge[0]:edge[1]] for k, v in
                                                                           feeds.items()}, rows), zip(edges, edges[1:]))

@@ -112,9 +112,12 @@ def test_cuda_request_on_a_cpu_machine_reports_the_fallback(model_dir, caplog):
     assert engine.info()["provider"] == "CPUExecutionProvider"
 
 
-def test_batches_split_across_cores_equal_one_thread(model_dir):
-    split, single = Engine(model_dir, threads=2, warmup=False), Engine(model_dir, threads=1, warmup=False)
+@pytest.mark.parametrize("threads", [2, 16])  # 16: more cores than rows in a batch of 8
+def test_batches_split_across_cores_equal_one_thread(model_dir, threads):
+    split, single = Engine(model_dir, threads=threads, warmup=False), Engine(model_dir, threads=1, warmup=False)
     assert split._split and not single._split  # single-threaded twins only when there are cores to split over
+    for count in (8, 9):
+        assert np.array_equal(split.generate(list(range(count))), single.generate(list(range(count))))
     seeds = list(range(37))  # uneven parts, above the split threshold
     images = split.generate(seeds)
     assert np.array_equal(images, single.generate(seeds))
