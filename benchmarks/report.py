@@ -69,6 +69,39 @@ def cold_table(data: dict) -> list[str]:
             f"{install['service_imports_without_torch']} |"]
 
 
+def gpu_table(data: dict) -> list[str]:
+    """results/gpu.json, from `gpu.py` on a lent GPU machine (its own machine line)."""
+    providers, machine, training = data["providers"], data["machine"], data["training"]
+    lines = ["### GPU (`gpu.json`)", "",
+             f"{providers['device']} with {machine['cores']} CPU cores; PyTorch {providers['torch']}, "
+             f"ONNX Runtime {providers['onnxruntime']} (providers: {', '.join(providers['available_providers'])}; "
+             f"the engine asked for cuda got {data['engine_asked_for_cuda']['provider']}).", ""]
+    if "error" not in training:
+        lines += [f"Training (dcgan28, width 64, batch {training['config']['batch_size']}, AMP): "
+                  f"{training['device_images_per_s']['median']:,.0f} images/s on the GPU vs "
+                  f"{training['cpu_images_per_s']['median']:,.0f} on the CPU cores "
+                  f"({training['speedup_vs_cpu']}×); resumed at step {training['config']['resumed_at']} "
+                  f"and exported with float16 graphs.", ""]
+    agreement = data["agreement"]
+    if "error" not in agreement:
+        lines += ["| same seeds, vs the served float32 engine | max grey-level gap | pixels > 1 level | D logit gap |",
+                  "|---|---|---|---|"]
+        for key, value in agreement.items():
+            if isinstance(value, dict):
+                gap = value["images_vs_engine"]
+                lines.append(f"| {key} | {gap['max']} | {gap['pixels_over_1_level']:.4%} | "
+                             f"{value.get('logits_max_abs_gap', '–')} |")
+        lines.append("")
+    lines += ["| network | runtime | batch | eager images/s | CUDA graph images/s |", "|---|---|---|---|---|"]
+    for row in data["torch"] + data["engine"]:
+        eager = row.get("eager_images_per_s", row.get("images_per_s"))
+        graphed = row.get("cuda_graph_images_per_s")
+        graphed_text = f"{graphed['median']:,.0f}" if graphed else "–"
+        lines.append(f"| {row['network']} | {row['runtime']} | {row['batch']} | {eager['median']:,.0f} | "
+                     f"{graphed_text} |")
+    return lines
+
+
 def render() -> str:
     sections = []
     machine = None
@@ -78,6 +111,9 @@ def render() -> str:
         if data:
             machine = machine or data["machine"]
             sections += render_section(data) + [""]
+    gpu = _load("gpu")
+    if gpu:
+        sections += gpu_table(gpu) + [""]
     for path in sorted(RESULTS.glob("http-*.json")):  # focused reruns (one endpoint or setting)
         sections += http_table(json.loads(path.read_text()), f"HTTP: `{path.name}`") + [""]
     if machine:
