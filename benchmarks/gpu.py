@@ -152,9 +152,16 @@ def agreement(run: Path, model: Path, device: torch.device) -> dict:
         result[f"torch_{device.type}_{precision}"] = {
             "images_vs_engine": grey_level_gap(images, served),
             "logits_max_abs_gap": round(float(np.abs(logits - served_logits).max()), 5)}
-    fp16_graph = Engine(model, device="cpu", precision="fp16")
-    if fp16_graph.precision == "fp16":  # the float16 ONNX graph a GPU server runs, here on the CPU
-        result["engine_fp16_graph"] = {"images_vs_engine": grey_level_gap(fp16_graph.run_generator({"z": z}), served)}
+    import onnxruntime as ort
+
+    on_gpu = "CUDAExecutionProvider" in ort.get_available_providers()
+    for precision in ("fp32", "fp16"):  # the graphs a GPU server runs; on the CPU without onnxruntime-gpu
+        other = Engine(model, device="cuda" if on_gpu else "cpu", precision=precision)
+        if other.precision == precision and (on_gpu or precision == "fp16"):
+            result[f"engine_{other.provider}_{precision}"] = {
+                "images_vs_engine": grey_level_gap(other.run_generator({"z": z}), served),
+                "logits_max_abs_gap": round(float(np.abs(other.run_discriminator({"images": served})
+                                                         - served_logits).max()), 5)}
     print("agreement:", json.dumps(result), flush=True)
     return result
 
