@@ -68,11 +68,11 @@ def engine_vs_torch(models: dict, threads: int, repeats: int) -> list[dict]:
     return [{"matmul_peak_gflops": summary(peak), "threads": threads}, *rows]
 
 
-def sampler_vs_engine(model_dir, count: int, repeats: int) -> dict:
+def sampler_vs_engine(model_dir, count: int, repeats: int, device: str = "cpu", work=WORK) -> dict:
     from serving.engine import Engine
     from serving.sampler import SampleJob, run_sample
 
-    engine = Engine(model_dir, device="cpu", max_batch=256)
+    engine = Engine(model_dir, device=device, max_batch=256)
     seeds = list(range(count))
     results = {"engine": [], "png": [], "npz": []}
     for _ in range(repeats):
@@ -81,7 +81,7 @@ def sampler_vs_engine(model_dir, count: int, repeats: int) -> dict:
             engine.generate(seeds[i:i + 256])
         results["engine"].append(count / (time.perf_counter() - start))
         for fmt in ("png", "npz"):
-            out = WORK / "sampler" / fmt
+            out = work / "sampler" / fmt
             shutil.rmtree(out, ignore_errors=True)
             result = run_sample(engine, SampleJob(seeds=seeds, out=out, format=fmt), progress=False)
             results[fmt].append(result["written"] / result["seconds"])
@@ -89,7 +89,7 @@ def sampler_vs_engine(model_dir, count: int, repeats: int) -> dict:
     ratios = {f"{fmt}_vs_engine": round(stats[fmt]["median"] / stats["engine"]["median"], 3) for fmt in ("png", "npz")}
     print(f"sampler: engine {stats['engine']['median']:.0f} img/s, png {stats['png']['median']:.0f} "
           f"({ratios['png_vs_engine']:.0%}), npz {stats['npz']['median']:.0f} ({ratios['npz_vs_engine']:.0%})")
-    return {"model": model_dir.name, "images": count, "images_per_s": stats, **ratios}
+    return {"model": model_dir.name, "provider": engine.provider, "images": count, "images_per_s": stats, **ratios}
 
 
 def main() -> None:

@@ -11,8 +11,10 @@
    the device (float32 and float16) and through the engine's float32 graph, in grey levels;
    D's logits likewise.
 4. G speed at batch 1 to 1024 for the benchmark networks (mlp28, dcgan28, dcgan64, width 64):
-   PyTorch eager float32 vs float16 vs a captured CUDA graph, and the engine on the same
-   machine (CUDA when onnxruntime-gpu is installed; its CPU provider as the same-run baseline).
+   PyTorch eager float32 vs float16 vs a captured CUDA graph (on the device, and with the
+   images copied to the host as the engine returns them), and the engine on the same machine
+   (CUDA when onnxruntime-gpu is installed; its CPU provider as the same-run baseline).
+5. `ganserve sample`'s writer with the engine on the device: PNG and npz vs the engine alone.
 
 `--device cpu` runs everything but the CUDA parts, to check the script on a machine without a GPU.
 """
@@ -32,6 +34,7 @@ import numpy as np
 import torch
 
 from common import summary, write_result
+from engine_bench import sampler_vs_engine
 
 NETWORKS = {"mlp28": ("mlp", 28), "dcgan28": ("dcgan", 28), "dcgan64": ("dcgan", 64)}
 PRECISIONS = {"fp32": torch.float32, "fp16": torch.float16}
@@ -184,7 +187,10 @@ def torch_generator_rows(device: torch.device, batches: list[int]) -> list[dict]
                 with torch.inference_mode():
                     graph(z)  # warm-up: cuDNN picks its algorithms for this shape
                     row = {"network": name, "runtime": f"torch {device.type} {precision}", "batch": batch,
-                           "eager_images_per_s": summary(timed_rates(lambda: graph(z), batch, device))}  # noqa: B023
+                           "eager_images_per_s": summary(timed_rates(lambda: graph(z), batch, device)),  # noqa: B023
+                           # as served: the images copied to the host, as the engine returns them
+                           "eager_to_host_images_per_s": summary(timed_rates(lambda: graph(z).cpu(), batch,  # noqa: B023
+                                                                             device))}
                     if device.type == "cuda":
                         try:
                             replay = _captured(graph, z)
@@ -237,6 +243,7 @@ def main() -> None:
     parser.add_argument("--batches", default="1,8,64,256,1024", help="comma list of G batch sizes")
     parser.add_argument("--train-steps", type=int, default=400, help="device training steps (resumed halfway)")
     parser.add_argument("--cpu-train-steps", type=int, default=40, help="the same run's steps on the CPU")
+    parser.add_argument("--sampler-images", type=int, default=20_000, help="images per sampler run")
     parser.add_argument("--out", type=Path, help="write the JSON here instead of results/gpu.json")
     args = parser.parse_args()
     device = torch.device(args.device)
@@ -252,7 +259,9 @@ def main() -> None:
                     ("engine_asked_for_cuda", lambda: engine_provider(work / "model")),
                     ("agreement", lambda: agreement(work / "run", work / "model", device)),
                     ("torch", lambda: torch_generator_rows(device, batches)),
-                    ("engine", lambda: engine_rows(work / "model", batches))]
+                    ("engine", lambda: engine_rows(work / "model", batches)),
+                    ("sampler", lambda: sampler_vs_engine(work / "model", args.sampler_images, 2,
+                                                          "cuda" if device.type == "cuda" else "cpu", work))]
         for key, section in sections:
             try:
                 result[key] = section()
