@@ -92,13 +92,22 @@ def gpu_table(data: dict) -> list[str]:
                 lines.append(f"| {key} | {gap['max']} | {gap['pixels_over_1_level']:.4%} | "
                              f"{value.get('logits_max_abs_gap', '–')} |")
         lines.append("")
-    lines += ["| network | runtime | batch | eager images/s | CUDA graph images/s |", "|---|---|---|---|---|"]
+    lines += ["Images/s. PyTorch: eager with the images left on the GPU, eager with them copied to the host "
+              "(as served), and a captured CUDA graph; the engine always returns host arrays.", "",
+              "| network | runtime | batch | eager, on device | to host | CUDA graph |", "|---|---|---|---|---|---|"]
     for row in data["torch"] + data["engine"]:
-        eager = row.get("eager_images_per_s", row.get("images_per_s"))
-        graphed = row.get("cuda_graph_images_per_s")
-        graphed_text = f"{graphed['median']:,.0f}" if graphed else "–"
-        lines.append(f"| {row['network']} | {row['runtime']} | {row['batch']} | {eager['median']:,.0f} | "
-                     f"{graphed_text} |")
+        cells = [row.get(f"{key}_images_per_s") for key in ("eager", "eager_to_host", "cuda_graph")]
+        if "images_per_s" in row:  # an engine row
+            cells = [None, row["images_per_s"], None]
+        text = [f"{cell['median']:,.0f}" if cell else "–" for cell in cells]
+        lines.append(f"| {row['network']} | {row['runtime']} | {row['batch']} | {' | '.join(text)} |")
+    sampler = data.get("sampler")
+    if sampler and "error" not in sampler:
+        rates = sampler["images_per_s"]
+        lines += ["", f"`ganserve sample` with the engine on {sampler['provider']} ({sampler['images']:,} images, "
+                      f"batch 256): engine with latents {rates['engine']['median']:,.0f} images/s, PNG files "
+                      f"{rates['png']['median']:,.0f} ({sampler['png_vs_engine']:.0%}), npz "
+                      f"{rates['npz']['median']:,.0f} ({sampler['npz_vs_engine']:.0%})."]
     return lines
 
 
