@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import ctypes
 import logging
+import math
 import os
 import threading
 import time
@@ -199,18 +200,19 @@ class Engine:
         count = len(next(iter(feeds.values())))
         twin = self._split.get(session)
         if twin is not None and count >= SPLIT_MIN_ROWS:
-            ways = min(self._split_ways, count)  # never an empty part (8 rows on a 16-core host)
-            edges = np.linspace(0, count, ways + 1).astype(int)
-            rows = min(self.max_batch, SPLIT_RUN_ROWS)
-            parts = self._split_pool.map(lambda edge: self._serial(twin, {k: v[edge[0]:edge[1]] for k, v in
-                                                                          feeds.items()}, rows), zip(edges, edges[1:]))
+            # Short runs taken by whichever thread is free, not one fixed share per core: a
+            # thread the OS delays (the sampler's writers share the cores) then takes fewer runs
+            # instead of holding up the whole batch. At least one run per core; never empty.
+            rows = min(self.max_batch, SPLIT_RUN_ROWS, math.ceil(count / self._split_ways))
+            parts = self._split_pool.map(lambda start: self._run(twin, {k: v[start:start + rows] for k, v in
+                                                                        feeds.items()}), range(0, count, rows))
             return np.concatenate(list(parts))
         return self._serial(session, feeds)
 
-    def _serial(self, session: ort.InferenceSession, feeds: dict[str, np.ndarray],
-                rows: int | None = None) -> np.ndarray | None:
-        count, rows = len(next(iter(feeds.values()))), rows or self.max_batch
-        parts = [self._run(session, {k: v[i:i + rows] for k, v in feeds.items()}) for i in range(0, count, rows)]
+    def _serial(self, session: ort.InferenceSession, feeds: dict[str, np.ndarray]) -> np.ndarray | None:
+        count = len(next(iter(feeds.values())))
+        parts = [self._run(session, {k: v[i:i + self.max_batch] for k, v in feeds.items()})
+                 for i in range(0, count, self.max_batch)]
         return np.concatenate(parts) if parts else None
 
     def generate_best_of(self, seeds: Sequence[int], labels: Sequence[int] | None = None,
