@@ -55,8 +55,10 @@ class Server:
         try:
             os.killpg(self.process.pid, signal.SIGTERM)
             self.process.wait(timeout=20)
-        except (ProcessLookupError, subprocess.TimeoutExpired):
+        except subprocess.TimeoutExpired:
             os.killpg(self.process.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass  # it had already exited
 
 
 def torchserve_store(model_dir: Path) -> Path:
@@ -153,13 +155,13 @@ def multipart_body(image_png: bytes) -> tuple[Path, str]:
 
 
 def wrk(url: str, concurrency: int, seconds: int, body: str | None = None, body_file: Path | None = None,
-        content_type: str | None = None) -> dict:
+        content_type: str | None = None, threads: int = 2) -> dict:
     env = {**os.environ}
     if body:
         env["WRK_BODY"] = body
     if body_file:
         env["WRK_BODY_FILE"], env["WRK_CONTENT_TYPE"] = str(body_file), content_type
-    threads = min(2, concurrency)
+    threads = min(threads, concurrency)
     result = subprocess.run(["wrk", "-t", str(threads), "-c", str(concurrency), "-d", f"{seconds}s", "--timeout", "10s",
                              "-s", str(HERE / "wrk.lua"), url], capture_output=True, text=True, env=env)
     line = next((text for text in result.stdout.splitlines() if text.startswith("WRKJSON ")), None)
