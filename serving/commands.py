@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 from .errors import ServingError
+from .settings import worker_layout
 
 
 def register(subparsers) -> None:
@@ -21,7 +22,7 @@ def register(subparsers) -> None:
     serve.add_argument("--host", default="0.0.0.0")
     serve.add_argument("--workers", type=int, default=0,
                        help="worker processes (default 0: one per CPU core with one ONNX Runtime thread each "
-                            "on the CPU, one on a GPU)")
+                            "on the CPU; on a GPU, 4 or one per core if fewer)")
     serve.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda", "tensorrt"])
     serve.add_argument("--threads", type=int, default=0, help="ONNX Runtime threads per worker (0: its default)")
     serve.add_argument("--max-images", type=int, default=64, help="most images per /generate request")
@@ -106,19 +107,6 @@ def run_serve(args) -> int:
     os.execve(bentoml, [bentoml, "serve", "serving.service:GanService", "--host", args.host,
                         "--port", str(args.port)], env)
     return 0  # not reached
-
-
-def worker_layout(device: str, workers: int, threads: int) -> tuple[int, int]:
-    """(workers, ONNX Runtime threads per worker). On the CPU one single-threaded worker per
-    core served the most requests in benchmarks/ (the HTTP work of one request overlaps the
-    compute of another); on a GPU one worker feeds the device."""
-    if workers:
-        return workers, threads
-    from .engine import usable_providers
-
-    if usable_providers(device)[0] != "CPUExecutionProvider":
-        return 1, threads
-    return os.cpu_count() or 1, threads or 1
 
 
 def usage_examples(port: int) -> str:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import ctypes
+import functools
 import logging
 import math
 import os
@@ -45,7 +46,8 @@ SPLIT_RUN_ROWS = 16
 
 class Engine:
     def __init__(self, model: str | Path | ModelCard, device: str | None = None, max_batch: int = 256,
-                 threads: int | None = None, precision: str = "auto", warmup: bool = True):
+                 threads: int | None = None, precision: str = "auto", warmup: bool = True,
+                 pad_batches: bool | None = None):
         device = device or os.environ.get("GANSERVE_DEVICE", "auto")
         if device not in DEVICES:
             raise ServingError(f"device: {device!r} is not allowed; use one of {', '.join(DEVICES)}")
@@ -69,6 +71,10 @@ class Engine:
                 self._split[session] = self._open(key, device, 1, precision)
             self._split_pool = ThreadPoolExecutor(self._split_ways, thread_name_prefix="ganserve-engine")
         self.precision = "fp16" if self._generator_path.name.endswith(".fp16.onnx") else "fp32"
+        # On a GPU every new batch size costs a search: cuDNN's exhaustive algorithm benchmark
+        # (ONNX Runtime's default) or a TensorRT engine build. Served batch sizes vary from run
+        # to run, so GPU runs are padded to a few sizes (powers of two), all warmed up at start.
+        self.pad_batches = self.provider != "CPUExecutionProvider" if pad_batches is None else pad_batches
         self.fell_back = self._report_provider(device)
         self._rules: dict = {}  # (rate, truncation) -> AcceptanceRule, fitted on first use
         self._burn_in: dict = {}  # truncation -> burn-in logits
@@ -109,8 +115,11 @@ class Engine:
         return False
 
     def _run(self, session: ort.InferenceSession, feeds: dict[str, np.ndarray]) -> np.ndarray:
+        count = len(next(iter(feeds.values())))
+        if self.pad_batches:
+            feeds = pad_rows(feeds, bucket_rows(count, self.max_batch))
         if self.provider == "CPUExecutionProvider":
-            return session.run(None, feeds)[0]
+            return session.run(None, feeds)[0][:count]
         # On a GPU, bind the output to host memory: ORT copies device -> host once, into the
         # array it returns, instead of into its own buffer and then again into numpy.
         binding = session.io_binding()
@@ -118,12 +127,14 @@ class Engine:
             binding.bind_cpu_input(name, value)
         binding.bind_output(session.get_outputs()[0].name, "cpu")
         session.run_with_iobinding(binding)
-        return binding.copy_outputs_to_cpu()[0]
+        return binding.copy_outputs_to_cpu()[0][:count]
 
     def warm_up(self) -> None:
-        """Run both graphs once at batch 1 and once at a full chunk, so first requests are fast;
-        keep split batches only for the graphs they speed up."""
-        for count in sorted({1, min(self.max_batch, 64)}):
+        """Run both graphs once at batch 1 and once at a full chunk (with padded batches: at
+        every size they are padded to), so first requests are fast; keep split batches only
+        for the graphs they speed up."""
+        sizes = set(batch_buckets(self.max_batch)) if self.pad_batches else {1, min(self.max_batch, 64)}
+        for count in sorted(sizes):
             images = self.generate(list(range(count)))
             self.score(images, self._labels_or_none(list(range(count)), None))
         if self._split:
@@ -357,6 +368,27 @@ class Engine:
 def scoring_feeds(images: np.ndarray, generator_feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     """D's feeds for images just generated: the same labels they were generated with."""
     return {"images": images, **{k: v for k, v in generator_feeds.items() if k == "labels"}}
+
+
+@functools.cache
+def batch_buckets(max_batch: int) -> tuple[int, ...]:
+    """The batch sizes padded runs use: powers of two below max_batch, and max_batch."""
+    return tuple(sorted({1 << power for power in range(max_batch.bit_length()) if 1 << power < max_batch}
+                        | {max_batch}))
+
+
+def bucket_rows(count: int, max_batch: int) -> int:
+    """The smallest bucket that holds `count` rows (count <= max_batch)."""
+    return next(size for size in batch_buckets(max_batch) if size >= count)
+
+
+def pad_rows(feeds: dict[str, np.ndarray], rows: int) -> dict[str, np.ndarray]:
+    """Feeds grown to `rows` rows by repeating their first row (always a valid input); every
+    output row depends only on its own input row, so the real rows come out unchanged."""
+    count = len(next(iter(feeds.values())))
+    if rows <= count:
+        return feeds
+    return {name: np.concatenate([value, np.repeat(value[:1], rows - count, axis=0)]) for name, value in feeds.items()}
 
 
 def usable_providers(device: str) -> list[str]:

@@ -3,7 +3,7 @@ import json
 import numpy as np
 import pytest
 
-from serving.engine import Engine
+from serving.engine import Engine, batch_buckets, bucket_rows, pad_rows
 from serving.errors import ModelFolderError, ServingError
 from serving.latents import latent, latents
 
@@ -123,3 +123,24 @@ def test_batches_split_across_cores_equal_one_thread(model_dir, threads):
     assert np.array_equal(images, single.generate(seeds))
     assert np.array_equal(split.score(images)[0], single.score(images)[0])
     assert np.array_equal(split.generate([5]), single.generate([5]))  # small batches: one run
+
+
+def test_batch_buckets_are_powers_of_two_up_to_the_cap():
+    assert batch_buckets(64) == (1, 2, 4, 8, 16, 32, 64)
+    assert batch_buckets(48) == (1, 2, 4, 8, 16, 32, 48)
+    assert [bucket_rows(n, 64) for n in (1, 2, 3, 5, 33, 64)] == [1, 2, 4, 8, 64, 64]
+    assert bucket_rows(40, 48) == 48
+
+
+def test_padded_batches_leave_every_row_unchanged(model_dir):
+    """GPU engines pad runs to a few batch sizes; the real rows must come out as without padding."""
+    padded = Engine(model_dir, max_batch=16, threads=1, pad_batches=True, warmup=False)
+    plain = Engine(model_dir, max_batch=16, threads=1, pad_batches=False, warmup=False)
+    assert not Engine(model_dir, threads=1, warmup=False).pad_batches  # the CPU default
+    for count in (1, 3, 5, 16, 21):  # 21: a full chunk of 16, then 5 rows padded to 8
+        seeds = list(range(100, 100 + count))
+        assert np.array_equal(padded.generate(seeds), plain.generate(seeds))
+    images = plain.generate(list(range(7)))
+    assert np.array_equal(padded.score(images)[0], plain.score(images)[0])
+    feeds = pad_rows({"z": np.arange(6, dtype=np.float32).reshape(3, 2)}, 4)
+    assert feeds["z"].tolist() == [[0, 1], [2, 3], [4, 5], [0, 1]]
