@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import time
 from pathlib import Path
 
 import httpx
@@ -28,6 +29,17 @@ def serve(model_dir: Path, device: str, workers: int) -> Server:
     return Server(name, [sys.executable, "-m", "serving.cli", "serve", str(model_dir.resolve()), "--port", str(PORT),
                          "--host", "127.0.0.1", "--device", device, "--workers", str(workers)],
                   f"http://127.0.0.1:{PORT}/readyz")
+
+
+def model_card(timeout: float = 60) -> dict:
+    """/model from a ready worker: /readyz answered from one worker, others may still be warming."""
+    start = time.perf_counter()
+    while time.perf_counter() - start < timeout:
+        response = httpx.post(f"http://127.0.0.1:{PORT}/model", json={}, timeout=10)
+        if response.status_code == 200:
+            return response.json()
+        time.sleep(0.5)
+    raise RuntimeError(f"/model never answered 200: {response.text[:200]}")
 
 
 def main() -> None:
@@ -47,7 +59,7 @@ def main() -> None:
         server = serve(args.model_dir, device, int(workers))
         try:
             ready_s = server.wait_ready()
-            model = httpx.post(f"http://127.0.0.1:{PORT}/model", json={}, timeout=10).json()
+            model = model_card()
             wrk(url, 32, 2, BODIES["generate n=1"][0], threads=args.wrk_threads)  # warm every worker
             for endpoint, (body, images) in BODIES.items():
                 for concurrency in [int(c) for c in args.concurrency.split(",")]:
