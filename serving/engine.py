@@ -394,11 +394,31 @@ def pad_rows(feeds: dict[str, np.ndarray], rows: int) -> dict[str, np.ndarray]:
 def usable_providers(device: str) -> list[str]:
     """The providers to ask ONNX Runtime for, best first, among those installed."""
     available = set(ort.get_available_providers())
+    if device == "auto" and not cuda_device_count():
+        # onnxruntime-gpu lists its GPU providers on any host: without a GPU, auto is the CPU
+        # (no CUDA libraries loaded, no fallback warning, the CPU worker layout).
+        available -= {"TensorrtExecutionProvider", "CUDAExecutionProvider"}
     if device != "cpu" and "CUDAExecutionProvider" in available:
         _preload_cuda_libraries()
     if device == "auto" and not _tensorrt_libraries_present():
         available.discard("TensorrtExecutionProvider")  # onnxruntime-gpu lists it even without TensorRT
     return [p for p in PROVIDERS[device] if p in available]
+
+
+@functools.cache
+def cuda_device_count() -> int:
+    """GPUs the NVIDIA driver reports (0 without a driver), asked through libcuda itself so
+    the serving install needs no torch. Initialising the driver here is safe: BentoML starts
+    its workers with exec, and the only processes ganserve forks (the sampler's PNG writers)
+    never call CUDA."""
+    try:
+        driver = ctypes.CDLL("libcuda.so.1")
+    except OSError:
+        return 0
+    count = ctypes.c_int(0)
+    if driver.cuInit(0) != 0 or driver.cuDeviceGetCount(ctypes.byref(count)) != 0:
+        return 0
+    return count.value
 
 
 _cuda_preloaded = False

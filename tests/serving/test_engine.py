@@ -144,3 +144,18 @@ def test_padded_batches_leave_every_row_unchanged(model_dir):
     assert np.array_equal(padded.score(images)[0], plain.score(images)[0])
     feeds = pad_rows({"z": np.arange(6, dtype=np.float32).reshape(3, 2)}, 4)
     assert feeds["z"].tolist() == [[0, 1], [2, 3], [4, 5], [0, 1]]
+
+
+def test_auto_device_is_the_cpu_when_the_gpu_build_finds_no_gpu(monkeypatch):
+    """onnxruntime-gpu lists its GPU providers on any host; auto must not pick them without a GPU
+    (the device count is replaced: this machine's real count is 0, a GPU machine's is not)."""
+    from serving import engine
+
+    gpu_build = ["TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"]
+    monkeypatch.setattr(engine.ort, "get_available_providers", lambda: gpu_build)
+    monkeypatch.setattr(engine, "cuda_device_count", lambda: 0)
+    assert engine.usable_providers("auto") == ["CPUExecutionProvider"]
+    assert engine.usable_providers("cuda") == ["CUDAExecutionProvider", "CPUExecutionProvider"]  # asked for: tried
+    monkeypatch.setattr(engine, "cuda_device_count", lambda: 1)
+    monkeypatch.setattr(engine, "_tensorrt_libraries_present", lambda: False)
+    assert engine.usable_providers("auto") == ["CUDAExecutionProvider", "CPUExecutionProvider"]
