@@ -61,7 +61,8 @@ class Settings:
 
 
 # On an H200 with 16 cores, 4 CUDA workers served 16-image requests 4.5x faster than one
-# (22,568 vs 4,970 images/s at 128 clients) and single images 14% faster (benchmarks/README.md).
+# (22,568 vs 4,970 images/s at 128 clients) and single images 14% faster at 128 clients; at 32
+# clients cuDNN's per-shape searches held both back (benchmarks/README.md, "HTTP on the GPU").
 GPU_WORKERS = 4
 
 
