@@ -2,7 +2,7 @@
 
 Configured by environment variables (serving/settings.py); `ganserve serve` sets them.
 The model loads and warms up in a background thread, so the server answers /livez at once
-and /readyz turns 200 only when the engine is ready.
+and /readyz turns 200 only when every worker's engine is ready (serving/readiness.py).
 """
 
 from __future__ import annotations
@@ -31,6 +31,7 @@ from .latents import MAX_SEED, MAX_TRUNCATION, MIN_TRUNCATION
 from .limits import RequestGuard
 from .metrics import BATCH_ROWS, IMAGES_GENERATED, IMAGES_SCORED, PROBABILITY
 from .png import encode_pngs
+from .readiness import all_ready, mark_ready, shared_folder
 from .rejection import rejection_sample
 from .responses import FORMATS, MEDIA_TYPES, encode_frames, encode_images, needs_pngs
 from .settings import Settings
@@ -38,6 +39,7 @@ from .settings import Settings
 log = logging.getLogger("bentoml.ganserve")  # BentoML shows its own namespace's logs
 SETTINGS = Settings.from_env()
 MODEL_IS_FOLDER = Path(SETTINGS.model).is_dir()
+shared_folder()  # made before BentoML starts the workers, so they inherit it
 
 Seed = Annotated[int, Ge(0), Le(MAX_SEED)]
 Truncation = Annotated[float, Ge(MIN_TRUNCATION), Le(MAX_TRUNCATION)]
@@ -84,6 +86,7 @@ class GanService:
                                      BATCH_ROWS.labels(graph="discriminator").observe,
                                      SETTINGS.batch_wait_ms / 1000)
         self.engine = engine
+        mark_ready(bentoml.server_context.worker_index)
         # Everything made while starting (the framework, the model) lives as long as the worker:
         # keep the cyclic GC from re-scanning it in the middle of requests.
         gc.freeze()
@@ -91,7 +94,9 @@ class GanService:
                  engine.precision, "; fell back from the device asked for" if engine.fell_back else "")
 
     def __is_ready__(self) -> bool:
-        return self.engine is not None and self.engine.ready
+        """200 on /readyz only when every worker of this server has its engine warm."""
+        return (self.engine is not None and self.engine.ready
+                and all_ready(SETTINGS.workers, bentoml.server_context.worker_index))
 
     def _ready_engine(self) -> Engine:
         if self.engine is None:

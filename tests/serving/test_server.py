@@ -35,6 +35,23 @@ def test_http_bytes_equal_cli_bytes_for_the_same_seeds(server, model_dir, tmp_pa
     assert single.content == (tmp_path / "seed00000006.png").read_bytes()
 
 
+def test_once_ready_every_worker_answers(server):
+    """The server runs a worker per core (2 here); /readyz was 200, so none may still be loading."""
+    assert all(httpx.post(server + "/model", timeout=10).status_code == 200 for _ in range(40))
+
+
+def test_readiness_waits_for_every_worker(monkeypatch, tmp_path):
+    from serving.readiness import all_ready, mark_ready
+
+    monkeypatch.setenv("GANSERVE_READY_DIR", str(tmp_path / "ready"))
+    assert not all_ready(2, worker_index=1)
+    mark_ready(1)
+    assert not all_ready(2, worker_index=1)
+    mark_ready(2)
+    assert all_ready(2, worker_index=1)
+    assert all_ready(2, worker_index=None)  # the ASGI app outside a BentoML server: just this process
+
+
 def test_generate_then_score_round_trip(server):
     png = httpx.post(server + "/generate", json={"seed": 11}, timeout=30).content
     scored = httpx.post(server + "/score", files=[("images", ("g.png", png, "image/png"))], timeout=30).json()
