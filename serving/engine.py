@@ -130,10 +130,12 @@ class Engine:
         return binding.copy_outputs_to_cpu()[0][:count]
 
     def warm_up(self) -> None:
-        """Run both graphs once at batch 1 and once at a full chunk (with padded batches: at
-        every size they are padded to), so first requests are fast; keep split batches only
-        for the graphs they speed up."""
-        sizes = set(batch_buckets(self.max_batch)) if self.pad_batches else {1, min(self.max_batch, 64)}
+        """Run both graphs once at batch 1 and once at a full chunk, so first requests are fast;
+        on CUDA at every padded size, so cuDNN's per-shape searches all happen here (TensorRT
+        instead widens one engine's shape range: 1 and the full chunk cover every size). Keep
+        split batches only for the graphs they speed up."""
+        every_size = self.pad_batches and self.provider == "CUDAExecutionProvider"
+        sizes = set(batch_buckets(self.max_batch)) if every_size else {1, min(self.max_batch, 64)}
         for count in sorted(sizes):
             images = self.generate(list(range(count)))
             self.score(images, self._labels_or_none(list(range(count)), None))
