@@ -1,9 +1,9 @@
 """HTTP on a GPU machine: `ganserve serve` on CUDA with 1, 4 and 8 workers, and the CPU layout
 (one single-threaded worker per core) on the same machine, under wrk. Not part of `make bench`.
 
-`serve` gives a GPU one worker by default. One BentoML worker is one event loop, and it spends
-about half a millisecond of CPU per request (benchmarks/README.md), so this measures whether
-one worker keeps the GPU busy or leaves it waiting on HTTP.
+One BentoML worker is one event loop, and it spends about half a millisecond of CPU per
+request (benchmarks/README.md), so this measures how many workers it takes to keep a GPU busy
+rather than waiting on HTTP.
 
     python benchmarks/gpu_http.py MODEL_DIR [--layouts cuda:1,cuda:4,cuda:8,cpu:0] [--out FILE]
 """
@@ -32,7 +32,8 @@ def serve(model_dir: Path, device: str, workers: int) -> Server:
 
 
 def model_card(timeout: float = 60) -> dict:
-    """/model from a ready worker: /readyz answered from one worker, others may still be warming."""
+    """/model once it answers 200 (a server whose /readyz spoke for one worker only could
+    still send this to a worker that was warming up)."""
     start = time.perf_counter()
     while time.perf_counter() - start < timeout:
         response = httpx.post(f"http://127.0.0.1:{PORT}/model", json={}, timeout=10)

@@ -22,6 +22,7 @@ from annotated_types import Ge, Le
 from pydantic import Field
 from starlette.responses import JSONResponse, Response
 
+from . import readiness
 from .batcher import Batcher
 from .engine import Engine, scoring_feeds
 from .errors import ServingError
@@ -31,7 +32,6 @@ from .latents import MAX_SEED, MAX_TRUNCATION, MIN_TRUNCATION
 from .limits import RequestGuard
 from .metrics import BATCH_ROWS, IMAGES_GENERATED, IMAGES_SCORED, PROBABILITY
 from .png import encode_pngs
-from .readiness import all_ready, mark_ready, shared_folder
 from .rejection import rejection_sample
 from .responses import FORMATS, MEDIA_TYPES, encode_frames, encode_images, needs_pngs
 from .settings import Settings
@@ -39,7 +39,7 @@ from .settings import Settings
 log = logging.getLogger("bentoml.ganserve")  # BentoML shows its own namespace's logs
 SETTINGS = Settings.from_env()
 MODEL_IS_FOLDER = Path(SETTINGS.model).is_dir()
-shared_folder()  # made before BentoML starts the workers, so they inherit it
+readiness.start(bentoml.server_context.worker_index)
 
 Seed = Annotated[int, Ge(0), Le(MAX_SEED)]
 Truncation = Annotated[float, Ge(MIN_TRUNCATION), Le(MAX_TRUNCATION)]
@@ -86,7 +86,7 @@ class GanService:
                                      BATCH_ROWS.labels(graph="discriminator").observe,
                                      SETTINGS.batch_wait_ms / 1000)
         self.engine = engine
-        mark_ready(bentoml.server_context.worker_index)
+        readiness.mark_ready(bentoml.server_context.worker_index)
         # Everything made while starting (the framework, the model) lives as long as the worker:
         # keep the cyclic GC from re-scanning it in the middle of requests.
         gc.freeze()
@@ -96,7 +96,7 @@ class GanService:
     def __is_ready__(self) -> bool:
         """200 on /readyz only when every worker of this server has its engine warm."""
         return (self.engine is not None and self.engine.ready
-                and all_ready(SETTINGS.workers, bentoml.server_context.worker_index))
+                and readiness.all_ready(SETTINGS.workers, bentoml.server_context.worker_index))
 
     def _ready_engine(self) -> Engine:
         if self.engine is None:

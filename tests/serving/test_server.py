@@ -3,6 +3,7 @@ generate -> score round trip, metrics, and 256 concurrent clients without an err
 
 import asyncio
 import io
+import os
 import re
 import zipfile
 
@@ -40,16 +41,22 @@ def test_once_ready_every_worker_answers(server):
     assert all(httpx.post(server + "/model", timeout=10).status_code == 200 for _ in range(40))
 
 
-def test_readiness_waits_for_every_worker(monkeypatch, tmp_path):
-    from serving.readiness import all_ready, mark_ready
+def test_readiness_waits_for_every_worker(monkeypatch):
+    from serving import readiness
 
-    monkeypatch.setenv("GANSERVE_READY_DIR", str(tmp_path / "ready"))
-    assert not all_ready(2, worker_index=1)
-    mark_ready(1)
-    assert not all_ready(2, worker_index=1)
-    mark_ready(2)
-    assert all_ready(2, worker_index=1)
-    assert all_ready(2, worker_index=None)  # the ASGI app outside a BentoML server: just this process
+    monkeypatch.delenv(readiness.FOLDER_VARIABLE, raising=False)
+    readiness.start(worker_index=None)  # BentoML's own process: a fresh folder
+    folder = os.environ[readiness.FOLDER_VARIABLE]
+    assert not readiness.all_ready(2, worker_index=1)
+    readiness.mark_ready(1)
+    assert not readiness.all_ready(2, worker_index=1)
+    readiness.mark_ready(2)
+    assert readiness.all_ready(2, worker_index=1)
+    readiness.start(worker_index=1)  # a worker keeps the folder it inherited
+    assert os.environ[readiness.FOLDER_VARIABLE] == folder
+    readiness.start(worker_index=None)  # the next server starts clean, whatever it inherited
+    assert not readiness.all_ready(2, worker_index=1)
+    assert readiness.all_ready(2, worker_index=None)  # the ASGI app outside a BentoML server
 
 
 def test_generate_then_score_round_trip(server):
