@@ -38,6 +38,7 @@ PROVIDERS = {
     "cpu": ["CPUExecutionProvider"],
 }
 PROVIDERS["auto"] = PROVIDERS["tensorrt"]
+GPU_PROVIDERS = {"TensorrtExecutionProvider", "CUDAExecutionProvider"}
 SPLIT_MIN_ROWS = 8  # from here on, splitting a batch across cores beat intra-operator threads
 # Rows per run on each core's twin: two cores sharing one cache ran dcgan28's G 8-13% faster
 # in runs of 16 than in one run per core at batch 64-256 (activations stay in cache); dcgan64: flat.
@@ -108,8 +109,9 @@ class Engine:
         an explicit cuda/tensorrt that is not there, or a GPU provider that failed to start."""
         wanted = PROVIDERS[device][0] if device in ("cuda", "tensorrt") else usable_providers(device)[0]
         if self.provider != wanted:
-            log.warning("device %r: wanted %s, ONNX Runtime gave %s (installed providers: %s)", device, wanted,
-                        self.provider, ", ".join(ort.get_available_providers()))
+            log.warning("device %r: wanted %s, ONNX Runtime gave %s (installed providers: %s; GPUs the NVIDIA "
+                        "driver reports: %d)", device, wanted, self.provider, ", ".join(ort.get_available_providers()),
+                        cuda_device_count())
             return True
         log.info("ONNX Runtime provider: %s (%s graphs)", self.provider, self.precision)
         return False
@@ -396,15 +398,24 @@ def pad_rows(feeds: dict[str, np.ndarray], rows: int) -> dict[str, np.ndarray]:
 def usable_providers(device: str) -> list[str]:
     """The providers to ask ONNX Runtime for, best first, among those installed."""
     available = set(ort.get_available_providers())
-    if device == "auto" and not cuda_device_count():
-        # onnxruntime-gpu lists its GPU providers on any host: without a GPU, auto is the CPU
-        # (no CUDA libraries loaded, no fallback warning, the CPU worker layout).
-        available -= {"TensorrtExecutionProvider", "CUDAExecutionProvider"}
-    if device != "cpu" and "CUDAExecutionProvider" in available:
+    if gpu_wanted(device):
         _preload_cuda_libraries()
+    else:
+        available -= GPU_PROVIDERS
     if device == "auto" and not _tensorrt_libraries_present():
         available.discard("TensorrtExecutionProvider")  # onnxruntime-gpu lists it even without TensorRT
     return [p for p in PROVIDERS[device] if p in available]
+
+
+def gpu_wanted(device: str) -> bool:
+    """Whether `device` asks ONNX Runtime for a GPU provider here (it may still fail to start).
+    onnxruntime-gpu lists its GPU providers on any host, so this also needs a GPU that the
+    driver reports: without one, `auto` is the CPU with no CUDA library loaded and no warning,
+    and an explicit `cuda` falls back with a warning that says no GPU was found. Loads nothing
+    itself, so the serving layout can be chosen before any worker starts."""
+    if device == "cpu" or not GPU_PROVIDERS & set(ort.get_available_providers()):
+        return False
+    return cuda_device_count() > 0
 
 
 @functools.cache

@@ -75,6 +75,6 @@ def worker_layout(device: str, workers: int, threads: int) -> tuple[int, int]:
         return workers, threads
     from . import engine
 
-    if engine.usable_providers(device)[0] != "CPUExecutionProvider":
+    if engine.gpu_wanted(device):
         return min(GPU_WORKERS, os.cpu_count() or 1), threads
     return os.cpu_count() or 1, threads or 1

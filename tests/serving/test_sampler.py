@@ -163,7 +163,7 @@ def test_serve_worker_layout_on_a_gpu_is_a_few_workers(monkeypatch):
     from serving import engine
     from serving.settings import GPU_WORKERS, worker_layout
 
-    monkeypatch.setattr(engine, "usable_providers", lambda device: ["CUDAExecutionProvider", "CPUExecutionProvider"])
+    monkeypatch.setattr(engine, "gpu_wanted", lambda device: True)
     monkeypatch.setattr("os.cpu_count", lambda: 16)
     assert worker_layout("cuda", 0, 0) == (GPU_WORKERS, 0) == (4, 0)
     monkeypatch.setattr("os.cpu_count", lambda: 2)
