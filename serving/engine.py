@@ -24,6 +24,7 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 
+from .cpus import available_cpus
 from .errors import ServingError
 from .latent_paths import candidate_latents, candidates_for, slerp
 from .latents import check_seed, check_truncation, default_labels, latents
@@ -62,7 +63,7 @@ class Engine:
         self._generator = self._open("generator", device, threads, precision)
         self._discriminator = self._open("discriminator", device, threads, precision)
         self.provider = self._generator.get_providers()[0]
-        self._split_ways = (threads or os.cpu_count() or 1) if self.provider == "CPUExecutionProvider" else 1
+        self._split_ways = (threads or available_cpus()) if self.provider == "CPUExecutionProvider" else 1
         self._split: dict[ort.InferenceSession, ort.InferenceSession] = {}
         if self._split_ways > 1:
             # Batches split across single-threaded twins of the sessions, one part per core,

@@ -25,6 +25,7 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
+from .cpus import available_cpus
 from .engine import Engine
 from .errors import ServingError
 from .png import encode_pngs
@@ -75,7 +76,7 @@ def run_sample(engine: Engine, job: SampleJob, progress: bool = True) -> dict:
     total = sum(len(seeds) for _, seeds in todo_parts)
     started = time.perf_counter()
     bar = tqdm(total=total, unit="img", disable=not progress, dynamic_ncols=True)
-    workers = job.workers or os.cpu_count() or 1
+    workers = job.workers or available_cpus()
     with ProcessPoolExecutor(max_workers=workers) as pool, open(job.manifest_path, "a") as manifest:
         in_flight: list[Future] = []
         for part, seeds in todo_parts:

@@ -6,6 +6,8 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
+from .cpus import available_cpus
+
 DEFAULT_MODEL_TAG = "ganserve-digits:latest"
 
 
@@ -76,5 +78,5 @@ def worker_layout(device: str, workers: int, threads: int) -> tuple[int, int]:
     from . import engine
 
     if engine.gpu_wanted(device):
-        return min(GPU_WORKERS, os.cpu_count() or 1), threads
-    return os.cpu_count() or 1, threads or 1
+        return min(GPU_WORKERS, available_cpus()), threads
+    return available_cpus(), threads or 1

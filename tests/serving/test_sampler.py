@@ -136,7 +136,7 @@ def test_score_cli_prints_a_table_and_json(model_dir, tmp_path, capsys):
 def test_serve_worker_layout_defaults_to_one_single_threaded_worker_per_core(monkeypatch):
     from serving.settings import worker_layout
 
-    monkeypatch.setattr("os.cpu_count", lambda: 6)
+    monkeypatch.setattr("serving.settings.available_cpus", lambda: 6)
     assert worker_layout("cpu", 0, 0) == (6, 1)
     assert worker_layout("auto", 0, 0) == (6, 1)  # no GPU provider on this machine
     assert worker_layout("cpu", 3, 2) == (3, 2)  # explicit values win
@@ -146,7 +146,7 @@ def test_service_settings_take_the_same_layout_when_workers_are_unset(monkeypatc
     """A container runs `bentoml serve` itself: unset GANSERVE_WORKERS gets serve's layout."""
     from serving.settings import Settings
 
-    monkeypatch.setattr("os.cpu_count", lambda: 6)
+    monkeypatch.setattr("serving.settings.available_cpus", lambda: 6)
     for name in ("GANSERVE_WORKERS", "GANSERVE_THREADS", "GANSERVE_DEVICE"):
         monkeypatch.delenv(name, raising=False)
     settings = Settings.from_env()
@@ -164,9 +164,9 @@ def test_serve_worker_layout_on_a_gpu_is_a_few_workers(monkeypatch):
     from serving.settings import GPU_WORKERS, worker_layout
 
     monkeypatch.setattr(engine, "gpu_wanted", lambda device: True)
-    monkeypatch.setattr("os.cpu_count", lambda: 16)
+    monkeypatch.setattr("serving.settings.available_cpus", lambda: 16)
     assert worker_layout("cuda", 0, 0) == (GPU_WORKERS, 0) == (4, 0)
-    monkeypatch.setattr("os.cpu_count", lambda: 2)
+    monkeypatch.setattr("serving.settings.available_cpus", lambda: 2)
     assert worker_layout("cuda", 0, 0) == (2, 0)  # never more workers than cores
     assert worker_layout("cuda", 1, 0) == (1, 0)
 
@@ -203,3 +203,22 @@ def test_interpolate_cli_between_classes(conditional_model_dir, tmp_path, capsys
     assert main(["interpolate", str(conditional_model_dir), "--from", "4", "--to", "5", "--label-to", "2",
                  "--out", str(out)]) == 2
     assert "--label-to: give the first frame's class with --label too" in capsys.readouterr().err
+
+
+def test_usable_cpus_follow_a_container_cpu_limit(tmp_path):
+    """A 2-CPU container on a 64-core node must size itself for 2, not 64."""
+    from serving.cpus import cgroup_quota, usable_count
+
+    (tmp_path / "cpu.max").write_text("200000 100000\n")  # cgroup v2: 2 CPUs
+    assert usable_count(64, tmp_path) == 2
+    (tmp_path / "cpu.max").write_text("150000 100000\n")  # 1.5 CPUs: rounded up
+    assert usable_count(64, tmp_path) == 2
+    (tmp_path / "cpu.max").write_text("max 100000\n")  # no limit: the affinity
+    assert usable_count(6, tmp_path) == 6
+    v1 = tmp_path / "v1"
+    (v1 / "cpu").mkdir(parents=True)
+    (v1 / "cpu" / "cpu.cfs_quota_us").write_text("400000\n")
+    (v1 / "cpu" / "cpu.cfs_period_us").write_text("100000\n")
+    assert cgroup_quota(v1) == 4 and usable_count(3, v1) == 3  # the affinity can be the smaller
+    (v1 / "cpu" / "cpu.cfs_quota_us").write_text("-1\n")  # cgroup v1: no limit
+    assert cgroup_quota(v1) is None and cgroup_quota(tmp_path / "missing") is None
