@@ -11,19 +11,6 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-POLICIES = ("color", "translation", "cutout")
-
-
-def parse_policy(text: str) -> tuple[str, ...]:
-    from .errors import ConfigError
-
-    parts = tuple(p.strip() for p in text.split(",") if p.strip())
-    unknown = [p for p in parts if p not in POLICIES]
-    if unknown:
-        raise ConfigError(f"--augment: {unknown[0]!r} is not an augmentation; use a comma list of "
-                          f"{', '.join(POLICIES)} (or leave it empty)")
-    return parts
-
 
 def augment(x: torch.Tensor, policy: tuple[str, ...], rng: torch.Generator, global_batch: int,
             mine: slice) -> torch.Tensor:

@@ -5,12 +5,12 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass, field
 
-from .augment import parse_policy
 from .errors import ConfigError
 
 ARCHITECTURES = ("dcgan", "mlp")
 LOSSES = ("nonsat", "hinge", "wgan-gp")
 DEVICES = ("auto", "cpu", "cuda")
+AUGMENTATIONS = ("color", "translation", "cutout")  # DiffAugment policies (training/augment.py)
 
 
 def _opt(default, help_text: str):
@@ -101,6 +101,16 @@ class TrainConfig:
         if unknown:
             raise ConfigError(f"unknown training option(s) {unknown}; known: {sorted(known)}")
         return cls(**values)
+
+
+def parse_policy(text: str) -> tuple[str, ...]:
+    """'color,translation' -> ("color", "translation"); refuses names that are not augmentations."""
+    parts = tuple(p.strip() for p in text.split(",") if p.strip())
+    unknown = [p for p in parts if p not in AUGMENTATIONS]
+    if unknown:
+        raise ConfigError(f"--augment: {unknown[0]!r} is not an augmentation; use a comma list of "
+                          f"{', '.join(AUGMENTATIONS)} (or leave it empty)")
+    return parts
 
 
 def _choice(flag: str, value: str, allowed: tuple[str, ...]) -> None:

@@ -16,9 +16,9 @@ import torch
 from tqdm import tqdm
 
 from . import distributed
-from .augment import augment, parse_policy
+from .augment import augment
 from .checkpoints import list_states, load_latest_state, save_state
-from .config import TrainConfig
+from .config import TrainConfig, parse_policy
 from .data import ImageDataset, load_dataset, split_holdout
 from .errors import ConfigError
 from .losses import discriminator_loss, generator_loss, gradient_penalty, r1_penalty
