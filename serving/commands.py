@@ -40,7 +40,7 @@ def register(subparsers) -> None:
     sample.add_argument("--part-size", type=int, default=10_000, help="images per npz/tar part (default: 10000)")
     sample.add_argument("--shard", default="0/1", metavar="K/N", help="write only shard K of N (K from 0)")
     sample.add_argument("--labels", help="class labels for conditional models, cycled over the seeds "
-                                         "(e.g. 3 or 0-9); default: seed modulo the class count")
+                                         "(e.g. 3, 0-9 or 1,1,2); default: seed modulo the class count")
     sample.add_argument("--truncation", type=float, help="truncation psi (0.1 to 10)")
     sample.add_argument("--keep-top", type=float, default=1.0, metavar="FRACTION",
                         help="discriminator rejection sampling: each image is the best of 1/FRACTION candidates "
@@ -62,9 +62,9 @@ def register(subparsers) -> None:
     interpolate.add_argument("--from", dest="seed_from", type=int, required=True, metavar="SEED")
     interpolate.add_argument("--to", dest="seed_to", type=int, required=True, metavar="SEED")
     interpolate.add_argument("--frames", type=int, default=8, help="2 to 64 (default: 8)")
-    interpolate.add_argument("--label", type=int, help="class of every frame (conditional models)")
-    interpolate.add_argument("--label-to", type=int, help="conditional models: blend the class from --label to "
-                                                          "this one across the frames")
+    interpolate.add_argument("--label", help="class of every frame (conditional models)")
+    interpolate.add_argument("--label-to", help="conditional models: blend the class from --label to "
+                                                "this one across the frames")
     interpolate.add_argument("--truncation", type=float)
     interpolate.add_argument("--frame-ms", type=int, default=100, help="GIF: milliseconds per frame")
     interpolate.add_argument("--out", type=Path, required=True, help="a .png (strip) or .gif (animation) file")
@@ -75,7 +75,7 @@ def register(subparsers) -> None:
                                               "that it looks like the model's training data.")
     score.add_argument("model", metavar="MODEL", type=Path)
     score.add_argument("images", metavar="IMAGES", type=Path, nargs="+")
-    score.add_argument("--labels", help="labels for conditional models, one per image (e.g. 3,1,4)")
+    score.add_argument("--labels", help="labels for conditional models, one per image (e.g. 3,1,4 or 0-9)")
     score.add_argument("--resize", action="store_true", help="convert images of another size or colour type")
     score.add_argument("--json", action="store_true", help="print JSON instead of a table")
     score.set_defaults(handler=run_score)
@@ -130,7 +130,7 @@ def run_sample_command(args) -> int:
     from .latents import check_truncation
     from .rejection import check_rejection
     from .sampler import SampleJob, run_sample
-    from .seeds import parse_seeds, parse_shard, shard_of
+    from .seeds import parse_labels, parse_seeds, parse_shard, shard_of
 
     for flag, value in (("--batch-size", args.batch_size), ("--part-size", args.part_size)):
         if value < 1:
@@ -139,7 +139,7 @@ def run_sample_command(args) -> int:
         raise ServingError(f"--workers: {args.workers} is not allowed; use 0 (one per core) or more")
     seeds = parse_seeds(args.seeds)
     index, count = parse_shard(args.shard)
-    labels = parse_seeds(args.labels, "--labels") if args.labels else None
+    labels = parse_labels(args.labels) if args.labels else None
     engine = Engine(args.model, device=args.device, max_batch=args.batch_size)
     if labels is not None and not engine.card.num_classes:
         raise ServingError("--labels: this model is unconditional; leave --labels out")
@@ -168,17 +168,30 @@ def run_interpolate(args) -> int:
         raise ServingError(f"--out: {args.out} must end in .png (a strip) or .gif (an animation)")
     if not 20 <= args.frame_ms <= 5000:
         raise ServingError(f"--frame-ms: {args.frame_ms} is not allowed; use 20 to 5000")
+    label, label_to = (_one_label(text, flag) for text, flag in ((args.label, "--label"),
+                                                                  (args.label_to, "--label-to")))
     engine = Engine(args.model, warmup=False)
-    if args.label is not None and not engine.card.num_classes:
+    if label is not None and not engine.card.num_classes:
         raise ServingError("--label: this model is unconditional; leave --label out")
-    if args.label_to is not None and args.label is None:
+    if label_to is not None and label is None:
         raise ServingError("--label-to: give the first frame's class with --label too")
     frames = engine.interpolate(check_seed(args.seed_from, "--from"), check_seed(args.seed_to, "--to"), args.frames,
-                                args.label, args.truncation, args.label_to)
+                                label, args.truncation, label_to)
     args.out.write_bytes(encode_frames(frames, fmt, args.frame_ms))
-    classes = f", class {args.label} to {args.label_to}" if args.label_to is not None else ""
+    classes = f", class {label} to {label_to}" if label_to is not None else ""
     print(f"wrote {len(frames)} frames from seed {args.seed_from} to seed {args.seed_to}{classes} to {args.out}")
     return 0
+
+
+def _one_label(text: str | None, flag: str) -> int | None:
+    from .seeds import parse_labels
+
+    if text is None:
+        return None
+    labels = parse_labels(text, flag)
+    if len(labels) != 1:
+        raise ServingError(f"{flag}: {text!r} is {len(labels)} classes; give one class index")
+    return labels[0]
 
 
 def run_score(args) -> int:
@@ -186,12 +199,10 @@ def run_score(args) -> int:
 
     from .engine import Engine
     from .imaging import decode_image
+    from .seeds import parse_labels
 
     engine = Engine(args.model, device="cpu", warmup=False)
-    try:
-        labels = [int(v) for v in args.labels.split(",")] if args.labels else None
-    except ValueError:
-        raise ServingError(f"--labels: {args.labels!r} is not a comma list of class indices (e.g. 3,1,4)") from None
+    labels = parse_labels(args.labels) if args.labels else None
     images = []
     for path in args.images:
         if not path.is_file():

@@ -222,3 +222,31 @@ def test_usable_cpus_follow_a_container_cpu_limit(tmp_path):
     assert cgroup_quota(v1) == 4 and usable_count(3, v1) == 3  # the affinity can be the smaller
     (v1 / "cpu" / "cpu.cfs_quota_us").write_text("-1\n")  # cgroup v1: no limit
     assert cgroup_quota(v1) is None and cgroup_quota(tmp_path / "missing") is None
+
+
+def test_one_label_grammar_allows_repeats_and_ranges():
+    from serving.seeds import parse_labels
+
+    assert parse_labels("1,1,2") == [1, 1, 2]
+    assert parse_labels("0-3,1") == [0, 1, 2, 3, 1]
+    for bad, message in (("a", "--labels: 'a' is not a class index"), ("3-1", "'3-1' is not allowed")):
+        with pytest.raises(ServingError, match=message):
+            parse_labels(bad)
+
+
+def test_sample_score_and_interpolate_cli_take_repeated_labels(conditional_model_dir, tmp_path, capsys):
+    from serving.cli import main
+
+    assert main(["sample", str(conditional_model_dir), "--seeds", "0-5", "--labels", "1,1,2", "--out",
+                 str(tmp_path), "--no-progress", "--workers", "1"]) == 0
+    assert [line["label"] for line in _manifest(tmp_path / "manifest.jsonl")] == [1, 1, 2, 1, 1, 2]
+    capsys.readouterr()
+    files = [str(tmp_path / f"seed0000000{i}.png") for i in (0, 1)]
+    assert main(["score", str(conditional_model_dir), *files, "--labels", "1,1", "--json"]) == 0
+    assert len(json.loads(capsys.readouterr().out)["results"]) == 2
+    assert main(["interpolate", str(conditional_model_dir), "--from", "1", "--to", "2", "--label", "1",
+                 "--out", str(tmp_path / "walk.png")]) == 0
+    capsys.readouterr()
+    assert main(["interpolate", str(conditional_model_dir), "--from", "1", "--to", "2", "--label", "1,2",
+                 "--out", str(tmp_path / "walk.png")]) == 2
+    assert "--label: '1,2' is 2 classes; give one class index" in capsys.readouterr().err
