@@ -9,7 +9,7 @@ import os
 import bentoml
 
 from serving.engine import Engine
-from serving.imaging import encode_png
+from serving.formats.images import encode_png
 
 
 @bentoml.service(name="adaptive", workers=int(os.environ.get("GANSERVE_WORKERS", "1")),

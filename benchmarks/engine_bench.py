@@ -69,8 +69,8 @@ def engine_vs_torch(models: dict, threads: int, repeats: int) -> list[dict]:
 
 
 def sampler_vs_engine(model_dir, count: int, repeats: int, device: str = "cpu", work=WORK) -> dict:
+    from serving.cli.sampler import SampleJob, run_sample
     from serving.engine import Engine
-    from serving.sampler import SampleJob, run_sample
 
     engine = Engine(model_dir, device=device, max_batch=256)
     seeds = list(range(count))

@@ -135,7 +135,7 @@ def agreement(run: Path, model: Path, device: torch.device) -> dict:
     """Seeds through the engine (float32, CPU) and through PyTorch on the device."""
     from export.graphs import DiscriminatorGraph, GeneratorGraph
     from serving.engine import Engine
-    from serving.latents import latents
+    from serving.sampling.latents import latents
     from training.release import read_release
 
     release = read_release(run)

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import copy
 import datetime
-import json
 import os
 import re
 import shutil
@@ -20,18 +19,19 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from serving.formats.files import replace_folder, sha256_file
+from serving.formats.model_card import ModelCard
 from training import __version__ as package_version
 from training.calibration import fit_platt
 from training.data import load_dataset, split_holdout
 from training.errors import UserError
-from training.release import Release, read_release, sha256_file
+from training.release import CalibrationSet, Release, read_release
 from training.samples import to_uint8
 
 from .graphs import OPSET, DiscriminatorGraph, GeneratorGraph, export_graph
 from .rewrites import for_inference
 from .verify import ExportError, Tolerance, compare, open_runtime
 
-MODEL_FORMAT_VERSION = 1
 G_TOLERANCE = Tolerance(absolute=1)  # uint8 levels: rounding at .5 may flip by one
 D_TOLERANCE = Tolerance(absolute=1e-3, relative=1e-4)
 G_FP16_TOLERANCE = Tolerance(absolute=8)  # float16 keeps ~3 decimal digits: a few levels at most
@@ -66,15 +66,16 @@ def export_model(source: Path, options: ExportOptions) -> dict:
     staging.mkdir()
     try:
         card = _export_into(staging, release, name, options)
-        _swap_into_place(staging, out)
+        replace_folder(staging, out)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
+    card = card.to_json()
     if options.bentoml_name:
         card["bentoml_tag"] = save_to_bentoml(out, options.bentoml_name, card)
     return card
 
 
-def _export_into(folder: Path, release: Release, name: str, options: ExportOptions) -> dict:
+def _export_into(folder: Path, release: Release, name: str, options: ExportOptions) -> ModelCard:
     spec = release.spec
     generator, discriminator = release.build_generator(), release.build_discriminator()
     gen_graph, disc_graph = GeneratorGraph(generator), DiscriminatorGraph(discriminator)
@@ -125,32 +126,29 @@ def _export_into(folder: Path, release: Release, name: str, options: ExportOptio
                         "precision": "float16" if key.endswith("fp16") else "float32"}
     calibration = calibrate(folder, release, options, conditional)
     files = {p.name: sha256_file(p) for p in sorted(folder.glob("*.onnx"))}
-    card = {
-        "format_version": MODEL_FORMAT_VERSION,
-        "name": name,
-        "version": f"s{release.config.get('step', 0)}-{files['generator.onnx'][:8]}",
-        "architecture": spec.arch,
-        "latent_dim": spec.latent_dim,
-        "num_classes": spec.num_classes,
-        "class_names": release.config.get("class_names") if conditional else None,
-        "height": spec.resolution, "width": spec.resolution, "channels": spec.channels,
-        "graphs": entries,
-        "files": files,
-        "source": {"release": str(release.path), "step": release.config.get("step"),
-                   "dataset": release.config.get("dataset"), "sha256": release.config.get("files")},
-        "calibration": calibration,
-        "parity": parity,
-        "export": {"exporter": "torch.onnx.export(dynamo=True)", "opset": OPSET, "torch": torch.__version__,
-                   "ganserve": package_version,
-                   "created": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")},
-    }
-    (folder / "model.json").write_text(json.dumps(card, indent=2) + "\n")
+    card = ModelCard(
+        name=name, version=f"s{release.config.get('step', 0)}-{files['generator.onnx'][:8]}", architecture=spec.arch,
+        latent_dim=spec.latent_dim, num_classes=spec.num_classes,
+        class_names=release.config.get("class_names") if conditional else None,
+        height=spec.resolution, width=spec.resolution, channels=spec.channels, graphs=entries, files=files,
+        source={"release": str(release.path), "step": release.config.get("step"),
+                "dataset": release.config.get("dataset"), "sha256": release.config.get("files")},
+        calibration=calibration, parity=parity,
+        export={"exporter": "torch.onnx.export(dynamo=True)", "opset": OPSET, "torch": torch.__version__,
+                "ganserve": package_version,
+                "created": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")})
+    card.write(folder)
     return card
 
 
-def calibrate(folder: Path, release: Release, options: ExportOptions, conditional: bool) -> dict:
-    """Score held-out real images and generated ones with the exported graphs; fit Platt."""
+def calibration_images(release: Release, options: ExportOptions, conditional: bool) -> tuple[CalibrationSet, str]:
+    """The real images D is calibrated on, and where they came from: --calibration-data when
+    given, else the held-out images saved in the release. A release made before releases
+    carried them is calibrated on its data set's held-out split, loaded again."""
     spec, config = release.spec, release.config
+    saved = None if options.calibration_data else release.calibration()
+    if saved is not None:
+        return saved, config.get("dataset")
     spec_text = options.calibration_data or config.get("dataset")
     try:
         data = load_dataset(spec_text, config.get("dataset_resolution"), config.get("dataset_channels"))
@@ -165,8 +163,18 @@ def calibrate(folder: Path, release: Release, options: ExportOptions, conditiona
         _, held_out = split_holdout(data, config.get("holdout", 0.0), config.get("seed", 0))
         data, split = (held_out, "held-out split") if len(held_out) else (data, "training data (no holdout)")
     count = min(len(data.images), options.calibration_samples)
-    real = to_uint8(data.images[:count])
-    real_labels = data.labels[:count].numpy() if conditional else None
+    labels = data.labels[:count].numpy() if conditional else None
+    return CalibrationSet(to_uint8(data.images[:count]), labels, split), spec_text
+
+
+def calibrate(folder: Path, release: Release, options: ExportOptions, conditional: bool) -> dict:
+    """Score held-out real images and generated ones with the exported graphs; fit Platt."""
+    spec = release.spec
+    real_set, source = calibration_images(release, options, conditional)
+    count = min(len(real_set.images), options.calibration_samples)
+    real = real_set.images[:count]
+    real_labels = real_set.labels[:count] if conditional else None
+    split = real_set.split
     rng = np.random.default_rng(PARITY_SEED)
     run_g, _ = open_runtime(folder / "generator.onnx")
     run_d, _ = open_runtime(folder / "discriminator.onnx")
@@ -175,7 +183,7 @@ def calibrate(folder: Path, release: Release, options: ExportOptions, conditiona
     fake = _batched(run_g, {"z": z, **({"labels": fake_labels} if conditional else {})})
     real_logits = _batched(run_d, {"images": real, **({"labels": real_labels} if conditional else {})})
     fake_logits = _batched(run_d, {"images": fake, **({"labels": fake_labels} if conditional else {})})
-    return {**fit_platt(real_logits, fake_logits), "split": split, "data": spec_text}
+    return {**fit_platt(real_logits, fake_logits), "split": split, "data": source}
 
 
 def _batched(run, feeds: dict[str, np.ndarray], batch: int = 256) -> np.ndarray:
@@ -192,14 +200,6 @@ def _io_names(conditional: bool, key: str) -> list[str]:
         return ["z", "label_weights"]
     first = "z" if key.startswith("generator") else "images"
     return [first, "labels"] if conditional else [first]
-
-
-def _swap_into_place(staging: Path, out: Path) -> None:
-    retired = out.with_name(f".{out.name}.old-{os.getpid()}")
-    if out.exists():
-        out.rename(retired)
-    staging.rename(out)
-    shutil.rmtree(retired, ignore_errors=True)
 
 
 def save_to_bentoml(folder: Path, name: str, card: dict) -> str:

@@ -12,8 +12,11 @@ import logging
 import warnings
 from pathlib import Path
 
+import onnx
 import torch
 from torch import nn
+
+from serving.formats.pixels import from_levels, to_levels
 
 # A fixed opset: 18 is the newest that every ONNX Runtime from 1.14 on runs, with all the
 # operators these networks need.
@@ -35,7 +38,7 @@ class GeneratorGraph(nn.Module):
         if label_weights is not None:
             label_weights = label_weights.to(self.compute_dtype)
         images = self.generator(z.to(self.compute_dtype), labels, label_weights).float()  # (N, C, H, W) in [-1, 1]
-        pixels = ((images + 1.0) * 127.5).round().clamp(0.0, 255.0).to(torch.uint8)
+        pixels = to_levels(images).to(torch.uint8)
         return pixels.permute(0, 2, 3, 1)  # (N, H, W, C)
 
 
@@ -48,7 +51,7 @@ class DiscriminatorGraph(nn.Module):
         self.compute_dtype = compute_dtype
 
     def forward(self, images: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
-        x = images.permute(0, 3, 1, 2).to(self.compute_dtype) / 127.5 - 1.0  # (N, C, H, W) in [-1, 1]
+        x = from_levels(images.permute(0, 3, 1, 2).to(self.compute_dtype))  # (N, C, H, W) in [-1, 1]
         return self.discriminator(x, labels).float()  # (N,)
 
 
@@ -70,7 +73,18 @@ def export_graph(graph: nn.Module, example: dict[str, torch.Tensor], output_name
                                     input_names=list(example), output_names=[output_name],
                                     dynamic_shapes=dynamic, external_data=False, verbose=False,
                                     optimize=False)
-        program.save(str(path), external_data=False)
+    model = program.model_proto  # built anew on each access: strip and save this one
+    strip_node_metadata(model)
+    onnx.save_model(model, str(path))
+
+
+def strip_node_metadata(model: onnx.ModelProto) -> None:
+    """Drop the exporter's per-node records (stack traces, FX nodes, module paths): most of a
+    small graph's bytes, and they tie a file's bytes, so its sha256 and the model version, to
+    the source lines of the machine that exported it rather than to the model alone."""
+    for graph in [model.graph, *(f for f in model.functions)]:
+        for node in graph.node:
+            del node.metadata_props[:]
 
 
 @contextlib.contextmanager

@@ -1,12 +1,14 @@
 """Service settings, from environment variables (so `ganserve serve`, a bento and a container
-are configured the same way)."""
+are configured the same way). Read once, by `serving/service.py`, and passed down from there."""
 
 from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from pathlib import Path
 
-from .cpus import available_cpus
+from .runtime import providers
+from .runtime.cpus import available_cpus
 
 DEFAULT_MODEL_TAG = "ganserve-digits:latest"
 
@@ -38,13 +40,16 @@ class Settings:
     max_body_bytes: int  # request body limit (413 beyond)
     access_log: bool
 
+    @property
+    def model_is_folder(self) -> bool:
+        """A model folder on disk, rather than a BentoML model-store tag."""
+        return Path(self.model).is_dir()
+
     @classmethod
     def from_env(cls) -> Settings:
-        from .engine import DEVICES
-
         device = os.environ.get("GANSERVE_DEVICE", "auto")
-        if device not in DEVICES:
-            raise SystemExit(f"GANSERVE_DEVICE={device!r}: use one of {', '.join(DEVICES)}")
+        if device not in providers.DEVICES:
+            raise SystemExit(f"GANSERVE_DEVICE={device!r}: use one of {', '.join(providers.DEVICES)}")
         # Unset (or 0) workers: the same layout as `ganserve serve`, so a container gets it too.
         workers, threads = worker_layout(device, _int("GANSERVE_WORKERS", 0, low=0), _int("GANSERVE_THREADS", 0, low=0))
         return cls(
@@ -75,8 +80,6 @@ def worker_layout(device: str, workers: int, threads: int) -> tuple[int, int]:
     does it on one core: GPU_WORKERS workers, each with its own session on the device."""
     if workers:
         return workers, threads
-    from . import engine
-
-    if engine.gpu_wanted(device):
+    if providers.gpu_wanted(device):
         return min(GPU_WORKERS, available_cpus()), threads
     return available_cpus(), threads or 1

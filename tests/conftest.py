@@ -89,13 +89,15 @@ def idx_dir(tmp_path: Path) -> Path:
 
 
 def make_release(folder: Path, arch: str = "dcgan", resolution: int = 8, channels: int = 1,
-                 num_classes: int = 0, seed: int = 0) -> Path:
-    """A release of freshly initialised networks plus an npz of matching images for D's
-    calibration: exercises export and serving without a training run."""
+                 num_classes: int = 0, seed: int = 0, with_calibration: bool = True) -> Path:
+    """A release of freshly initialised networks, with the held-out half of a small npz data
+    set saved in it for D's calibration, as training saves them (`with_calibration=False`: as
+    releases were before they carried them): exercises export and serving without a training run."""
     import torch
 
+    from training.data import load_dataset, split_holdout
     from training.networks import NetworkSpec, build_discriminator, build_generator
-    from training.release import write_release
+    from training.release import CalibrationSet, write_release
 
     folder.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(seed)
@@ -109,8 +111,11 @@ def make_release(folder: Path, arch: str = "dcgan", resolution: int = 8, channel
     metadata = {"class_names": [str(i) for i in range(num_classes)] if num_classes else None,
                 "dataset": f"npz:{data_path}", "dataset_resolution": None, "dataset_channels": None,
                 "holdout": 0.5, "seed": seed, "step": 1, "training": {}}
+    held_out = split_holdout(load_dataset(f"npz:{data_path}"), 0.5, seed)[1]
+    calibration = CalibrationSet.from_dataset(held_out, "held-out split", bool(num_classes)) \
+        if with_calibration else None
     return write_release(folder / "release", build_generator(spec), build_discriminator(spec, True), spec,
-                         metadata)
+                         metadata, calibration)
 
 
 @pytest.fixture(scope="session")

@@ -7,13 +7,14 @@ rename) and are read back with `weights_only=True`, so a state file can never ru
 from __future__ import annotations
 
 import logging
-import os
 import pickle
 import re
 import zipfile
 from pathlib import Path
 
 import torch
+
+from serving.formats.files import write_atomically
 
 from .errors import CheckpointError
 
@@ -33,23 +34,10 @@ def list_states(run_dir: Path) -> list[Path]:
 
 def save_state(run_dir: Path, step: int, state: dict, keep: int) -> Path:
     target = state_path(run_dir, step)
-    atomic_write(target, lambda handle: torch.save(state, handle))
+    write_atomically(target, lambda handle: torch.save(state, handle))
     for old in list_states(run_dir)[keep:]:
         old.unlink(missing_ok=True)
     return target
-
-
-def atomic_write(target: Path, write) -> None:
-    """Write through `write(handle)` to a temp file beside `target`, then rename it into place."""
-    temp = target.with_name(f".{target.name}.tmp-{os.getpid()}")
-    try:
-        with open(temp, "wb") as handle:
-            write(handle)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(temp, target)
-    finally:
-        temp.unlink(missing_ok=True)
 
 
 def load_state(path: Path) -> dict:

@@ -21,6 +21,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from serving.formats.pixels import from_levels
+
 from .errors import DataError
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg"}
@@ -159,7 +161,7 @@ def _load_idx_dir(folder: Path, spec: str) -> ImageDataset:
             labels.append(label_array)
     if len({a.shape[1:] for a in images}) > 1:
         raise DataError(f"--data {spec!r}: image files in {folder} have different image sizes")
-    stacked = torch.from_numpy(np.concatenate(images).astype(np.float32) / 127.5 - 1.0)[:, None]
+    stacked = torch.from_numpy(from_levels(np.concatenate(images).astype(np.float32)))[:, None]
     if len(labels) != len(images):
         return ImageDataset(stacked, None, None, spec)
     label_tensor = torch.from_numpy(np.concatenate(labels).astype(np.int64))
@@ -223,7 +225,7 @@ def _load_folder(folder: Path, spec: str, resolution: int | None, channels: int 
                             f"{first_size[0]}x{first_size[1]}; pass --resolution to resize all images")
         array = np.asarray(image, dtype=np.uint8)
         arrays.append(array[:, :, None] if array.ndim == 2 else array)
-    images = torch.from_numpy(np.stack(arrays).astype(np.float32) / 127.5 - 1.0).permute(0, 3, 1, 2)
+    images = torch.from_numpy(from_levels(np.stack(arrays).astype(np.float32))).permute(0, 3, 1, 2)
     labels = torch.tensor([label for _, label in entries], dtype=torch.int64) if class_names else None
     return ImageDataset(images.contiguous(), labels, class_names, spec)
 
@@ -271,7 +273,7 @@ def _npz_images_to_nchw(images: np.ndarray, path: Path) -> torch.Tensor:
         raise DataError(f"{path}: 'images' must be (N, H, W), (N, H, W, C) or (N, C, H, W) "
                         f"with C 1 or 3; found shape {images.shape}")
     if images.dtype == np.uint8:
-        return torch.from_numpy(images.astype(np.float32) / 127.5 - 1.0)
+        return torch.from_numpy(from_levels(images.astype(np.float32)))
     if not np.issubdtype(images.dtype, np.floating):
         raise DataError(f"{path}: 'images' must be uint8 or float, found dtype {images.dtype}")
     low, high = float(images.min()), float(images.max())

@@ -23,6 +23,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from serving.formats.pixels import from_levels
+
 from .data import ImageDataset, cache_dir, load_dataset
 from .errors import ConfigError
 from .inception import InceptionFeatures
@@ -219,19 +221,9 @@ class RunEvaluator:
 
 
 def model_folder_images(folder: Path, count: int) -> torch.Tensor:
-    """Seeds 0..count-1 of an exported model, as `ganserve sample` makes them: the latent of seed
-    s is numpy's PCG64(s) standard normal and a conditional model's label is s % classes (the
-    seed contract of docs/DESIGN.md), run through generator.onnx with ONNX Runtime."""
-    import onnxruntime as ort
+    """Seeds 0..count-1 of an exported model, made by the serving engine exactly as
+    `ganserve sample` makes them (the seed contract of docs/DESIGN.md)."""
+    from serving.engine import Engine
 
-    card = json.loads((folder / "model.json").read_text())
-    session = ort.InferenceSession(str(folder / card["graphs"]["generator"]["file"]),
-                                   providers=["CPUExecutionProvider"])
-    z = np.stack([np.random.Generator(np.random.PCG64(s)).standard_normal(card["latent_dim"], dtype=np.float32)
-                  for s in range(count)])
-    feeds = {"z": z}
-    if card["num_classes"]:
-        feeds["labels"] = np.arange(count, dtype=np.int64) % card["num_classes"]
-    images = np.concatenate([session.run(None, {k: v[i:i + 256] for k, v in feeds.items()})[0]
-                             for i in range(0, count, 256)])  # (N, H, W, C) uint8
-    return torch.from_numpy(images).permute(0, 3, 1, 2).float() / 127.5 - 1.0
+    images = Engine(folder, device="cpu", warmup=False).generate(range(count))  # (N, H, W, C) uint8
+    return from_levels(torch.from_numpy(images).permute(0, 3, 1, 2).float())

@@ -23,7 +23,7 @@ from .data import ImageDataset, load_dataset, split_holdout
 from .errors import ConfigError
 from .losses import discriminator_loss, generator_loss, gradient_penalty, r1_penalty
 from .networks import NetworkSpec, build_discriminator, build_generator
-from .release import write_release
+from .release import CalibrationSet, write_release
 from .samples import save_grid
 
 log = logging.getLogger(__name__)
@@ -191,8 +191,12 @@ def train(config: TrainConfig, run_dir: Path, resume: bool = False, progress: bo
 
 def _train(config: TrainConfig, run_dir: Path, resume: bool, progress: bool, ctx: distributed.Context) -> Path:
     data = load_dataset(config.data, config.resolution, config.channels)
-    train_set, _ = split_holdout(data, config.holdout, config.seed)
+    train_set, held_out = split_holdout(data, config.holdout, config.seed)
     trainer = Trainer(config, train_set, ctx)
+    # export calibrates D on these real images, so a release needs nothing else to be exported
+    calibration = CalibrationSet.from_dataset(held_out, "held-out split", bool(trainer.spec.num_classes)) \
+        if len(held_out) else CalibrationSet.from_dataset(train_set, "training data (no holdout)",
+                                                          bool(trainer.spec.num_classes))
     if resume:
         trainer.load_state_dict(load_latest_state(run_dir))
     elif list_states(run_dir):
@@ -205,7 +209,7 @@ def _train(config: TrainConfig, run_dir: Path, resume: bool, progress: bool, ctx
     bar = tqdm(total=config.steps, initial=trainer.step_count, disable=not (progress and ctx.is_main),
                unit="step", dynamic_ncols=True)
     logger = _StepLogger(run_dir, config, bar, ctx.is_main)
-    evaluator = _BestKeeper(run_dir, train_set, config) if config.eval_every and ctx.is_main else None
+    evaluator = _BestKeeper(run_dir, train_set, config, calibration) if config.eval_every and ctx.is_main else None
     while trainer.step_count < config.steps:
         losses = trainer.step()
         step = trainer.step_count
@@ -220,7 +224,7 @@ def _train(config: TrainConfig, run_dir: Path, resume: bool, progress: bool, ctx
             if ctx.is_main:
                 save_state(run_dir, step, trainer.state_dict(), config.keep_checkpoints)
                 write_release(run_dir / "release", trainer.G_ema, trainer.D, trainer.spec,
-                              trainer.release_metadata())
+                              trainer.release_metadata(), calibration)
             distributed.barrier(ctx)
     bar.close()
     logger.close()
@@ -261,10 +265,10 @@ class _BestKeeper:
     """--eval-every: the figures of `ganserve eval` into metrics.jsonl, and the release with the
     best Fréchet distance so far into release-best/."""
 
-    def __init__(self, run_dir: Path, train_set: ImageDataset, config: TrainConfig):
+    def __init__(self, run_dir: Path, train_set: ImageDataset, config: TrainConfig, calibration: CalibrationSet):
         from .evaluate import RunEvaluator
 
-        self.run_dir = run_dir
+        self.run_dir, self.calibration = run_dir, calibration
         self.evaluator = RunEvaluator(train_set, config.eval_samples, config.seed)
         self.best_fd = _best_fd(run_dir / "metrics.jsonl")
 
@@ -277,7 +281,7 @@ class _BestKeeper:
         if figures["fd"] < self.best_fd:
             self.best_fd = figures["fd"]
             write_release(self.run_dir / "release-best", trainer.G_ema, trainer.D, trainer.spec,
-                          {**trainer.release_metadata(), "eval": figures})
+                          {**trainer.release_metadata(), "eval": figures}, self.calibration)
 
 
 def _forget_metrics_after(metrics: Path, step: int) -> None:

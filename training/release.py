@@ -1,5 +1,7 @@
-"""The release folder: what leaves training. G (EMA weights) and D as safetensors, plus
-config.json with everything needed to rebuild them and the sha256 of each weights file.
+"""The release folder: what leaves training. G (EMA weights) and D as safetensors, the real
+images export calibrates D on (calibration.npz: held-out images, so export needs nothing but
+this folder), and config.json with everything needed to rebuild the networks and the sha256
+of each file.
 
     >>> release = read_release(Path("runs/00000-dcgan-digits/release"))
     >>> generator = release.build_generator()
@@ -7,24 +9,52 @@ config.json with everything needed to rebuild them and the sha256 of each weight
 
 from __future__ import annotations
 
-import hashlib
+import io
 import json
 import shutil
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+import numpy as np
 import torch
 from torch import nn
 from torch.nn.utils import parametrize
 
+from serving.formats.files import replace_folder, sha256_file
+
 from . import __version__
 from .errors import CheckpointError
 from .networks import NetworkSpec, build_discriminator, build_generator
+from .samples import to_uint8
 
 FORMAT_VERSION = 1
 GENERATOR_FILE = "generator.safetensors"
 DISCRIMINATOR_FILE = "discriminator.safetensors"
+CALIBRATION_FILE = "calibration.npz"
 CONFIG_FILE = "config.json"
+CALIBRATION_MAX_IMAGES = 2000  # as many as export calibrates on by default
+CALIBRATION_MAX_BYTES = 64 << 20  # 64 MiB of pixels: 682 images at 256 px RGB
+
+
+@dataclass(frozen=True)
+class CalibrationSet:
+    """Real images kept out of training, for export to fit D's calibration on."""
+
+    images: np.ndarray  # uint8 (N, H, W, C), as the exported D takes them
+    labels: np.ndarray | None  # int64 (N,) for conditional models
+    split: str  # "held-out split", or "training data (no holdout)"
+
+    @classmethod
+    def from_dataset(cls, data, split: str, with_labels: bool) -> CalibrationSet:
+        channels, height, width = data.shape
+        count = min(len(data), CALIBRATION_MAX_IMAGES, max(1, CALIBRATION_MAX_BYTES // (channels * height * width)))
+        labels = data.labels[:count].numpy().astype(np.int64) if with_labels else None
+        return cls(to_uint8(data.images[:count]), labels, split)
+
+    def to_bytes(self) -> bytes:
+        buffer = io.BytesIO()
+        np.savez(buffer, images=self.images, **({"labels": self.labels} if self.labels is not None else {}))
+        return buffer.getvalue()
 
 
 @dataclass
@@ -35,6 +65,15 @@ class Release:
     generator_state: dict
     discriminator_state: dict
 
+    def calibration(self) -> CalibrationSet | None:
+        """The held-out images saved with the release (None for releases made before they were)."""
+        entry = self.config.get("calibration")
+        if not entry:
+            return None
+        with np.load(self.path / CALIBRATION_FILE, allow_pickle=False) as archive:
+            labels = archive["labels"] if "labels" in archive.files else None
+            return CalibrationSet(archive["images"], labels, entry["split"])
+
     def build_generator(self) -> nn.Module:
         net = build_generator(self.spec)
         net.load_state_dict(self.generator_state, strict=True)
@@ -44,11 +83,6 @@ class Release:
         net = build_discriminator(self.spec, spectral_norm=False)  # weights were released normalised
         net.load_state_dict(self.discriminator_state, strict=True)
         return net.eval().requires_grad_(False)
-
-
-def sha256_file(path: Path) -> str:
-    with open(path, "rb") as handle:
-        return hashlib.file_digest(handle, "sha256").hexdigest()
 
 
 def plain_weights(net: nn.Module) -> dict[str, torch.Tensor]:
@@ -67,7 +101,7 @@ def plain_weights(net: nn.Module) -> dict[str, torch.Tensor]:
 
 
 def write_release(release_dir: Path, generator: nn.Module, discriminator: nn.Module, spec: NetworkSpec,
-                  metadata: dict) -> Path:
+                  metadata: dict, calibration: CalibrationSet | None = None) -> Path:
     """Write the release into a sibling temp folder, then swap it in, so readers never see half."""
     from safetensors.torch import save_file
 
@@ -76,20 +110,21 @@ def write_release(release_dir: Path, generator: nn.Module, discriminator: nn.Mod
     staging.mkdir(parents=True)
     save_file(plain_weights(generator), str(staging / GENERATOR_FILE))
     save_file(plain_weights(discriminator), str(staging / DISCRIMINATOR_FILE))
+    names = [GENERATOR_FILE, DISCRIMINATOR_FILE]
+    if calibration is not None:
+        (staging / CALIBRATION_FILE).write_bytes(calibration.to_bytes())
+        names.append(CALIBRATION_FILE)
+        metadata = {**metadata, "calibration": {"file": CALIBRATION_FILE, "split": calibration.split,
+                                                "count": len(calibration.images)}}
     config = {
         "format_version": FORMAT_VERSION,
         "package_version": __version__,
         **asdict(spec),
         **metadata,
-        "files": {name: sha256_file(staging / name) for name in (GENERATOR_FILE, DISCRIMINATOR_FILE)},
+        "files": {name: sha256_file(staging / name) for name in names},
     }
     (staging / CONFIG_FILE).write_text(json.dumps(config, indent=2) + "\n")
-    retired = release_dir.with_name(release_dir.name + ".old")
-    shutil.rmtree(retired, ignore_errors=True)
-    if release_dir.exists():
-        release_dir.rename(retired)
-    staging.rename(release_dir)
-    shutil.rmtree(retired, ignore_errors=True)
+    replace_folder(staging, release_dir)
     return release_dir
 
 
@@ -118,13 +153,16 @@ def read_release(path: Path) -> Release:
         raise CheckpointError(f"{config_path}: format_version {version!r} is newer than this ganserve "
                               f"understands ({FORMAT_VERSION}); upgrade ganserve")
     expected = config.get("files", {})
-    states = {}
-    for name in (GENERATOR_FILE, DISCRIMINATOR_FILE):
+    needed = {GENERATOR_FILE, DISCRIMINATOR_FILE} | ({CALIBRATION_FILE} if config.get("calibration") else set())
+    for name in sorted(needed | set(expected)):
         file = release_dir / name
-        if not file.is_file():
+        if Path(name).name != name or not file.is_file():
             raise CheckpointError(f"{release_dir}: {name} is missing; the release is incomplete")
         if expected.get(name) != sha256_file(file):
             raise CheckpointError(f"{file}: sha256 does not match {CONFIG_FILE}; the file is damaged or replaced")
+    states = {}
+    for name in (GENERATOR_FILE, DISCRIMINATOR_FILE):
+        file = release_dir / name
         try:
             states[name] = load_file(str(file))
         except (SafetensorError, OSError) as error:

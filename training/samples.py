@@ -8,11 +8,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from serving.formats.pixels import to_levels
+
 
 def to_uint8(images: torch.Tensor) -> np.ndarray:
     """(N, C, H, W) in [-1, 1] -> (N, H, W, C) uint8, the same mapping the exported G uses."""
-    scaled = ((images.detach().float().cpu() + 1.0) * 127.5).round().clamp(0, 255)
-    return scaled.to(torch.uint8).permute(0, 2, 3, 1).numpy()
+    return to_levels(images.detach().float().cpu()).to(torch.uint8).permute(0, 2, 3, 1).numpy()
 
 
 def grid(images: torch.Tensor, columns: int | None = None) -> torch.Tensor:

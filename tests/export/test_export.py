@@ -10,9 +10,10 @@ import torch
 from export.exporter import G_FP16_TOLERANCE, ExportOptions, export_model
 from export.verify import ExportError
 from serving.cli import main
+from serving.formats.files import sha256_file
 from tests.conftest import make_release
 from training.errors import CheckpointError
-from training.release import read_release, sha256_file
+from training.release import read_release
 from training.samples import to_uint8
 
 
@@ -150,3 +151,26 @@ def test_export_cli_prints_a_summary(tmp_path, capsys):
     assert main(["export", str(release), "--out", str(tmp_path / "digits"), "--calibration-samples", "20"]) == 0
     out = capsys.readouterr().out
     assert "exported digits" in out and "AUROC" in out and "CPUExecutionProvider" in out
+
+
+def test_a_release_alone_exports_on_another_machine(tmp_path):
+    """The release carries the held-out images D is calibrated on: a copy without the data set
+    exports, with the calibration of a release that still finds its data set."""
+    here = make_release(tmp_path / "run")
+    moved = tmp_path / "elsewhere" / "release"
+    shutil.copytree(here, moved)
+    (tmp_path / "run" / "data.npz").unlink()  # the data set is gone
+    card = export_model(moved, ExportOptions(out=tmp_path / "moved-model", calibration_samples=20))
+    legacy = make_release(tmp_path / "legacy", with_calibration=False)  # loads its data set again
+    reference = export_model(legacy, ExportOptions(out=tmp_path / "legacy-model", calibration_samples=20))
+    assert card["calibration"]["split"] == reference["calibration"]["split"] == "held-out split"
+    assert card["calibration"]["num_real"] == reference["calibration"]["num_real"] == 20
+    assert card["calibration"]["a"] == pytest.approx(reference["calibration"]["a"])
+    assert card["calibration"]["b"] == pytest.approx(reference["calibration"]["b"])
+
+
+def test_a_changed_calibration_file_is_refused(tmp_path):
+    release = make_release(tmp_path / "run")
+    np.savez(release / "calibration.npz", images=np.zeros((20, 8, 8, 1), np.uint8))
+    with pytest.raises(CheckpointError, match="calibration.npz: sha256 does not match"):
+        export_model(release, ExportOptions(out=tmp_path / "out"))

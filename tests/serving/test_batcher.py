@@ -9,7 +9,7 @@ import threading
 import numpy as np
 import pytest
 
-from serving.batcher import Batcher, QueueFull
+from serving.http.batcher import Batcher, QueueFull
 
 
 class Recorder:

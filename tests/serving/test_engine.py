@@ -3,9 +3,10 @@ import json
 import numpy as np
 import pytest
 
-from serving.engine import Engine, batch_buckets, bucket_rows, pad_rows
+from serving.engine import Engine
 from serving.errors import ModelFolderError, ServingError
-from serving.latents import latent, latents
+from serving.runtime.graph import batch_buckets, bucket_rows, pad_rows
+from serving.sampling.latents import latent, latents
 
 
 @pytest.fixture(scope="module")
@@ -47,7 +48,7 @@ def test_latents_are_batch_independent_and_seeded():
 
 @pytest.mark.parametrize("seed", [-1, 2**63, 1.5, True])
 def test_bad_seeds_are_refused(engine, seed):
-    with pytest.raises(ServingError, match="seeds: .* is not allowed"):
+    with pytest.raises(ServingError, match=r"seeds\[0\]: .* is not allowed; seeds are integers from 0 to 2\*\*63-1"):
         engine.generate([seed])
 
 
@@ -65,7 +66,7 @@ def test_conditional_labels(conditional_model_dir):
     default = engine.generate([0, 1, 2, 3])
     assert np.array_equal(default, engine.generate([0, 1, 2, 3], labels=[0, 1, 2, 0]))  # seed % classes
     assert not np.array_equal(default[:1], engine.generate([0], labels=[1]))
-    with pytest.raises(ServingError, match=r"labels: 3 is not allowed; use class indices 0..2"):
+    with pytest.raises(ServingError, match=r"labels\[0\]: 3 is not allowed; use a class index from 0 to 2"):
         engine.generate([0], labels=[3])
     with pytest.raises(ServingError, match="give one label per image"):
         engine.score(default)
@@ -115,7 +116,8 @@ def test_cuda_request_on_a_cpu_machine_reports_the_fallback(model_dir, caplog):
 @pytest.mark.parametrize("threads", [2, 16])  # 16: more cores than rows in a batch of 8
 def test_batches_split_across_cores_equal_one_thread(model_dir, threads):
     split, single = Engine(model_dir, threads=threads, warmup=False), Engine(model_dir, threads=1, warmup=False)
-    assert split._split and not single._split  # single-threaded twins only when there are cores to split over
+    # single-threaded twins only when there are cores to split over
+    assert split.generator.splits_batches and not single.generator.splits_batches
     for count in (8, 9):
         assert np.array_equal(split.generate(list(range(count))), single.generate(list(range(count))))
     seeds = list(range(37))  # uneven parts, above the split threshold
@@ -136,7 +138,7 @@ def test_padded_batches_leave_every_row_unchanged(model_dir):
     """GPU engines pad runs to a few batch sizes; the real rows must come out as without padding."""
     padded = Engine(model_dir, max_batch=16, threads=1, pad_batches=True, warmup=False)
     plain = Engine(model_dir, max_batch=16, threads=1, pad_batches=False, warmup=False)
-    assert not Engine(model_dir, threads=1, warmup=False).pad_batches  # the CPU default
+    assert not Engine(model_dir, threads=1, warmup=False).generator.pad_batches  # the CPU default
     for count in (1, 3, 5, 16, 21):  # 21: a full chunk of 16, then 5 rows padded to 8
         seeds = list(range(100, 100 + count))
         assert np.array_equal(padded.generate(seeds), plain.generate(seeds))
@@ -149,13 +151,14 @@ def test_padded_batches_leave_every_row_unchanged(model_dir):
 def test_auto_device_is_the_cpu_when_the_gpu_build_finds_no_gpu(monkeypatch):
     """onnxruntime-gpu lists its GPU providers on any host; auto must not pick them without a GPU
     (the device count is replaced: this machine's real count is 0, a GPU machine's is not)."""
-    from serving import engine
+    from serving.runtime import providers
 
     gpu_build = ["TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"]
-    monkeypatch.setattr(engine.ort, "get_available_providers", lambda: gpu_build)
-    monkeypatch.setattr(engine, "cuda_device_count", lambda: 0)
-    assert engine.usable_providers("auto") == ["CPUExecutionProvider"]
-    assert engine.usable_providers("cuda") == ["CPUExecutionProvider"]  # the engine then warns that it fell back
-    monkeypatch.setattr(engine, "cuda_device_count", lambda: 1)
-    monkeypatch.setattr(engine, "_tensorrt_libraries_present", lambda: False)
-    assert engine.usable_providers("auto") == ["CUDAExecutionProvider", "CPUExecutionProvider"]
+    monkeypatch.setattr(providers.ort, "get_available_providers", lambda: gpu_build)
+    monkeypatch.setattr(providers, "cuda_device_count", lambda: 0)
+    assert providers.usable_providers("auto") == ["CPUExecutionProvider"]
+    assert providers.usable_providers("cuda") == ["CPUExecutionProvider"]  # the engine then warns that it fell back
+    monkeypatch.setattr(providers, "cuda_device_count", lambda: 1)
+    monkeypatch.setattr(providers, "_tensorrt_libraries_present", lambda: False)
+    monkeypatch.setattr(providers, "_preload_cuda_libraries", lambda: None)
+    assert providers.usable_providers("auto") == ["CUDAExecutionProvider", "CPUExecutionProvider"]

@@ -1,10 +1,10 @@
-"""The ASGI app through a test client: every user mistake is a 4xx that says what to do."""
+"""The HTTP routes through a test client: every user mistake is a 4xx that says what to do.
+(The same app inside a real `bentoml serve` process: test_server.py.)"""
 
-import importlib
+import dataclasses
 import io
 import json
 import struct
-import time
 import zipfile
 import zlib
 
@@ -14,21 +14,28 @@ from PIL import Image
 from starlette.testclient import TestClient
 
 from serving.engine import Engine
-from serving.imaging import encode_png
+from serving.formats.images import encode_png
+from serving.http.app import Serving, create_app
+from serving.requests import generate_request
+from serving.settings import Settings
+
+
+def settings_for(model_dir, **changes) -> Settings:
+    return dataclasses.replace(Settings.from_env(), model=str(model_dir), max_body_bytes=2 * 1024 * 1024,
+                               **changes)
 
 
 @pytest.fixture(scope="module")
-def client(model_dir):
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("GANSERVE_MODEL", str(model_dir))
-        patch.setenv("GANSERVE_MAX_BODY_BYTES", str(2 * 1024 * 1024))
-        service = importlib.reload(importlib.import_module("serving.service"))
-        with TestClient(service.GanService.to_asgi()) as test_client:
-            for _ in range(100):
-                if test_client.get("/readyz").status_code == 200:
-                    break
-                time.sleep(0.05)
-            yield test_client
+def serving(model_dir):
+    serving = Serving(settings_for(model_dir))
+    serving.attach(Engine(model_dir, max_batch=64, threads=1))
+    return serving
+
+
+@pytest.fixture(scope="module")
+def client(serving):
+    with TestClient(create_app(serving)) as test_client:
+        yield test_client
 
 
 @pytest.fixture(scope="module")
@@ -41,8 +48,7 @@ def _post(client, route, body):
                        headers={"content-type": "application/json"})
 
 
-def test_ready_and_model_card(client):
-    assert client.get("/readyz").status_code == 200
+def test_model_card(client):
     card = client.post("/model").json()
     assert card["name"] == "tiny" and card["provider"] == "CPUExecutionProvider"
     assert card["image"] == {"height": 8, "width": 8, "channels": 1, "dtype": "uint8", "layout": "NHWC"}
@@ -79,7 +85,7 @@ def test_omitted_seed_is_random_and_returned(client):
     (b'{"truncation": NaN}', 400, "truncation: NaN is not allowed"),
     ({"seed": -1}, 400, "seed: -1 is not allowed"),
     ({"seed": 2**63}, 400, "seed: 9223372036854775808 is not allowed"),
-    ({"seeds": [1, -5]}, 400, "seeds.1: -5 is not allowed"),
+    ({"seeds": [1, -5]}, 400, "seeds[1]: -5 is not allowed; seeds are integers from 0 to 2**63-1"),
     ({"seed": 2**63 - 1, "n": 2}, 400, "passes the largest seed"),
     ({"class_label": 1}, 400, "class_label: this model is unconditional"),
     ({"labels": [1]}, 400, "labels: this model is unconditional"),
@@ -144,13 +150,15 @@ def test_score_resize_converts_other_sizes(client):
 
 
 def test_text_where_a_file_is_expected_is_400(client):
-    response = client.post("/score", data={"images": "http://127.0.0.1:1/x.png"})
+    response = client.post("/score", files=[("images", (None, "http://127.0.0.1:1/x.png"))])
     assert response.status_code == 400 and "expected an uploaded file" in response.json()["error"]
 
 
-def test_score_without_images_is_400(client):
+def test_score_takes_multipart_only(client):
     response = _post(client, "/score", {})
-    assert response.status_code == 400 and "images:" in response.json()["error"]
+    assert response.status_code == 415 and "/score takes multipart/form-data" in response.json()["error"]
+    empty = client.post("/score", files=[("resize", (None, "true"))])
+    assert empty.status_code == 400 and "images: send PNG/JPEG files" in empty.json()["error"]
 
 
 def test_oversized_body_is_413(client):
@@ -163,7 +171,7 @@ def test_generate_with_rejection_sampling_reports_its_cost(client, engine):
     body = response.json()
     assert response.headers["x-candidates-drawn"] == "8" and response.headers["x-acceptance-rate"] == "0.25"
     assert body["candidates_drawn"] == 8 and len(body["images"]) == 2
-    expected = engine.generate_best_of([4, 5], keep_top=0.25)[0]
+    expected = engine.sample(generate_request(engine.card, seeds=[4, 5], keep_top=0.25)).images
     npy = np.load(io.BytesIO(_post(client, "/generate", {"seeds": [4, 5], "keep_top": 0.25, "format": "npy"}).content))
     assert np.array_equal(npy, expected)
     assert _post(client, "/generate", {"seed": 1, "keep_top": 0}).status_code == 400
@@ -190,7 +198,7 @@ def test_generate_with_discriminator_rejection_sampling(client, engine):
     assert len(body["images"]) == 3 and body["candidates_drawn"] >= 3
     npy = np.load(io.BytesIO(_post(client, "/generate", {"seeds": [4, 5, 6], "drs_accept": 0.25,
                                                          "format": "npy"}).content))
-    assert np.array_equal(npy, engine.generate_rejection([4, 5, 6], rate=0.25)[0])
+    assert np.array_equal(npy, engine.sample(generate_request(engine.card, seeds=[4, 5, 6], drs_accept=0.25)).images)
     both = _post(client, "/generate", {"seed": 1, "drs_accept": 0.5, "keep_top": 0.5})
     assert both.status_code == 400 and "not both" in both.json()["error"]
 

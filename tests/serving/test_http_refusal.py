@@ -36,12 +36,17 @@ def test_service_refuses_a_model_whose_hash_does_not_match(damaged_model, tmp_pa
     base = f"http://127.0.0.1:{port}"
     try:
         wait_for_ok(base + "/livez", process)
-        time.sleep(1.0)  # loading (and refusing) happens in a background thread
-        assert httpx.get(base + "/readyz", timeout=5).status_code == 503
-        response = httpx.post(base + "/generate", json={"seed": 1}, timeout=5)
+        # loading (and refusing) happens in a background thread: wait until it has refused
+        deadline = time.monotonic() + 60
+        while True:
+            response = httpx.post(base + "/generate", json={"seed": 1}, timeout=5)
+            if "cannot be served" in response.json()["error"] or time.monotonic() > deadline:
+                break
+            time.sleep(0.1)
         assert response.status_code == 503
         error = response.json()["error"]
         assert "cannot be served" in error and "sha256 does not match" in error
+        assert httpx.get(base + "/readyz", timeout=5).status_code == 503
     finally:
         process.terminate()
         process.wait(timeout=20)

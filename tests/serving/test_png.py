@@ -11,7 +11,7 @@ import pytest
 from PIL import Image
 from sklearn.datasets import load_sample_image
 
-from serving.png import encode_pngs
+from serving.formats.png import encode_pngs
 
 
 def _decode(data: bytes) -> np.ndarray:
@@ -52,11 +52,11 @@ def test_a_batch_encodes_each_image_as_it_would_alone():
 
 
 def test_large_batches_are_filtered_in_parts_with_the_same_bytes(monkeypatch):
-    import serving.png
+    import serving.formats.png
 
     images = np.random.default_rng(3).integers(0, 256, (7, 6, 5, 3), dtype=np.uint8)
     whole = encode_pngs(images)
-    monkeypatch.setattr(serving.png, "_FILTER_BYTES", 2 * 6 * 5 * 3)  # two images per part
+    monkeypatch.setattr(serving.formats.png, "_FILTER_BYTES", 2 * 6 * 5 * 3)  # two images per part
     assert encode_pngs(images) == whole
 
 

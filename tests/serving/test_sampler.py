@@ -5,11 +5,11 @@ import tarfile
 import numpy as np
 import pytest
 
+from serving.cli.sampler import SampleJob, parse_shard, run_sample, shard_of
 from serving.engine import Engine
 from serving.errors import ServingError
-from serving.imaging import encode_png
-from serving.sampler import SampleJob, run_sample
-from serving.seeds import parse_seeds, parse_shard, shard_of
+from serving.formats.images import encode_png
+from serving.requests import BestOf, generate_request, parse_seeds
 
 
 @pytest.fixture(scope="module")
@@ -160,10 +160,10 @@ def test_service_settings_take_the_same_layout_when_workers_are_unset(monkeypatc
 
 def test_serve_worker_layout_on_a_gpu_is_a_few_workers(monkeypatch):
     """This machine has no GPU provider; provider detection is replaced to reach the GPU branch."""
-    from serving import engine
+    from serving.runtime import providers
     from serving.settings import GPU_WORKERS, worker_layout
 
-    monkeypatch.setattr(engine, "gpu_wanted", lambda device: True)
+    monkeypatch.setattr(providers, "gpu_wanted", lambda device: True)
     monkeypatch.setattr("serving.settings.available_cpus", lambda: 16)
     assert worker_layout("cuda", 0, 0) == (GPU_WORKERS, 0) == (4, 0)
     monkeypatch.setattr("serving.settings.available_cpus", lambda: 2)
@@ -172,8 +172,8 @@ def test_serve_worker_layout_on_a_gpu_is_a_few_workers(monkeypatch):
 
 
 def test_sample_with_rejection_sampling_matches_the_engine(engine, tmp_path):
-    run_sample(engine, SampleJob(seeds=[3, 4, 5], out=tmp_path, keep_top=0.5, workers=1), progress=False)
-    expected = engine.generate_best_of([3, 4, 5], keep_top=0.5)[0]
+    run_sample(engine, SampleJob(seeds=[3, 4, 5], out=tmp_path, mode=BestOf(2), workers=1), progress=False)
+    expected = engine.sample(generate_request(engine.card, seeds=[3, 4, 5], keep_top=0.5)).images
     assert (tmp_path / "seed00000004.png").read_bytes() == encode_png(expected[1])
 
 
@@ -202,12 +202,12 @@ def test_interpolate_cli_between_classes(conditional_model_dir, tmp_path, capsys
     assert np.array_equal(strip[1:9, 1:9], engine.generate([4], labels=[0])[0][:, :, 0])
     assert main(["interpolate", str(conditional_model_dir), "--from", "4", "--to", "5", "--label-to", "2",
                  "--out", str(out)]) == 2
-    assert "--label-to: give the first frame's class with --label too" in capsys.readouterr().err
+    assert "--label-to: give the first frame's class too (--label)" in capsys.readouterr().err
 
 
 def test_usable_cpus_follow_a_container_cpu_limit(tmp_path):
     """A 2-CPU container on a 64-core node must size itself for 2, not 64."""
-    from serving.cpus import cgroup_quota, usable_count
+    from serving.runtime.cpus import cgroup_quota, usable_count
 
     (tmp_path / "cpu.max").write_text("200000 100000\n")  # cgroup v2: 2 CPUs
     assert usable_count(64, tmp_path) == 2
@@ -225,7 +225,7 @@ def test_usable_cpus_follow_a_container_cpu_limit(tmp_path):
 
 
 def test_one_label_grammar_allows_repeats_and_ranges():
-    from serving.seeds import parse_labels
+    from serving.requests import parse_labels
 
     assert parse_labels("1,1,2") == [1, 1, 2]
     assert parse_labels("0-3,1") == [0, 1, 2, 3, 1]

@@ -42,7 +42,7 @@ def test_once_ready_every_worker_answers(server):
 
 
 def test_readiness_waits_for_every_worker(monkeypatch):
-    from serving import readiness
+    from serving.http import readiness
 
     monkeypatch.delenv(readiness.FOLDER_VARIABLE, raising=False)
     readiness.start(worker_index=None)  # BentoML's own process: a fresh folder

@@ -1,5 +1,6 @@
 import pickle
 
+import numpy as np
 import pytest
 import torch
 
@@ -99,6 +100,14 @@ def test_release_holds_ema_weights_and_checks_hashes(tmp_path):
     state = load_state(run / "state-00000002.pt")
     _assert_same_tensors(release.generator_state, state["G_ema"])
     assert release.config["format_version"] == 1 and release.config["step"] == 2
+    # the held-out images export calibrates D on: the split's first images, as uint8 pixels
+    from training.data import load_dataset, split_holdout
+    from training.samples import to_uint8
+
+    held_out = split_holdout(load_dataset("digits"), 0.1, 0)[1]
+    calibration = release.calibration()
+    assert calibration.split == "held-out split" and len(calibration.images) == len(held_out) == 179
+    assert np.array_equal(calibration.images, to_uint8(held_out.images)) and calibration.labels is None
     (run / "release" / "generator.safetensors").write_bytes(pickle.dumps({"a": 1}))
     with pytest.raises(CheckpointError, match="sha256 does not match"):
         read_release(run)

@@ -1,7 +1,9 @@
 """The `ganserve` command: one entry point whose subcommands live with the stage that owns them.
 
-Stages are found by module name and imported only when listed, so the serving install (no
-torch) still runs `ganserve serve|sample|score`, and `ganserve train` there says what to install.
+Stages are found by module name and register their commands without importing anything heavy,
+so the serving install (no torch) runs `ganserve serve|sample|score|interpolate`, and
+`ganserve train` there says in one line what to install. The serving side's own commands are
+in `commands.py`; the batch sampler behind `ganserve sample` is `sampler.py`.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ import sys
 STAGES = [
     ("training.cli", "ganserve[train]"),
     ("export.cli", "ganserve[train]"),
-    ("serving.commands", "ganserve"),
+    ("serving.cli.commands", "ganserve"),
 ]
 
 
@@ -25,12 +27,15 @@ def build_parser() -> argparse.ArgumentParser:
         epilog="Run 'ganserve COMMAND --help' for a command's options.")
     parser.add_argument("--version", action="version", version=f"ganserve {_version()}")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for module_name, _ in STAGES:
+    for module_name, extra in STAGES:
         try:
             module = importlib.import_module(module_name)
         except ModuleNotFoundError:
             continue  # a stage not shipped in this install (the bento carries serving/ only)
+        known = set(subparsers.choices)
         module.register(subparsers)
+        for name in set(subparsers.choices) - known:
+            subparsers.choices[name].set_defaults(extra=extra)
     return parser
 
 
@@ -43,8 +48,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return args.handler(args) or 0
     except ModuleNotFoundError as error:
-        print(f"ganserve {args.command}: error: {error}; this command needs the training extra: "
-              "pip install 'ganserve[train]'", file=sys.stderr)
+        print(f"ganserve {args.command}: error: {error}; this command needs pip install '{args.extra}'",
+              file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"ganserve {args.command}: interrupted", file=sys.stderr)
@@ -65,5 +70,3 @@ def _version() -> str:
         return "unknown"
 
 
-if __name__ == "__main__":
-    sys.exit(main())

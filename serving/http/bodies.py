@@ -1,5 +1,5 @@
-"""Generated images as HTTP response bodies: PNG (one image or a tiled grid), zip of PNGs,
-JSON with base64 PNGs, or .npy of uint8. Pure functions, shared by the service and tests."""
+"""Generated images as HTTP response bodies: PNG (one image or a tiled grid), a zip of PNGs,
+JSON with base64 PNGs, or .npy of uint8. Pure functions."""
 
 from __future__ import annotations
 
@@ -10,29 +10,11 @@ import zipfile
 
 import numpy as np
 
-from .imaging import encode_png, tile
-from .png import encode_pngs
+from ..formats.images import encode_png, seed_file_name, tile
+from ..formats.png import encode_pngs
 
-FORMATS = ("png", "zip", "json", "npy")
 MEDIA_TYPES = {"png": "image/png", "zip": "application/zip", "json": "application/json",
-               "npy": "application/octet-stream"}
-
-
-def seed_file_name(seed: int) -> str:
-    """seed00000042.png: the same name in zips, the batch sampler and its manifest."""
-    return f"seed{seed:08d}.png"
-
-
-def encode_frames(frames: np.ndarray, fmt: str, frame_ms: int) -> bytes:
-    """An interpolation as one PNG strip (left to right) or a looping animated GIF."""
-    if fmt == "png":
-        return encode_png(tile(frames, columns=len(frames)))
-    from PIL import Image
-
-    pictures = [Image.fromarray(f[:, :, 0] if f.shape[2] == 1 else f) for f in frames]
-    buffer = io.BytesIO()
-    pictures[0].save(buffer, format="GIF", save_all=True, append_images=pictures[1:], duration=frame_ms, loop=0)
-    return buffer.getvalue()
+               "npy": "application/octet-stream", "gif": "image/gif"}
 
 
 def needs_pngs(fmt: str, count: int) -> bool:
@@ -40,8 +22,8 @@ def needs_pngs(fmt: str, count: int) -> bool:
     return fmt in ("zip", "json") or (fmt == "png" and count == 1)
 
 
-def encode_images(images: np.ndarray, seeds: list[int], labels: list[int] | None, fmt: str,
-                  model: dict, extra: dict | None = None, pngs: list[bytes] | None = None) -> bytes:
+def images_body(images: np.ndarray, seeds: list[int], labels: list[int] | None, fmt: str,
+                model: dict, extra: dict | None = None, pngs: list[bytes] | None = None) -> bytes:
     """The response body. `pngs`: each image's PNG, already encoded (by the batcher)."""
     if needs_pngs(fmt, len(images)) and pngs is None:
         pngs = encode_pngs(images)

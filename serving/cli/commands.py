@@ -1,4 +1,8 @@
-"""`ganserve serve`, `ganserve sample` and `ganserve score` (the serving side: no torch)."""
+"""`ganserve serve`, `sample`, `interpolate` and `score`: the serving side's commands (no torch).
+
+Each value goes through the same request builders as HTTP (`serving/requests.py`), spelled as
+the command line spells it, so a rule and its message are the same on every path.
+"""
 
 from __future__ import annotations
 
@@ -9,23 +13,40 @@ import shutil
 import sys
 from pathlib import Path
 
-from .errors import ServingError
-from .settings import worker_layout
+from ..errors import ServingError
+from ..formats.model_card import ModelCard
+from ..requests import INTERPOLATE_FIELDS, generate_fields
+from ..runtime.providers import DEVICES
+from ..settings import worker_layout
+
+GENERATE = generate_fields(None)
+# How the command line spells the request fields (serving/requests.py names them as HTTP does).
+SAMPLE_FLAGS = {"keep_top": "--keep-top", "drs_accept": "--drs-accept", "drs_max_candidates": "--drs-max-candidates",
+                "truncation": "--truncation", "labels": "--labels"}
+INTERPOLATE_FLAGS = {"seed_from": "--from", "seed_to": "--to", "frames": "--frames", "class_label": "--label",
+                     "label_to": "--label-to", "truncation": "--truncation", "frame_ms": "--frame-ms",
+                     "format": "--out"}
+SCORE_FLAGS = {"labels": "--labels", "images": "IMAGES"}
+
+
+def _spelling(flags: dict[str, str]):
+    return lambda name: flags.get(name, name)
 
 
 def register(subparsers) -> None:
     serve = subparsers.add_parser("serve", help="serve a model over HTTP (BentoML)",
                                   description="Serve MODEL (a model folder or a BentoML model tag) with "
-                                              "/generate, /score, /model, /readyz, /livez and /metrics.")
+                                              "/generate, /interpolate, /score, /model, /docs, /readyz, /livez and "
+                                              "/metrics.")
     serve.add_argument("model", metavar="MODEL", help="model folder (models/NAME) or BentoML model tag")
-    serve.add_argument("--port", type=int, default=3000)
-    serve.add_argument("--host", default="0.0.0.0")
+    serve.add_argument("--port", type=int, default=3000, help="default: 3000")
+    serve.add_argument("--host", default="0.0.0.0", help="default: 0.0.0.0 (every interface)")
     serve.add_argument("--workers", type=int, default=0,
                        help="worker processes (default 0: one per CPU core with one ONNX Runtime thread each "
                             "on the CPU; on a GPU, 4 or one per core if fewer)")
-    serve.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda", "tensorrt"])
+    serve.add_argument("--device", default="auto", choices=DEVICES, help="default: auto (TensorRT, CUDA, CPU)")
     serve.add_argument("--threads", type=int, default=0, help="ONNX Runtime threads per worker (0: its default)")
-    serve.add_argument("--max-images", type=int, default=64, help="most images per /generate request")
+    serve.add_argument("--max-images", type=int, default=64, help="most images per /generate request (default: 64)")
     serve.add_argument("--access-log", action="store_true", help="log every request (off by default)")
     serve.set_defaults(handler=run_serve)
 
@@ -35,46 +56,46 @@ def register(subparsers) -> None:
     sample.add_argument("model", metavar="MODEL", type=Path, help="model folder written by 'ganserve export'")
     sample.add_argument("--seeds", required=True, help="seeds and ranges, e.g. 0-99999 or 0-99,200")
     sample.add_argument("--out", type=Path, required=True, help="output folder")
-    sample.add_argument("--format", default="png", choices=["png", "npz", "tar"])
+    sample.add_argument("--format", default="png", choices=["png", "npz", "tar"],
+                        help="png files, or parts of --part-size images as npz arrays or tar archives of PNGs "
+                             "(default: png)")
     sample.add_argument("--batch-size", type=int, default=256, help="images per engine run (default: 256)")
     sample.add_argument("--part-size", type=int, default=10_000, help="images per npz/tar part (default: 10000)")
-    sample.add_argument("--shard", default="0/1", metavar="K/N", help="write only shard K of N (K from 0)")
+    sample.add_argument("--shard", default="0/1", metavar="K/N", help="write only shard K of N (K from 0; default 0/1)")
     sample.add_argument("--labels", help="class labels for conditional models, cycled over the seeds "
                                          "(e.g. 3, 0-9 or 1,1,2); default: seed modulo the class count")
-    sample.add_argument("--truncation", type=float, help="truncation psi (0.1 to 10)")
-    sample.add_argument("--keep-top", type=float, default=1.0, metavar="FRACTION",
-                        help="discriminator rejection sampling: each image is the best of 1/FRACTION candidates "
-                             "by D (e.g. 0.25: best of 4); default 1 (off)")
-    sample.add_argument("--drs-accept", type=float, metavar="RATE",
-                        help="discriminator rejection sampling (Azadi et al. 2019) at this acceptance rate")
+    sample.add_argument("--truncation", type=float, help=GENERATE["truncation"].description)
+    sample.add_argument("--keep-top", type=float, metavar="FRACTION", help=GENERATE["keep_top"].description)
+    sample.add_argument("--drs-accept", type=float, metavar="RATE", help=GENERATE["drs_accept"].description)
     sample.add_argument("--drs-max-candidates", type=int, default=16, metavar="N",
-                        help="with --drs-accept: most candidates per image (default: 16)")
+                        help=GENERATE["drs_max_candidates"].description + " (default: 16)")
     sample.add_argument("--resume", action="store_true", help="skip images already written and valid")
-    sample.add_argument("--workers", type=int, default=0, help="PNG encoding processes (0: one per core)")
-    sample.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda", "tensorrt"])
-    sample.add_argument("--no-progress", action="store_true")
+    sample.add_argument("--workers", type=int, default=0, help="PNG encoding processes (default 0: one per core)")
+    sample.add_argument("--device", default="auto", choices=DEVICES, help="default: auto")
+    sample.add_argument("--no-progress", action="store_true", help="no progress bar")
     sample.set_defaults(handler=run_sample_command)
 
     interpolate = subparsers.add_parser("interpolate", help="frames between two seeds (PNG strip or GIF)",
                                         description="Spherical interpolation between two seeds' latents; the "
                                                     "first and last frames are the seeds' own images.")
-    interpolate.add_argument("model", metavar="MODEL", type=Path)
-    interpolate.add_argument("--from", dest="seed_from", type=int, required=True, metavar="SEED")
-    interpolate.add_argument("--to", dest="seed_to", type=int, required=True, metavar="SEED")
+    interpolate.add_argument("model", metavar="MODEL", type=Path, help="model folder written by 'ganserve export'")
+    interpolate.add_argument("--from", dest="seed_from", type=int, required=True, metavar="SEED",
+                             help=INTERPOLATE_FIELDS["seed_from"].description)
+    interpolate.add_argument("--to", dest="seed_to", type=int, required=True, metavar="SEED",
+                             help=INTERPOLATE_FIELDS["seed_to"].description)
     interpolate.add_argument("--frames", type=int, default=8, help="2 to 64 (default: 8)")
-    interpolate.add_argument("--label", help="class of every frame (conditional models)")
-    interpolate.add_argument("--label-to", help="conditional models: blend the class from --label to "
-                                                "this one across the frames")
-    interpolate.add_argument("--truncation", type=float)
-    interpolate.add_argument("--frame-ms", type=int, default=100, help="GIF: milliseconds per frame")
+    interpolate.add_argument("--label", help=INTERPOLATE_FIELDS["class_label"].description)
+    interpolate.add_argument("--label-to", help=INTERPOLATE_FIELDS["label_to"].description)
+    interpolate.add_argument("--truncation", type=float, help=INTERPOLATE_FIELDS["truncation"].description)
+    interpolate.add_argument("--frame-ms", type=int, default=100, help="GIF: milliseconds per frame (default: 100)")
     interpolate.add_argument("--out", type=Path, required=True, help="a .png (strip) or .gif (animation) file")
     interpolate.set_defaults(handler=run_interpolate)
 
     score = subparsers.add_parser("score", help="score image files with the model's calibrated D",
                                   description="Print, per image, D's logit and the calibrated probability "
                                               "that it looks like the model's training data.")
-    score.add_argument("model", metavar="MODEL", type=Path)
-    score.add_argument("images", metavar="IMAGES", type=Path, nargs="+")
+    score.add_argument("model", metavar="MODEL", type=Path, help="model folder written by 'ganserve export'")
+    score.add_argument("images", metavar="IMAGES", type=Path, nargs="+", help="PNG or JPEG files")
     score.add_argument("--labels", help="labels for conditional models, one per image (e.g. 3,1,4 or 0-9)")
     score.add_argument("--resize", action="store_true", help="convert images of another size or colour type")
     score.add_argument("--json", action="store_true", help="print JSON instead of a table")
@@ -84,9 +105,7 @@ def register(subparsers) -> None:
 def run_serve(args) -> int:
     model = Path(args.model)
     if model.is_dir():
-        from .model_card import open_model_folder
-
-        open_model_folder(model)  # fail here, in one line, rather than inside the server
+        ModelCard.read(model)  # fail here, in one line, rather than inside the server
         reference = str(model.resolve())
     elif not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*(:[A-Za-z0-9._-]+)?", args.model):
         raise ServingError(f"MODEL: {args.model!r} is neither a model folder nor a BentoML model tag")
@@ -113,7 +132,7 @@ def usage_examples(port: int) -> str:
     base = f"http://localhost:{port}"
     json_header = "-H 'content-type: application/json'"
     return "\n".join([
-        f"ganserve: serving on {base} once /readyz answers 200. Try:",
+        f"ganserve: serving on {base} once /readyz answers 200 (API docs: {base}/docs). Try:",
         f"  curl -s {base}/readyz",
         f"  curl -s -X POST {base}/generate {json_header} -d '{{\"n\": 16, \"seed\": 0}}' -o grid.png",
         f"  curl -s -X POST {base}/generate {json_header} -d '{{\"seeds\": [1, 2, 3], \"format\": \"zip\"}}' "
@@ -125,33 +144,27 @@ def usage_examples(port: int) -> str:
 
 
 def run_sample_command(args) -> int:
-    from .engine import Engine
-    from .latent_paths import candidates_for
-    from .latents import check_truncation
-    from .rejection import check_rejection
-    from .sampler import SampleJob, run_sample
-    from .seeds import parse_labels, parse_seeds, parse_shard, shard_of
+    from ..engine import Engine
+    from ..requests import check_labels, parse_labels, parse_seeds, sampling_mode
+    from .sampler import SampleJob, parse_shard, run_sample, shard_of
 
     for flag, value in (("--batch-size", args.batch_size), ("--part-size", args.part_size)):
         if value < 1:
             raise ServingError(f"{flag}: {value} is not allowed; use a positive integer")
     if args.workers < 0:
         raise ServingError(f"--workers: {args.workers} is not allowed; use 0 (one per core) or more")
+    spell = _spelling(SAMPLE_FLAGS)
     seeds = parse_seeds(args.seeds)
     index, count = parse_shard(args.shard)
     labels = parse_labels(args.labels) if args.labels else None
+    mode = sampling_mode(args.keep_top, args.drs_accept, args.drs_max_candidates, spell=spell)
+    truncation = None if args.truncation is None else GENERATE["truncation"].check(args.truncation, "--truncation")
     engine = Engine(args.model, device=args.device, max_batch=args.batch_size)
-    if labels is not None and not engine.card.num_classes:
-        raise ServingError("--labels: this model is unconditional; leave --labels out")
-    candidates_for(args.keep_top, "--keep-top")  # validates it
-    if args.drs_accept is not None:
-        check_rejection(args.drs_accept, args.drs_max_candidates, "--drs-accept")
-        if args.keep_top != 1.0:
-            raise ServingError("--drs-accept: give --keep-top or --drs-accept, not both")
+    if labels is not None:
+        labels = check_labels(engine.card.num_classes, labels, spell)
     job = SampleJob(seeds=shard_of(seeds, index, count), out=args.out, format=args.format, labels=labels,
-                    truncation=check_truncation(args.truncation), keep_top=args.keep_top,
-                    drs_accept=args.drs_accept, drs_max_candidates=args.drs_max_candidates, batch_size=args.batch_size,
-                    part_size=args.part_size, shard=(index, count), resume=args.resume, workers=args.workers)
+                    truncation=truncation, mode=mode, batch_size=args.batch_size, part_size=args.part_size,
+                    shard=(index, count), resume=args.resume, workers=args.workers)
     result = run_sample(engine, job, progress=not args.no_progress)
     print(f"wrote {result['written']} images ({result['skipped']} already done) to {args.out} at "
           f"{result['images_per_s']} images/s on {engine.provider}; manifest: {result['manifest']}")
@@ -159,32 +172,30 @@ def run_sample_command(args) -> int:
 
 
 def run_interpolate(args) -> int:
-    from .engine import Engine
-    from .latents import check_seed
-    from .responses import encode_frames
+    from ..engine import Engine
+    from ..formats.images import encode_frames
+    from ..requests import interpolate_request
+    from ..sampling import modes
 
+    spell = _spelling(INTERPOLATE_FLAGS)
     fmt = args.out.suffix.lower().lstrip(".")
     if fmt not in ("png", "gif"):
         raise ServingError(f"--out: {args.out} must end in .png (a strip) or .gif (an animation)")
-    if not 20 <= args.frame_ms <= 5000:
-        raise ServingError(f"--frame-ms: {args.frame_ms} is not allowed; use 20 to 5000")
     label, label_to = (_one_label(text, flag) for text, flag in ((args.label, "--label"),
                                                                   (args.label_to, "--label-to")))
     engine = Engine(args.model, warmup=False)
-    if label is not None and not engine.card.num_classes:
-        raise ServingError("--label: this model is unconditional; leave --label out")
-    if label_to is not None and label is None:
-        raise ServingError("--label-to: give the first frame's class with --label too")
-    frames = engine.interpolate(check_seed(args.seed_from, "--from"), check_seed(args.seed_to, "--to"), args.frames,
-                                label, args.truncation, label_to)
-    args.out.write_bytes(encode_frames(frames, fmt, args.frame_ms))
+    request = interpolate_request(engine.card, seed_from=args.seed_from, seed_to=args.seed_to, frames=args.frames,
+                                  class_label=label, label_to=label_to, truncation=args.truncation, format=fmt,
+                                  frame_ms=args.frame_ms, spell=spell)
+    frames = modes.run_now(modes.interpolate(request, engine.graphs))
+    args.out.write_bytes(encode_frames(frames, fmt, request.frame_ms))
     classes = f", class {label} to {label_to}" if label_to is not None else ""
     print(f"wrote {len(frames)} frames from seed {args.seed_from} to seed {args.seed_to}{classes} to {args.out}")
     return 0
 
 
 def _one_label(text: str | None, flag: str) -> int | None:
-    from .seeds import parse_labels
+    from ..requests import parse_labels
 
     if text is None:
         return None
@@ -197,9 +208,9 @@ def _one_label(text: str | None, flag: str) -> int | None:
 def run_score(args) -> int:
     import numpy as np
 
-    from .engine import Engine
-    from .imaging import decode_image
-    from .seeds import parse_labels
+    from ..engine import Engine
+    from ..formats.images import decode_image
+    from ..requests import parse_labels, score_request
 
     engine = Engine(args.model, device="cpu", warmup=False)
     labels = parse_labels(args.labels) if args.labels else None
@@ -207,10 +218,13 @@ def run_score(args) -> int:
     for path in args.images:
         if not path.is_file():
             raise ServingError(f"IMAGES: {path} is not a file")
-        images.append(decode_image(path.read_bytes(), str(path), engine.card.image_shape, args.resize))
-    logits, probabilities = engine.score(np.stack(images), labels)
-    rows = [{"image": str(path), "logit": float(logit), "p_real": float(p)}
-            for path, logit, p in zip(args.images, logits, probabilities)]
+        images.append(decode_image(path.read_bytes(), str(path), engine.card.image_shape, args.resize,
+                                   resize_hint="pass --resize"))
+    request = score_request(engine.card, np.stack(images), labels, [str(p) for p in args.images],
+                            spell=_spelling(SCORE_FLAGS))
+    logits, probabilities = engine.score_images(request)
+    rows = [{"image": name, "logit": float(logit), "p_real": float(p)}
+            for name, logit, p in zip(request.names, logits, probabilities)]
     if args.json:
         print(json.dumps({"model": {"name": engine.card.name, "version": engine.card.version}, "results": rows},
                          indent=2))

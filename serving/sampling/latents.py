@@ -13,31 +13,11 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from .errors import ServingError
-
-MAX_SEED = 2**63 - 1
-MIN_TRUNCATION, MAX_TRUNCATION = 0.1, 10.0
-
-
-def check_seed(seed: int, field: str = "seed") -> int:
-    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or not 0 <= seed <= MAX_SEED:
-        raise ServingError(f"{field}: {seed!r} is not allowed; seeds are integers from 0 to 2**63-1")
-    return int(seed)
-
-
-def check_truncation(truncation: float | None) -> float | None:
-    if truncation is None:
-        return None
-    if not isinstance(truncation, (int, float)) or not MIN_TRUNCATION <= truncation <= MAX_TRUNCATION:
-        raise ServingError(f"truncation: {truncation!r} is not allowed; use a number from {MIN_TRUNCATION} "
-                           f"to {MAX_TRUNCATION} (smaller: more typical, less varied images) or leave it out")
-    return float(truncation)
-
 
 def latent(seed: int, latent_dim: int, truncation: float | None = None) -> np.ndarray:
     """One latent: standard normal from the seed's own stream; with truncation psi, every
     component beyond +-psi is redrawn from the same stream (a truncated normal)."""
-    return draw(np.random.Generator(np.random.PCG64(seed)), latent_dim, truncation)
+    return draw(np.random.Generator(np.random.PCG64(int(seed))), latent_dim, truncation)
 
 
 def draw(rng: np.random.Generator, latent_dim: int, truncation: float | None) -> np.ndarray:
@@ -62,3 +42,18 @@ def default_labels(seeds: Sequence[int], num_classes: int) -> np.ndarray:
     """Labels for a conditional model when none are given: seed modulo the class count, so the
     label, like the latent, follows from the seed alone."""
     return (np.asarray(seeds, dtype=np.uint64) % np.uint64(num_classes)).astype(np.int64)
+
+
+def label_array(seeds: Sequence[int], labels: Sequence[int] | None, num_classes: int) -> np.ndarray | None:
+    """int64 (N,) labels for G and D: the given ones, the seeds' defaults, or None (unconditional)."""
+    if not num_classes:
+        return None
+    return default_labels(seeds, num_classes) if labels is None else np.asarray(labels, dtype=np.int64)
+
+
+def generator_feeds(z: np.ndarray, labels: np.ndarray | None) -> dict[str, np.ndarray]:
+    return {"z": z} if labels is None else {"z": z, "labels": labels}
+
+
+def discriminator_feeds(images: np.ndarray, labels: np.ndarray | None) -> dict[str, np.ndarray]:
+    return {"images": images} if labels is None else {"images": images, "labels": labels}

@@ -1,5 +1,6 @@
-"""Image bytes in and out: PNG encoding (`png.py`, identical for HTTP and the batch CLI), grids,
-and decoding of uploads with bounded size."""
+"""Image bytes in and out: PNGs of generated images (`png.py`, the same bytes over HTTP and
+from the batch CLI), grids and interpolation strips or GIFs, the file names images are saved
+under, and decoding of uploaded images with bounded size."""
 
 from __future__ import annotations
 
@@ -10,10 +11,16 @@ import warnings
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from .errors import ServingError
+from ..errors import ServingError
 from .png import encode_pngs
 
 MAX_UPLOAD_PIXELS = 4096 * 4096  # decoded pixels per uploaded image; bigger uploads are refused
+UPLOAD_FORMATS = ("PNG", "JPEG")
+
+
+def seed_file_name(seed: int) -> str:
+    """seed00000042.png: the same name in zips, the batch sampler and its manifest."""
+    return f"seed{seed:08d}.png"
 
 
 def encode_png(image: np.ndarray) -> bytes:
@@ -35,9 +42,21 @@ def tile(images: np.ndarray, columns: int | None = None, padding: int = 1) -> np
     return canvas
 
 
-def decode_image(data: bytes, name: str, shape: tuple[int, int, int], resize: bool) -> np.ndarray:
+def encode_frames(frames: np.ndarray, fmt: str, frame_ms: int) -> bytes:
+    """An interpolation as one PNG strip (left to right) or a looping animated GIF."""
+    if fmt == "png":
+        return encode_png(tile(frames, columns=len(frames)))
+    pictures = [Image.fromarray(f[:, :, 0] if f.shape[2] == 1 else f) for f in frames]
+    buffer = io.BytesIO()
+    pictures[0].save(buffer, format="GIF", save_all=True, append_images=pictures[1:], duration=frame_ms, loop=0)
+    return buffer.getvalue()
+
+
+def decode_image(data: bytes, name: str, shape: tuple[int, int, int], resize: bool,
+                 resize_hint: str = "send resize=true") -> np.ndarray:
     """PNG/JPEG bytes -> uint8 (H, W, C) of the model's shape. Without `resize`, an image of
-    another size is refused with a message that says what was expected."""
+    another size or colour type is refused with a message that says what was expected and
+    how to ask for conversion (`resize_hint`, in the caller's own terms)."""
     height, width, channels = shape
     try:
         with warnings.catch_warnings():
@@ -46,7 +65,7 @@ def decode_image(data: bytes, name: str, shape: tuple[int, int, int], resize: bo
                 if image.width * image.height > MAX_UPLOAD_PIXELS:
                     raise ServingError(f"{name}: {image.width}x{image.height}: the image is too large; "
                                        f"at most {MAX_UPLOAD_PIXELS} pixels per image")
-                if image.format not in ("PNG", "JPEG"):
+                if image.format not in UPLOAD_FORMATS:
                     raise ServingError(f"{name}: {image.format} images are not accepted; send PNG or JPEG")
                 image.load()
                 size_ok = image.size == (width, height)
@@ -54,8 +73,8 @@ def decode_image(data: bytes, name: str, shape: tuple[int, int, int], resize: bo
                 if not resize and not (size_ok and mode_ok):
                     raise ServingError(
                         f"{name}: got a {image.width}x{image.height} {image.mode} image; the model scores "
-                        f"{width}x{height} {'grayscale (L)' if channels == 1 else 'RGB'} images "
-                        "(send resize=true to convert)")
+                        f"{width}x{height} {'grayscale (L)' if channels == 1 else 'RGB'} images ({resize_hint} "
+                        "to convert)")
                 converted = image.convert("L" if channels == 1 else "RGB")
                 if not size_ok:
                     converted = converted.resize((width, height), Image.Resampling.LANCZOS)

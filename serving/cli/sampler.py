@@ -15,7 +15,6 @@ from __future__ import annotations
 import hashlib
 import io
 import json
-import os
 import tarfile
 import time
 from concurrent.futures import Future, ProcessPoolExecutor
@@ -25,11 +24,13 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from .cpus import available_cpus
-from .engine import Engine
-from .errors import ServingError
-from .png import encode_pngs
-from .responses import seed_file_name
+from ..engine import Engine
+from ..errors import ServingError
+from ..formats.files import write_atomically
+from ..formats.images import seed_file_name
+from ..formats.png import encode_pngs
+from ..requests import GenerateRequest, Mode, Plain
+from ..runtime.cpus import available_cpus
 
 FORMATS = ("png", "npz", "tar")
 
@@ -39,11 +40,9 @@ class SampleJob:
     seeds: list[int]  # this shard's seeds, in order
     out: Path
     format: str = "png"
-    labels: list[int] | None = None  # cycled over the seeds; None: the engine's default per seed
+    labels: list[int] | None = None  # cycled over the seeds by position; None: the engine's default per seed
     truncation: float | None = None
-    keep_top: float = 1.0  # < 1: each image is the best of 1/keep_top candidates by D
-    drs_accept: float | None = None  # discriminator rejection sampling at this acceptance rate
-    drs_max_candidates: int = 16
+    mode: Mode = Plain()  # plain, best-of-K or rejection sampling (serving/requests.py)
     batch_size: int = 256
     part_size: int = 10_000
     shard: tuple[int, int] = (0, 1)
@@ -73,19 +72,20 @@ def run_sample(engine: Engine, job: SampleJob, progress: bool = True) -> dict:
     else:
         _rewrite_manifest(job, done)
     todo_parts = _plan(job, done)
-    total = sum(len(seeds) for _, seeds in todo_parts)
+    total = sum(len(positions) for _, positions in todo_parts)
     started = time.perf_counter()
     bar = tqdm(total=total, unit="img", disable=not progress, dynamic_ncols=True)
     workers = job.workers or available_cpus()
     with ProcessPoolExecutor(max_workers=workers) as pool, open(job.manifest_path, "a") as manifest:
         in_flight: list[Future] = []
-        for part, seeds in todo_parts:
-            for start in range(0, len(seeds), job.batch_size) if job.format == "png" else [0]:
-                chunk = seeds[start:start + job.batch_size] if job.format == "png" else seeds
+        for part, positions in todo_parts:
+            for start in range(0, len(positions), job.batch_size) if job.format == "png" else [0]:
+                chunk = positions[start:start + job.batch_size] if job.format == "png" else positions
+                seeds = [job.seeds[i] for i in chunk]
                 labels = _labels_for(job, chunk)
-                images = _generate(engine, chunk, labels, job)
+                images = _generate(engine, seeds, labels, job)
                 target = job.out / (job.part_name(part) if job.format != "png" else "")
-                in_flight.append(pool.submit(_write, job.format, target, chunk, labels, images))
+                in_flight.append(pool.submit(_write, job.format, target, seeds, labels, images))
                 while len(in_flight) > workers:  # keep every worker busy, no more
                     _finish(in_flight.pop(0), manifest, bar)
         for future in in_flight:
@@ -97,38 +97,35 @@ def run_sample(engine: Engine, job: SampleJob, progress: bool = True) -> dict:
 
 
 def _generate(engine: Engine, seeds: list[int], labels: list[int] | None, job: SampleJob) -> np.ndarray:
+    """The images of one write, in engine runs of at most batch_size seeds (npz/tar parts are larger)."""
     parts = []
     for i in range(0, len(seeds), job.batch_size):
-        chunk, chunk_labels = seeds[i:i + job.batch_size], labels[i:i + job.batch_size] if labels else None
-        if job.drs_accept is not None:
-            parts.append(engine.generate_rejection(chunk, chunk_labels, job.truncation, job.drs_accept,
-                                                   job.drs_max_candidates)[0])
-        elif job.keep_top < 1.0:
-            parts.append(engine.generate_best_of(chunk, chunk_labels, job.truncation, job.keep_top)[0])
-        else:
-            parts.append(engine.generate(chunk, chunk_labels, job.truncation))
+        request = GenerateRequest(seeds=seeds[i:i + job.batch_size],
+                                  labels=labels[i:i + job.batch_size] if labels else None,
+                                  truncation=job.truncation, mode=job.mode)
+        parts.append(engine.sample(request).images)
     return np.concatenate(parts)
 
 
-def _labels_for(job: SampleJob, seeds: list[int]) -> list[int] | None:
+def _labels_for(job: SampleJob, positions: list[int]) -> list[int] | None:
+    """The label of each seed at these positions of the job: the --labels list, cycled."""
     if job.labels is None:
         return None
-    position = {seed: i for i, seed in enumerate(job.seeds)}
-    return [job.labels[position[seed] % len(job.labels)] for seed in seeds]
+    return [job.labels[i % len(job.labels)] for i in positions]
 
 
 def _plan(job: SampleJob, done: set[int]) -> list[tuple[int, list[int]]]:
-    """(part number, seeds still to write). PNG writes per seed; npz/tar rewrite a whole part
-    unless all of its seeds are done, so a part file is always complete."""
+    """(part number, positions in job.seeds still to write). PNG writes per seed; npz/tar
+    rewrite a whole part unless all of its seeds are done, so a part file is always complete."""
     parts = []
     for part, start in enumerate(range(0, len(job.seeds), job.part_size)):
-        seeds = job.seeds[start:start + job.part_size]
+        positions = list(range(start, min(start + job.part_size, len(job.seeds))))
         if job.format == "png":
-            seeds = [s for s in seeds if s not in done]
-        elif all(s in done for s in seeds):
-            seeds = []
-        if seeds:
-            parts.append((part, seeds))
+            positions = [i for i in positions if job.seeds[i] not in done]
+        elif all(job.seeds[i] in done for i in positions):
+            positions = []
+        if positions:
+            parts.append((part, positions))
     return parts
 
 
@@ -165,7 +162,7 @@ def _write_npz(path: Path, seeds, labels, images) -> list[dict]:
     buffer = io.BytesIO()
     extra = {"labels": np.asarray(labels, np.int64)} if labels else {}
     np.savez(buffer, images=images, seeds=np.asarray(seeds, np.int64), **extra)
-    _atomic_bytes(path, buffer.getvalue())
+    write_atomically(path, buffer.getvalue())
     return [_line(seed, labels, i, path.name, image.tobytes()) for i, (seed, image) in enumerate(zip(seeds, images))]
 
 
@@ -177,7 +174,7 @@ def _write_tar(path: Path, seeds, labels, images) -> list[dict]:
             info.size, info.mtime = len(data), 0
             archive.addfile(info, io.BytesIO(data))
             lines.append(_line(seed, labels, i, path.name, data))
-    _atomic_bytes(path, buffer.getvalue())
+    write_atomically(path, buffer.getvalue())
     return lines
 
 
@@ -189,10 +186,24 @@ def _line(seed: int, labels, index: int, file: str, data: bytes) -> dict:
             "sha256": hashlib.sha256(data).hexdigest()}
 
 
-def _atomic_bytes(path: Path, data: bytes) -> None:
-    temp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    temp.write_bytes(data)
-    os.replace(temp, path)
+# --- shards ---------------------------------------------------------------------------------
+
+def parse_shard(text: str) -> tuple[int, int]:
+    """'3/10' -> (3, 10): shard 3 of 10, counted from 0."""
+    index_text, slash, count_text = text.partition("/")
+    try:
+        index, count = int(index_text), int(count_text)
+    except ValueError:
+        raise ServingError(f"--shard: {text!r} is not K/N (for example 0/4)") from None
+    if not slash or count < 1 or not 0 <= index < count:
+        raise ServingError(f"--shard: {text!r} is not allowed; use K/N with 0 <= K < N")
+    return index, count
+
+
+def shard_of(seeds: list[int], index: int, count: int) -> list[int]:
+    """Every count-th seed starting at index: shards are disjoint, balanced, and together
+    they are the whole list."""
+    return seeds[index::count]
 
 
 # --- resume ------------------------------------------------------------------------------------

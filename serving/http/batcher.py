@@ -19,7 +19,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
-from .errors import ServingError
+from ..errors import ServingError
 
 
 class QueueFull(ServingError):

@@ -1,0 +1,7 @@
+"""`python -m serving.cli`: the `ganserve` command."""
+
+import sys
+
+from . import main
+
+sys.exit(main())

@@ -1,0 +1,130 @@
+"""The service's OpenAPI 3 document, made from the request fields (`serving/requests.py`), so
+the documented limits are the enforced ones; and the page that shows it (`/docs`)."""
+
+from __future__ import annotations
+
+from .. import __version__
+from ..requests import INTERPOLATE_FIELDS, Field, generate_fields, score_fields
+
+TITLE = "ganserve"
+DESCRIPTION = (
+    "Generate images from a GAN and score images with its calibrated discriminator.\n\n"
+    "Image i of a request depends only on (model, seeds[i], labels[i], truncation): the same seed gives the "
+    "same bytes alone or in a batch, over HTTP or from `ganserve sample`. Mistakes are answered with a 4xx "
+    "whose `error` names the field, the value received and what is allowed.")
+
+_ERROR = {"type": "object", "properties": {"error": {"type": "string"}}, "required": ["error"]}
+
+
+def _schema(field: Field, maximum: float | None = None) -> dict:
+    if field.kind == "file":
+        one = {"type": "string", "format": "binary"}
+    else:
+        one = {"type": field.kind}
+        if field.minimum is not None:
+            one["minimum"] = field.minimum
+        high = field.maximum if maximum is None else maximum
+        if high is not None:
+            one["maximum"] = high
+        if field.choices:
+            one["enum"] = list(field.choices)
+    if field.array:
+        schema = {"type": "array", "items": one, "minItems": 1}
+        if field.max_items is not None:
+            schema["maxItems"] = field.max_items
+    else:
+        schema = one
+        if field.default is not None:
+            schema["default"] = field.default
+        if field.example is not None:
+            schema["example"] = field.example
+    return {**schema, "description": field.description}
+
+
+def _object(fields: dict[str, Field]) -> dict:
+    return {"type": "object", "additionalProperties": False,
+            "properties": {name: _schema(field) for name, field in fields.items()},
+            "required": [name for name, field in fields.items() if field.required]}
+
+
+def _errors(*statuses: int) -> dict:
+    reasons = {400: "a field is missing, unknown or out of range (the message says which)",
+               413: "the request body is larger than GANSERVE_MAX_BODY_BYTES",
+               415: "the body is not of the content type this route takes",
+               503: "the model is still loading, or the queue is full; retry after Retry-After seconds"}
+    return {str(s): {"description": reasons[s], "content": {"application/json": {"schema": _ERROR}}}
+            for s in statuses}
+
+
+def document(max_images: int, max_score_images: int) -> dict:
+    generate = generate_fields(max_images)
+    binary = {"schema": {"type": "string", "format": "binary"}}
+    json_images = {"type": "object", "properties": {
+        "model": {"type": "object"}, "seeds": {"type": "array", "items": {"type": "integer"}},
+        "labels": {"type": ["array", "null"], "items": {"type": "integer"}},
+        "images": {"type": "array", "items": {"type": "string", "contentEncoding": "base64"}}}}
+    scores = {"type": "object", "properties": {"model": {"type": "object"}, "results": {"type": "array", "items": {
+        "type": "object", "properties": {"image": {"type": "string"}, "logit": {"type": "number"},
+                                         "p_real": {"type": "number", "minimum": 0, "maximum": 1}}}}}}
+    seeds_header = {"X-Seeds": {"description": "the seeds used, comma-separated", "schema": {"type": "string"}},
+                    "X-Model-Version": {"schema": {"type": "string"}}}
+    return {
+        "openapi": "3.1.0",
+        "info": {"title": TITLE, "version": __version__, "description": DESCRIPTION},
+        "paths": {
+            "/generate": {"post": {
+                "summary": "Generate images",
+                "description": "One PNG for n=1, a grid for n>1, or zip/json/npy by `format`. The seeds used come "
+                               "back in X-Seeds (a random first seed when none is given).",
+                "requestBody": {"content": {"application/json": {
+                    "schema": _object(generate), "examples": {
+                        "one": {"value": {"seed": 42}}, "grid": {"value": {"n": 16, "seed": 0}},
+                        "zip": {"value": {"seeds": [1, 2, 3], "format": "zip"}},
+                        "best of 4": {"value": {"seed": 7, "keep_top": 0.25}}}}}},
+                "responses": {"200": {"description": "the images", "headers": seeds_header, "content": {
+                    "image/png": binary, "application/zip": binary, "application/octet-stream": binary,
+                    "application/json": {"schema": json_images}}}, **_errors(400, 413, 415, 503)}}},
+            "/interpolate": {"post": {
+                "summary": "Frames between two seeds",
+                "description": "Spherical interpolation between two seeds' latents: a PNG strip (left to right) "
+                               "or an animated GIF; the end frames are the seeds' own images.",
+                "requestBody": {"required": True, "content": {"application/json": {
+                    "schema": _object(INTERPOLATE_FIELDS),
+                    "example": {"seed_from": 3, "seed_to": 7, "frames": 8, "format": "gif"}}}},
+                "responses": {"200": {"description": "the frames", "content": {"image/png": binary,
+                                                                              "image/gif": binary}},
+                              **_errors(400, 413, 415, 503)}}},
+            "/score": {"post": {
+                "summary": "Score images with the calibrated discriminator",
+                "description": "Per image, D's logit and p_real: how much it looks like this model's training "
+                               "data rather than its generator's output. Not a general deepfake detector.",
+                "requestBody": {"required": True, "content": {"multipart/form-data": {
+                    "schema": _object(score_fields(max_score_images))}}},
+                "responses": {"200": {"description": "one result per image",
+                                      "content": {"application/json": {"schema": scores}}},
+                              **_errors(400, 413, 415, 503)}}},
+            "/model": {"post": {
+                "summary": "The model card",
+                "description": "Name, version, image shape, classes, the provider in use, parity and calibration.",
+                "responses": {"200": {"description": "the card", "content": {"application/json": {
+                    "schema": {"type": "object"}}}}, **_errors(400, 503)}}},
+            "/readyz": {"get": {"summary": "200 once every worker has the model loaded and warm, 503 before",
+                                "responses": {"200": {"description": "ready"}, "503": {"description": "not yet"}}}},
+            "/livez": {"get": {"summary": "200 while the process is up", "responses": {"200": {"description": "up"}}}},
+            "/metrics": {"get": {"summary": "Prometheus metrics",
+                                 "responses": {"200": {"description": "text exposition format"}}}},
+        },
+    }
+
+
+def docs_page() -> str:
+    """Swagger UI on /docs.json, from the assets BentoML already serves under /static_content."""
+    return f"""<!DOCTYPE html>
+<html lang="en">
+<head><meta charset="UTF-8"><title>{TITLE} {__version__} API</title>
+<link rel="stylesheet" href="/static_content/swagger-ui.css"></head>
+<body><div id="swagger-ui"></div>
+<script src="/static_content/swagger-ui-bundle.js"></script>
+<script>SwaggerUIBundle({{url: "/docs.json", dom_id: "#swagger-ui"}});</script>
+</body></html>
+"""
