@@ -298,8 +298,7 @@ def resolve_labels(num_classes: int, count: int, class_label, labels, fields: di
 def check_labels(num_classes: int, labels: Sequence[int], spell: Spell = _same, name: str = "labels") -> list[int]:
     """Labels of any count (the command line cycles them over the seeds) against the model."""
     unconditional(num_classes, name, spell)
-    field = Field(name, "integer", "", "use a class index from 0 to {maximum}", minimum=0, array=True)
-    return field.check(list(labels), spell(name), maximum=num_classes - 1)
+    return _class_field(name, "", array=True).check(list(labels), spell(name), maximum=num_classes - 1)
 
 
 def unconditional(num_classes: int, name: str, spell: Spell = _same) -> None:
