@@ -92,6 +92,45 @@ def sampler_vs_engine(model_dir, count: int, repeats: int, device: str = "cpu", 
     return {"model": model_dir.name, "provider": engine.provider, "images": count, "images_per_s": stats, **ratios}
 
 
+def labelled_sampler(model_dir, count: int, repeats: int, work=WORK) -> dict:
+    """PNG output of a conditional model with --labels cycled over the seeds, against the same
+    job without labels (each seed's default class): the labels should cost nothing."""
+    from serving.cli.sampler import SampleJob, run_sample
+    from serving.engine import Engine
+
+    engine = Engine(model_dir, device="cpu", max_batch=256)
+    seeds, results = list(range(count)), {"default labels": [], "--labels 0-9": []}
+    for _ in range(repeats):
+        for name, labels in (("default labels", None), ("--labels 0-9", list(range(10)))):
+            out = work / "sampler" / "labelled"
+            shutil.rmtree(out, ignore_errors=True)
+            result = run_sample(engine, SampleJob(seeds=seeds, out=out, labels=labels), progress=False)
+            results[name].append(result["written"] / result["seconds"])
+    stats = {name: summary(values) for name, values in results.items()}
+    ratio = round(stats["--labels 0-9"]["median"] / stats["default labels"]["median"], 3)
+    print(f"sampler with labels: {stats['--labels 0-9']['median']:.0f} img/s vs "
+          f"{stats['default labels']['median']:.0f} without ({ratio:.0%})")
+    return {"model": model_dir.name, "images": count, "images_per_s": stats, "labels_vs_default": ratio}
+
+
+def label_bookkeeping(counts=(100_000, 1_000_000, 10_000_000), batch: int = 256) -> list[dict]:
+    """Seconds the sampler spends planning a job and finding every batch's labels, without the
+    engine: it must grow with the seed count, not with its square (a 10M-seed shard)."""
+    from serving.cli.sampler import SampleJob, _labels_for, _plan
+
+    rows = []
+    for count in counts:
+        job = SampleJob(seeds=list(range(count)), out=WORK / "unused", labels=list(range(10)), batch_size=batch)
+        start = time.perf_counter()
+        for _, positions in _plan(job, set()):
+            for i in range(0, len(positions), batch):
+                _labels_for(job, positions[i:i + batch])
+        seconds = time.perf_counter() - start
+        rows.append({"seeds": count, "seconds": round(seconds, 3), "us_per_seed": round(seconds / count * 1e6, 3)})
+        print(f"label bookkeeping: {count} seeds in {seconds:.2f} s ({rows[-1]['us_per_seed']} us per seed)")
+    return rows
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--threads", type=int, default=2)
@@ -101,10 +140,13 @@ def main() -> None:
     args = parser.parse_args()
     models = all_models()
     if args.only != "sampler":
-        rows = engine_vs_torch(models, args.threads, args.repeats)
+        rows = engine_vs_torch({name: models[name] for name in ("mlp28", "dcgan28", "dcgan64")}, args.threads,
+                               args.repeats)
         write_result("engine", {"peak": rows[0], "rows": rows[1:]})
     if args.only != "engine":
-        write_result("sampler", sampler_vs_engine(models["dcgan28"], args.sampler_images, 3))
+        write_result("sampler", {**sampler_vs_engine(models["dcgan28"], args.sampler_images, 3),
+                                 "labelled": labelled_sampler(models["dcgan28c"], args.sampler_images, 3),
+                                 "label_bookkeeping": label_bookkeeping()})
 
 
 if __name__ == "__main__":

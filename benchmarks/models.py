@@ -1,9 +1,12 @@
 """The models the benchmarks run: exported once into the work folder and reused.
 
-- `dcgan28`: a 28x28 dcgan (width 64) trained briefly on MNIST-format data (../shared/data when present,
-  else the built-in digits resized to 28), the model of the HTTP comparison;
-- `mlp28`: the tutorial's network at 28x28; `dcgan64`: a 64x64 dcgan (width 64). These two
-  only measure speed, so they are exported from freshly initialised weights.
+- `default28`: the default recipe (width 16) at 28x28, trained briefly on MNIST-format data
+  (../shared/data when present, else the built-in digits resized to 28): the HTTP comparison's
+  first model; `dcgan64rgb`: a 64x64 RGB dcgan at width 64, its compute-heavier second model;
+- `dcgan28`: a 28x28 dcgan (width 64) trained briefly the same way (the engine benchmarks');
+- `mlp28`: the tutorial's network at 28x28; `dcgan64`: a 64x64 dcgan (width 64); `dcgan28c`: a
+  conditional 28x28 dcgan with 10 classes (the sampler's --labels case). These only measure
+  speed, so they are exported from freshly initialised weights.
 """
 
 from __future__ import annotations
@@ -40,7 +43,23 @@ def trained_dcgan28(steps: int = 400) -> Path:
     return out
 
 
-def untrained(name: str, arch: str, resolution: int, width: int = 64) -> Path:
+def trained_default28(steps: int = 400) -> Path:
+    """The default recipe (width 16) at 28 px, trained briefly: the model a user serves first."""
+    from export.exporter import ExportOptions, export_model
+    from training.config import TrainConfig
+    from training.loop import train
+
+    out = WORK / "models" / "default28"
+    if (out / "model.json").is_file():
+        return out
+    config = TrainConfig(data=bench_data_spec(), resolution=28, steps=steps, checkpoint_every=steps, sample_every=steps)
+    train(config, WORK / "runs" / "default28", progress=sys.stderr.isatty())
+    export_model(WORK / "runs" / "default28", ExportOptions(out=out, force=True, calibration_samples=500))
+    return out
+
+
+def untrained(name: str, arch: str, resolution: int, width: int = 64, num_classes: int = 0,
+              channels: int = 1) -> Path:
     import torch
 
     from export.exporter import ExportOptions, export_model
@@ -53,15 +72,27 @@ def untrained(name: str, arch: str, resolution: int, width: int = 64) -> Path:
     root = WORK / "runs" / name
     root.mkdir(parents=True, exist_ok=True)
     data = root / "data.npz"
-    np.savez(data, images=np.random.default_rng(0).integers(0, 256, (64, resolution, resolution), dtype=np.uint8))
+    labels = {"labels": np.arange(64) % num_classes} if num_classes else {}
+    shape = (64, resolution, resolution) if channels == 1 else (64, resolution, resolution, channels)
+    np.savez(data, images=np.random.default_rng(0).integers(0, 256, shape, dtype=np.uint8), **labels)
     torch.manual_seed(0)
-    spec = NetworkSpec(arch, latent_dim=100, channels=1, resolution=resolution, width=width)
+    spec = NetworkSpec(arch, latent_dim=100, channels=channels, resolution=resolution, width=width,
+                       num_classes=num_classes)
+    names = [str(i) for i in range(num_classes)] if num_classes else None
     write_release(root / "release", build_generator(spec), build_discriminator(spec), spec,
-                  {"dataset": f"npz:{data}", "holdout": 0.5, "seed": 0, "step": 0, "class_names": None})
+                  {"dataset": f"npz:{data}", "holdout": 0.5, "seed": 0, "step": 0, "class_names": names})
     export_model(root, ExportOptions(out=out, force=True, calibration_samples=32))
     return out
 
 
+def http_models() -> dict[str, callable]:
+    """The HTTP comparison's models, built on first use: the default 28 px model, and a
+    compute-heavier 64 px RGB dcgan at width 64."""
+    return {"default28": trained_default28, "dcgan64rgb": lambda: untrained("dcgan64rgb", "dcgan", 64, channels=3),
+            "dcgan28": trained_dcgan28}
+
+
 def all_models() -> dict[str, Path]:
     return {"mlp28": untrained("mlp28", "mlp", 28), "dcgan28": trained_dcgan28(),
-            "dcgan64": untrained("dcgan64", "dcgan", 64)}
+            "dcgan64": untrained("dcgan64", "dcgan", 64),
+            "dcgan28c": untrained("dcgan28c", "dcgan", 28, num_classes=10)}
