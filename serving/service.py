@@ -5,8 +5,10 @@ which adds the worker processes, /readyz, /livez, /metrics, the bento and its co
 
 Import does what BentoML needs before any worker starts, and nothing else: it reads the
 settings (the worker count and the request limits are part of the service's definition),
-declares the model (a model-store tag is pinned into the bento), and, in BentoML's own
-process, makes the folder through which the workers report readiness (serving/http/readiness.py).
+declares the model (a model-store tag is pinned into the bento), replaces BentoML's request
+timeout middleware with one that cleans up after itself (serving/http/timeout.py), and, in
+BentoML's own process, makes the folder through which the workers report readiness
+(serving/http/readiness.py).
 Each worker loads and warms its engine in a background thread, so /livez answers at once and
 /readyz turns 200 only when every worker's engine is ready.
 """
@@ -21,11 +23,12 @@ import bentoml
 
 from .engine import Engine
 from .errors import ServingError
-from .http import readiness
+from .http import readiness, timeout
 from .http.app import Serving, create_app
 from .settings import Settings
 
 log = logging.getLogger("bentoml.ganserve")  # BentoML shows its own namespace's logs
+timeout.install()  # BentoML's own leaves a live timer behind every request (serving/http/timeout.py)
 SETTINGS = Settings.from_env()
 readiness.start(bentoml.server_context.worker_index)
 SERVING = Serving(SETTINGS)
