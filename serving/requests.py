@@ -15,6 +15,7 @@ received and what is allowed.
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import secrets
@@ -129,6 +130,7 @@ def _truncation_field() -> Field:
                  minimum=MIN_TRUNCATION, maximum=MAX_TRUNCATION, example=0.7)
 
 
+@functools.cache  # built once per limit: requests look fields up, they do not rebuild them
 def generate_fields(max_images: int | None) -> dict[str, Field]:
     fraction = f"use a fraction from 1/{MAX_CANDIDATES} to 1"
     fields = [
@@ -170,6 +172,7 @@ INTERPOLATE_FIELDS = {f.name: f for f in [
 ]}
 
 
+@functools.cache
 def score_fields(max_images: int | None) -> dict[str, Field]:
     fields = [
         Field("images", "file", "PNG or JPEG files, one image each", array=True, max_items=max_images),
