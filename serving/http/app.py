@@ -12,6 +12,7 @@ adds /readyz, /livez, /metrics and the worker processes around it.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import logging
 
@@ -40,7 +41,7 @@ from ..settings import Settings
 from . import openapi
 from .batcher import Batcher
 from .bodies import MEDIA_TYPES, images_body, needs_pngs
-from .metrics import BATCH_ROWS, IMAGES_GENERATED, IMAGES_SCORED, PROBABILITY
+from .metrics import BATCH_ROWS, EVENT_LOOP_LAG, IMAGES_GENERATED, IMAGES_SCORED, PROBABILITY
 from .parsing import ClientGone, json_fields, read_body, score_form
 
 log = logging.getLogger("bentoml.ganserve")  # BentoML shows its own namespace's logs
@@ -168,7 +169,39 @@ def create_app(serving: Serving) -> Starlette:
               Route("/docs.json", docs_json, methods=["GET"]),
               Route("/docs", docs_page, methods=["GET"]),
               Route("/", docs_page, methods=["GET"])]
-    return Starlette(routes=routes)
+    return _Routes(routes=routes, lifespan=_watch_the_loop)
+
+
+ROUTES = ("/generate", "/interpolate", "/score", "/model")  # the API's routes (docs aside)
+
+
+class _Routes(Starlette):
+    """Starlette's routing without a second error-handling stack: BentoML's app, which mounts
+    this one, already wraps every request in its own."""
+
+    def build_middleware_stack(self):
+        return self.router
+
+
+LAG_PROBE_S = 0.025
+
+
+@contextlib.asynccontextmanager
+async def _watch_the_loop(app: Starlette):
+    """Measure, for as long as the worker serves, how late the event loop wakes a sleeping
+    probe: a request held up behind work on the loop shows here (ganserve_event_loop_lag_seconds)."""
+    async def probe():
+        loop = asyncio.get_running_loop()
+        while True:
+            due = loop.time() + LAG_PROBE_S
+            await asyncio.sleep(LAG_PROBE_S)
+            EVENT_LOOP_LAG.observe(max(0.0, loop.time() - due))
+
+    task = asyncio.create_task(probe())
+    try:
+        yield
+    finally:
+        task.cancel()
 
 
 def _answering(route):

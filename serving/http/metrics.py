@@ -10,3 +10,7 @@ PROBABILITY = Histogram("ganserve_score_probability", "Calibrated p(real) return
                         buckets=[i / 10 for i in range(1, 11)])
 BATCH_ROWS = Histogram("ganserve_batch_size", "Images per ONNX Runtime run (cross-request batching)",
                        labelnames=["graph"], buckets=[1, 2, 4, 8, 16, 32, 64, 128, 256, 512])
+EVENT_LOOP_LAG = Histogram("ganserve_event_loop_lag_seconds",
+                           "How late the event loop woke a probe that sleeps 25 ms (work that holds the loop)",
+                           buckets=[0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0])
+
