@@ -1,8 +1,17 @@
-"""HTTP under load: ganserve vs TorchServe vs a naive PyTorch server vs BentoML's no-op
-ceiling, same generator weights, wrk (HTTP/1.1 keep-alive) in its own process.
+"""HTTP under load: ganserve against TorchServe and Triton running the very same generator.onnx
+under ONNX Runtime (1 intra-op thread per worker or instance, one per CPU), so the comparison
+measures the servers. wrk (HTTP/1.1 keep-alive) runs in its own process; every request asks
+for a fresh seed (no server can answer from a cache); contenders are interleaved within each
+repeat, and every figure is a median with its spread.
 
-Contenders are interleaved within each repeat; figures are medians with their spread.
-Writes results/http.json. Needs `wrk` (Debian package) and, for TorchServe, Java 17.
+Servers (--servers): ganserve; torchserve (the ONNX handler in peers/, batch 32 / 10 ms);
+triton (../shared/peers/triton: the real tritonserver with its dynamic batcher); and, as
+secondary rows, torchserve-ts (the same weights as TorchScript), naive (Starlette + PyTorch
+eager per request) and noop (BentoML's own ceiling: an endpoint that does nothing).
+
+Per run it also records the CPU time of the server's whole process tree per request, and
+for ganserve the mean rows per ONNX Runtime run. Writes results/NAME.json.
+Needs wrk (Debian), Java 17 for TorchServe, and the peers' venvs (set up on first use).
 """
 
 from __future__ import annotations
@@ -19,15 +28,19 @@ import time
 from pathlib import Path
 
 import httpx
+import psutil
 
 from common import WORK, summary, write_result
-from models import trained_dcgan28
+from models import http_models
 
 HERE = Path(__file__).resolve().parent
 BIN = Path(sys.executable).parent
+SHARED = HERE.parents[1] / "shared" / "peers"
 TS_VENV = Path(os.environ.get("GANSERVE_TS_VENV", "/tmp/ts-venv"))
-TS_PEER = HERE.parents[1] / "shared" / "peers" / "torchserve"
-PORTS = {"ganserve": 3101, "torchserve": 8580, "naive": 3103, "noop": 3104, "adaptive": 3105}
+TRITON_VENV = Path(os.environ.get("GANSERVE_TRITON_VENV", "/tmp/triton-venv"))
+PORTS = {"ganserve": 3101, "torchserve": 8580, "triton": 8700, "naive": 3103, "noop": 3104}
+TRITON_BODY = ('{"inputs":[{"name":"seed","shape":[1,1],"datatype":"INT64","data":[%d]}],'
+               '"outputs":[{"name":"png","parameters":{"binary_data":true}}]}')
 
 
 class Server:
@@ -38,112 +51,155 @@ class Server:
         self.process = subprocess.Popen(command, stdout=self.log, stderr=subprocess.STDOUT, cwd=WORK,
                                         env={**os.environ, **(env or {})}, start_new_session=True)
 
-    def wait_ready(self, timeout: float = 180) -> float:
+    def wait_ready(self, timeout: float = 240, method: str = "GET", body: dict | None = None) -> float:
         start = time.perf_counter()
         while time.perf_counter() - start < timeout:
             try:
-                if httpx.get(self.ready_url, timeout=1).status_code == 200:
+                response = httpx.request(method, self.ready_url, json=body, timeout=5)
+                if response.status_code == 200:
                     return time.perf_counter() - start
             except httpx.HTTPError:
                 pass
             if self.process.poll() is not None:
                 raise RuntimeError(f"{self.name} exited; see {self.log.name}")
-            time.sleep(0.2)
+            time.sleep(0.3)
         raise RuntimeError(f"{self.name} not ready in {timeout} s; see {self.log.name}")
 
+    def cpu_seconds(self) -> float:
+        """User + system CPU time of the server's whole process tree so far (live processes)."""
+        try:
+            root = psutil.Process(self.process.pid)
+            processes = [root, *root.children(recursive=True)]
+        except psutil.NoSuchProcess:
+            return 0.0
+        total = 0.0
+        for process in processes:
+            try:
+                times = process.cpu_times()
+                total += times.user + times.system + times.children_user + times.children_system
+            except psutil.NoSuchProcess:
+                pass
+        return total
+
     def stop(self) -> None:
+        """Stop the server and every process it started: BentoML's workers run in sessions of
+        their own, and one left behind would take a share of a later server's connections on
+        the same port (the sockets are SO_REUSEPORT)."""
+        try:
+            descendants = psutil.Process(self.process.pid).children(recursive=True)
+        except psutil.NoSuchProcess:
+            descendants = []
         try:
             os.killpg(self.process.pid, signal.SIGTERM)
-            self.process.wait(timeout=20)
+            self.process.wait(timeout=30)
         except subprocess.TimeoutExpired:
             os.killpg(self.process.pid, signal.SIGKILL)
         except ProcessLookupError:
             pass  # it had already exited
+        _, alive = psutil.wait_procs(descendants, timeout=15)
+        for process in alive:
+            process.kill()
 
 
-def torchserve_store(model_dir: Path) -> Path:
-    """TorchScript of the same generator (uint8 NHWC output, like generator.onnx) in a .mar."""
+# --- the servers -------------------------------------------------------------------------------
+
+def start_ganserve(model_dir: Path, workers: int, threads: int) -> Server:
+    server = Server("ganserve", [str(BIN / "ganserve"), "serve", str(model_dir), "--port", str(PORTS["ganserve"]),
+                                 "--host", "127.0.0.1", "--workers", str(workers), "--threads", str(threads),
+                                 "--device", "cpu"], f"http://127.0.0.1:{PORTS['ganserve']}/readyz")
+    server.wait_ready()
+    return server
+
+
+def _ts_venv() -> Path:
+    if not (TS_VENV / "bin" / "torchserve").is_file():
+        subprocess.run([sys.executable, "-m", "venv", str(TS_VENV)], check=True)
+        subprocess.run([str(TS_VENV / "bin" / "pip"), "install", "-q", "torch==2.13.0", "torchserve",
+                        "torch-model-archiver", "pyyaml", "pillow", "numpy", "onnxruntime"], check=True)
+    return TS_VENV
+
+
+def _torchscript_file(model_dir: Path, build: Path) -> Path:
+    """The same generator as TorchScript (uint8 NHWC output, like generator.onnx)."""
     import torch
 
     from export.graphs import GeneratorGraph
     from training.release import read_release
 
-    store = WORK / "ts-store"
-    if (store / "gen.mar").is_file():
-        return store
-    if not (TS_VENV / "bin" / "torchserve").is_file():
-        subprocess.run([sys.executable, "-m", "venv", str(TS_VENV)], check=True)
-        subprocess.run([str(TS_VENV / "bin" / "pip"), "install", "-q", "torch==2.13.0", "torchserve",
-                        "torch-model-archiver", "pyyaml", "pillow", "numpy"], check=True)
     release = read_release(WORK / "runs" / model_dir.name)
-    graph = GeneratorGraph(release.build_generator()).eval()
-    build = WORK / "ts-build"
-    build.mkdir(parents=True, exist_ok=True)
-    traced = torch.jit.trace(graph, torch.zeros(2, release.spec.latent_dim))
+    traced = torch.jit.trace(GeneratorGraph(release.build_generator()).eval(), torch.zeros(2, release.spec.latent_dim))
     traced.save(str(build / "generator.pt"))
     (build / "peer.json").write_text(json.dumps({"latent_dim": release.spec.latent_dim}))
-    store.mkdir(parents=True, exist_ok=True)
-    subprocess.run([str(TS_VENV / "bin" / "torch-model-archiver"), "--model-name", "gen", "--version", "1.0",
-                    "--serialized-file", str(build / "generator.pt"), "--extra-files", str(build / "peer.json"),
-                    "--handler", str(TS_PEER / "handler.py"), "--export-path", str(store), "-f"], check=True)
-    return store
+    return build / "generator.pt"
 
 
-def start_servers(model_dir: Path, workers: int, threads: int, with_torchserve: bool) -> dict[str, Server]:
-    servers = {
-        "ganserve": Server("ganserve", [str(BIN / "ganserve"), "serve", str(model_dir), "--port",
-                                        str(PORTS["ganserve"]), "--host", "127.0.0.1", "--workers", str(workers),
-                                        "--threads", str(threads), "--device", "cpu"],
-                           f"http://127.0.0.1:{PORTS['ganserve']}/readyz"),
-        "naive": Server("naive", [sys.executable, str(HERE / "naive_server.py"), str(WORK / "runs" / model_dir.name),
-                                  str(PORTS["naive"])], f"http://127.0.0.1:{PORTS['naive']}/docs-none",),
-        "noop": Server("noop", [str(BIN / "bentoml"), "serve", "noop_service:Noop", "--port", str(PORTS["noop"]),
-                                "--host", "127.0.0.1"], f"http://127.0.0.1:{PORTS['noop']}/readyz",
-                       env={"GANSERVE_WORKERS": str(workers), "PYTHONPATH": str(HERE)}),
-        "adaptive": Server("adaptive", [str(BIN / "bentoml"), "serve", "adaptive_service:Adaptive", "--port",
-                                        str(PORTS["adaptive"]), "--host", "127.0.0.1"],
-                           f"http://127.0.0.1:{PORTS['adaptive']}/readyz",
-                           env={"GANSERVE_WORKERS": str(workers), "GANSERVE_THREADS": str(threads),
-                                "GANSERVE_MODEL": str(model_dir), "PYTHONPATH": str(HERE)}),
-    }
-    servers["naive"].ready_url = f"http://127.0.0.1:{PORTS['naive']}/ready"  # any answer means up
-    if with_torchserve:
-        store = torchserve_store(model_dir)
-        subprocess.run([str(TS_VENV / "bin" / "torchserve"), "--stop"], capture_output=True)
-        servers["torchserve"] = Server(
-            "torchserve", [str(TS_VENV / "bin" / "torchserve"), "--start", "--ncs", "--foreground", "--model-store",
-                           str(store), "--ts-config", str(TS_PEER / "config.properties")],
-            "http://127.0.0.1:8580/ping", env={"PATH": f"{TS_VENV / 'bin'}:{os.environ['PATH']}",
-                                               "PEER_THREADS": "1"})
-    for server in servers.values():
-        _wait_any_answer(server) if server.name == "naive" else server.wait_ready()
-    if with_torchserve:  # /ping answers before the model's workers are up
-        _wait_post("http://127.0.0.1:8580/predictions/gen", {"seed": 1})
-    return servers
+def start_torchserve(model_dir: Path, workers: int, with_torchscript: bool) -> Server:
+    """One TorchServe with the ONNX handler as model `gen` and, optionally, the TorchScript peer
+    as `gents`; each with `workers` workers, batches of up to 32 rows or 10 ms."""
+    venv = _ts_venv()
+    store = WORK / f"ts-store-{model_dir.name}"
+    shutil.rmtree(store, ignore_errors=True)
+    store.mkdir(parents=True)
+    archiver = str(venv / "bin" / "torch-model-archiver")
+    subprocess.run([archiver, "--model-name", "gen", "--version", "1.0", "--serialized-file",
+                    str(model_dir / "generator.onnx"), "--extra-files", str(model_dir / "model.json"),
+                    "--handler", str(HERE / "peers" / "torchserve_onnx_handler.py"), "--export-path", str(store),
+                    "-f"], check=True)
+    models = {"gen": {"1.0": {"defaultVersion": True, "marName": "gen.mar", "minWorkers": workers,
+                              "maxWorkers": workers, "batchSize": 32, "maxBatchDelay": 10, "responseTimeout": 60}}}
+    if with_torchscript:
+        build = WORK / f"ts-build-{model_dir.name}"
+        build.mkdir(parents=True, exist_ok=True)
+        subprocess.run([archiver, "--model-name", "gents", "--version", "1.0", "--serialized-file",
+                        str(_torchscript_file(model_dir, build)), "--extra-files", str(build / "peer.json"),
+                        "--handler", str(SHARED / "torchserve" / "handler.py"), "--export-path", str(store), "-f"],
+                       check=True)
+        models["gents"] = {"1.0": {**models["gen"]["1.0"], "marName": "gents.mar"}}
+    config = WORK / f"ts-{model_dir.name}.properties"
+    config.write_text("\n".join([
+        f"inference_address=http://127.0.0.1:{PORTS['torchserve']}", "management_address=http://127.0.0.1:8581",
+        "metrics_address=http://127.0.0.1:8582", "disable_token_authorization=true",
+        "install_py_dep_per_model=false", f"load_models={','.join(m + '.mar' for m in models)}",
+        f"models={json.dumps(models)}", ""]))
+    subprocess.run([str(venv / "bin" / "torchserve"), "--stop"], capture_output=True)
+    server = Server("torchserve", [str(venv / "bin" / "torchserve"), "--start", "--ncs", "--foreground",
+                                   "--model-store", str(store), "--ts-config", str(config)],
+                    f"http://127.0.0.1:{PORTS['torchserve']}/predictions/gen",
+                    env={"PATH": f"{venv / 'bin'}:{os.environ['PATH']}", "PEER_THREADS": "1"})
+    server.wait_ready(method="POST", body={"seed": 1})  # /ping answers before the workers are up
+    if with_torchscript:
+        httpx.post(f"http://127.0.0.1:{PORTS['torchserve']}/predictions/gents", json={"seed": 1}, timeout=60)
+    return server
 
 
-def _wait_any_answer(server: Server, timeout: float = 120) -> None:
-    start = time.perf_counter()
-    while time.perf_counter() - start < timeout:
-        try:
-            httpx.get(server.ready_url, timeout=1)
-            return
-        except httpx.HTTPError:
-            time.sleep(0.2)
-    raise RuntimeError(f"{server.name} not up")
+def start_triton(model_dir: Path, instances: int) -> Server:
+    if not (TRITON_VENV / "bin" / "python").is_file():
+        subprocess.run([sys.executable, "-m", "venv", str(TRITON_VENV)], check=True)
+        subprocess.run([str(TRITON_VENV / "bin" / "pip"), "install", "-q", "nvidia-pytriton==0.7.0", "onnxruntime",
+                        "pillow"], check=True)
+    server = Server("triton", [str(TRITON_VENV / "bin" / "python"), str(SHARED / "triton" / "server.py"),
+                               str(model_dir), "--http-port", str(PORTS["triton"]), "--instances", str(instances)],
+                    f"http://127.0.0.1:{PORTS['triton']}/v2/models/gen/ready")
+    server.wait_ready()
+    return server
 
 
-def _wait_post(url: str, body: dict, timeout: float = 120) -> None:
-    start = time.perf_counter()
-    while time.perf_counter() - start < timeout:
-        try:
-            if httpx.post(url, json=body, timeout=5).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.5)
-    raise RuntimeError(f"{url} never answered 200")
+def start_naive(model_dir: Path) -> Server:
+    server = Server("naive", [sys.executable, str(HERE / "naive_server.py"), str(WORK / "runs" / model_dir.name),
+                              str(PORTS["naive"])], f"http://127.0.0.1:{PORTS['naive']}/generate")
+    server.wait_ready(method="POST", body={"seed": 1})
+    return server
 
+
+def start_noop(workers: int) -> Server:
+    server = Server("noop", [str(BIN / "bentoml"), "serve", "noop_service:Noop", "--port", str(PORTS["noop"]),
+                             "--host", "127.0.0.1"], f"http://127.0.0.1:{PORTS['noop']}/readyz",
+                    env={"GANSERVE_WORKERS": str(workers), "PYTHONPATH": str(HERE)})
+    server.wait_ready()
+    return server
+
+
+# --- the load ----------------------------------------------------------------------------------
 
 def multipart_body(image_png: bytes) -> tuple[Path, str]:
     boundary = "ganservebenchboundary"
@@ -156,6 +212,7 @@ def multipart_body(image_png: bytes) -> tuple[Path, str]:
 
 def wrk(url: str, concurrency: int, seconds: int, body: str | None = None, body_file: Path | None = None,
         content_type: str | None = None, threads: int = 2) -> dict:
+    """One wrk run; `body` is a template with %d for a fresh seed per request (wrk.lua)."""
     env = {**os.environ}
     if body:
         env["WRK_BODY"] = body
@@ -175,100 +232,136 @@ def wrk(url: str, concurrency: int, seconds: int, body: str | None = None, body_
             "non_2xx": raw["errors_status"], "timeouts": raw["errors_timeout"], "requests": raw["requests"]}
 
 
-def batch_counters() -> tuple[float, float]:
+def ganserve_batches() -> tuple[float, float]:
+    """(runs, rows) of ganserve's generator so far, from its ganserve_batch_size histogram."""
     text = httpx.get(f"http://127.0.0.1:{PORTS['ganserve']}/metrics", timeout=10).text
+
     def total(kind):
         return sum(float(v) for v in re.findall(rf'^ganserve_batch_size_{kind}\{{graph="generator"[^}}]*\}} (\S+)',
                                                    text, re.M))
     return total("count"), total("sum")
 
 
-def scenarios(score_file: Path, score_type: str) -> list[dict]:
-    gen = "/generate"
-    return [
-        {"endpoint": "generate n=1", "images": 1, "targets": {
-            "ganserve": (f"http://127.0.0.1:{PORTS['ganserve']}{gen}", '{"seed": %d}', None),
-            "torchserve": ("http://127.0.0.1:8580/predictions/gen", '{"seed": %d}', None),
-            "naive": (f"http://127.0.0.1:{PORTS['naive']}{gen}", '{"seed": %d}', None),
-            "adaptive": (f"http://127.0.0.1:{PORTS['adaptive']}{gen}", '{"seeds": [%d]}', None),
-            "noop": (f"http://127.0.0.1:{PORTS['noop']}{gen}", '{"seed": %d}', None)}},
-        {"endpoint": "generate n=16", "images": 16, "targets": {
-            "ganserve": (f"http://127.0.0.1:{PORTS['ganserve']}{gen}", '{"seed": %d, "n": 16}', None),
-            "naive": (f"http://127.0.0.1:{PORTS['naive']}{gen}", '{"seed": %d, "n": 16}', None)}},
-        # Discriminator-guided sampling: its cost against plain "generate n=1" in the same run.
-        {"endpoint": "generate n=1 drs=0.5", "images": 1, "targets": {
-            "ganserve": (f"http://127.0.0.1:{PORTS['ganserve']}{gen}", '{"seed": %d, "drs_accept": 0.5}', None)}},
-        {"endpoint": "generate n=1 best-of-4", "images": 1, "targets": {
-            "ganserve": (f"http://127.0.0.1:{PORTS['ganserve']}{gen}", '{"seed": %d, "keep_top": 0.25}', None)}},
-        {"endpoint": "score 1 image", "images": 1, "targets": {
-            "ganserve": (f"http://127.0.0.1:{PORTS['ganserve']}/score", None, score_file),
-            "naive": (f"http://127.0.0.1:{PORTS['naive']}/score", None, score_file)}},
-    ]
+def triton_batches() -> tuple[float, float]:
+    """(executions, inferences) of Triton's model so far, from its statistics."""
+    stats = httpx.get(f"http://127.0.0.1:{PORTS['triton']}/v2/models/gen/stats", timeout=10).json()
+    model = stats["model_stats"][0]
+    return float(model["execution_count"]), float(model["inference_count"])
+
+
+BATCH_COUNTERS = {"ganserve": ganserve_batches, "triton": triton_batches}
+
+
+def targets(endpoint: str, score_file: Path, score_type: str) -> dict[str, tuple]:
+    """server -> (url, body template, body file, content type, images per request)."""
+    gen, ts = f"http://127.0.0.1:{PORTS['ganserve']}/generate", f"http://127.0.0.1:{PORTS['torchserve']}/predictions"
+    one = '{"seed": %d}'
+    triton = f"http://127.0.0.1:{PORTS['triton']}/v2/models/gen/infer"
+    return {
+        "generate n=1": {"ganserve": (gen, one, None, None, 1), "torchserve": (f"{ts}/gen", one, None, None, 1),
+                         "triton": (triton, TRITON_BODY, None, None, 1),
+                         "torchserve-ts": (f"{ts}/gents", one, None, None, 1),
+                         "naive": (f"http://127.0.0.1:{PORTS['naive']}/generate", one, None, None, 1),
+                         "noop": (f"http://127.0.0.1:{PORTS['noop']}/generate", one, None, None, 1)},
+        "generate n=16": {"ganserve": (gen, '{"seed": %d, "n": 16}', None, None, 16)},
+        "score 1 image": {"ganserve": (f"http://127.0.0.1:{PORTS['ganserve']}/score", None, score_file, score_type, 1)},
+    }[endpoint]
+
+
+def measure(servers: dict[str, Server], endpoint: str, concurrency: int, repeats: int, seconds: int,
+            score_file: Path, score_type: str) -> list[dict]:
+    wanted = {name: target for name, target in targets(endpoint, score_file, score_type).items() if name in servers}
+    runs: dict[str, list[dict]] = {name: [] for name in wanted}
+    for _ in range(repeats):
+        for name, (url, body, file, content_type, _) in wanted.items():  # interleaved
+            server = servers[name]
+            counter = BATCH_COUNTERS.get(name)
+            before_batches = counter() if counter else None
+            before_cpu = server.cpu_seconds()
+            result = wrk(url, concurrency, seconds, body, file, content_type)
+            result["cpu_us_per_request"] = (server.cpu_seconds() - before_cpu) / max(result["requests"], 1) * 1e6
+            if counter:
+                runs_now, rows_now = counter()
+                done = runs_now - before_batches[0]
+                result["mean_batch"] = (rows_now - before_batches[1]) / done if done else None
+            runs[name].append(result)
+    rows = []
+    for name, results in runs.items():
+        rps = summary([r["requests_per_s"] for r in results])
+        row = {"endpoint": endpoint, "server": name, "concurrency": concurrency, "requests_per_s": rps,
+               "images_per_s": wanted[name][4] * rps["median"],
+               "p50_ms": summary([r["p50_ms"] for r in results])["median"],
+               "p99_ms": summary([r["p99_ms"] for r in results]),
+               "cpu_us_per_request": round(summary([r["cpu_us_per_request"] for r in results])["median"], 1),
+               "errors": sum(r["errors"] for r in results), "requests": sum(r["requests"] for r in results)}
+        batches = [r["mean_batch"] for r in results if r.get("mean_batch")]
+        if batches:
+            row["mean_batch"] = round(summary(batches)["median"], 2)
+        rows.append(row)
+        print(f"{endpoint:14} c={concurrency:<4} {name:14} {rps['median']:8.1f} req/s (min {rps['min']:.0f}, "
+              f"max {rps['max']:.0f})  p99 {row['p99_ms']['median']:7.1f} ms  "
+              f"cpu {row['cpu_us_per_request']:7.0f} us/req"
+              f"  errors {row['errors']}" + (f"  batch {row['mean_batch']}" if "mean_batch" in row else ""),
+              flush=True)
+    return rows
+
+
+def start_servers(names: list[str], model_dir: Path, workers: int, threads: int) -> dict[str, Server]:
+    servers: dict[str, Server] = {}
+    starters = {"ganserve": lambda: start_ganserve(model_dir, workers, threads),
+                "torchserve": lambda: start_torchserve(model_dir, workers, "torchserve-ts" in names),
+                "triton": lambda: start_triton(model_dir, workers),
+                "naive": lambda: start_naive(model_dir), "noop": lambda: start_noop(workers)}
+    try:
+        for name in names:
+            if name in starters:
+                servers[name] = starters[name]()
+        if "torchserve-ts" in names:  # a second model in the same TorchServe
+            servers["torchserve-ts"] = servers["torchserve"]
+    except Exception:
+        for server in servers.values():
+            server.stop()
+        raise
+    return servers
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--seconds", type=int, default=5)
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--models", default="default28,dcgan64rgb", help="comma list of " + ", ".join(http_models()))
+    parser.add_argument("--servers", default="ganserve,torchserve,triton",
+                        help="comma list of ganserve, torchserve, triton, torchserve-ts, naive, noop")
+    parser.add_argument("--endpoints", default="generate n=1,generate n=16,score 1 image")
+    parser.add_argument("--concurrency", default="8,32,128,256")
+    parser.add_argument("--seconds", type=int, default=10)
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--concurrency", default="1,8,32,128,256")
-    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--workers", type=int, default=len(os.sched_getaffinity(0)),
+                        help="workers / instances per server (default: usable CPUs)")
     parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--endpoints", default="generate n=1,generate n=16,score 1 image",
-                        help="comma list; also: generate n=1 drs=0.5, generate n=1 best-of-4")
-    parser.add_argument("--no-torchserve", action="store_true")
     parser.add_argument("--name", default="http", help="results file name (results/NAME.json)")
     args = parser.parse_args()
     if shutil.which("wrk") is None:
         raise SystemExit("wrk is not installed: apt-get install wrk")
     WORK.mkdir(parents=True, exist_ok=True)
-    model_dir = trained_dcgan28()
-    servers = start_servers(model_dir, args.workers, args.threads, not args.no_torchserve)
-    try:
-        png = httpx.post(f"http://127.0.0.1:{PORTS['ganserve']}/generate", json={"seed": 1}).content
-        score_file, score_type = multipart_body(png)
-        wanted = set(args.endpoints.split(","))
-        rows = []
-        for scenario in [s for s in scenarios(score_file, score_type) if s["endpoint"] in wanted]:
-            for name, (url, body, file) in scenario["targets"].items():
-                if name in servers:  # one-off work (e.g. fitting a DRS rule) stays out of the timings
-                    wrk(url, 2 * args.workers, 1, body, file, score_type if file else None)
-            for concurrency in [int(c) for c in args.concurrency.split(",")]:
-                runs: dict[str, list[dict]] = {}
-                batches = []
-                for _ in range(args.repeats):
-                    for name, (url, body, file) in scenario["targets"].items():
-                        if name not in servers:
-                            continue
-                        before = batch_counters() if name == "ganserve" else None
-                        result = wrk(url, concurrency, args.seconds, body, file, score_type if file else None)
-                        if before:
-                            after = batch_counters()
-                            if after[0] > before[0]:
-                                batches.append((after[1] - before[1]) / (after[0] - before[0]))
-                        runs.setdefault(name, []).append(result)
-                for name, results in runs.items():
-                    rps = summary([r["requests_per_s"] for r in results])
-                    row = {"endpoint": scenario["endpoint"], "server": name, "concurrency": concurrency,
-                           "requests_per_s": rps,
-                           "images_per_s": scenario["images"] * rps["median"],
-                           "p50_ms": summary([r["p50_ms"] for r in results])["median"],
-                           "p95_ms": summary([r["p95_ms"] for r in results])["median"],
-                           "p99_ms": summary([r["p99_ms"] for r in results]),
-                           "errors": sum(r["errors"] for r in results),
-                           "requests": sum(r["requests"] for r in results)}
-                    if name == "ganserve" and batches and scenario["endpoint"].startswith("generate"):
-                        row["mean_batch_images"] = round(summary(batches)["median"], 2)
-                    rows.append(row)
-                    print(f"{scenario['endpoint']:14} c={concurrency:<4} {name:10} {rps['median']:8.1f} req/s "
-                          f"(min {rps['min']:.0f}, max {rps['max']:.0f})  p99 {row['p99_ms']['median']:7.1f} ms  "
-                          f"errors {row['errors']}" + (f"  batch {row.get('mean_batch_images')}" if
-                                                       row.get("mean_batch_images") else ""), flush=True)
-        write_result(args.name, {"settings": vars(args), "model": model_dir.name, "rows": rows})
-    finally:
-        for server in servers.values():
-            server.stop()
-        if "torchserve" in servers:
-            subprocess.run([str(TS_VENV / "bin" / "torchserve"), "--stop"], capture_output=True)
+    names = args.servers.split(",")
+    rows = []
+    for model_name in args.models.split(","):
+        model_dir = http_models()[model_name]()
+        servers = start_servers(names, model_dir, args.workers, args.threads)
+        try:
+            png = httpx.post(f"http://127.0.0.1:{PORTS['ganserve']}/generate", json={"seed": 1}).content \
+                if "ganserve" in servers else b""
+            score_file, score_type = multipart_body(png)
+            for endpoint in args.endpoints.split(","):
+                for concurrency in [int(c) for c in args.concurrency.split(",")]:
+                    for row in measure(servers, endpoint, concurrency, args.repeats, args.seconds, score_file,
+                                       score_type):
+                        rows.append({"model": model_name, **row})
+        finally:
+            for server in set(servers.values()):
+                server.stop()
+            if "torchserve" in servers:
+                subprocess.run([str(TS_VENV / "bin" / "torchserve"), "--stop"], capture_output=True)
+        write_result(args.name, {"settings": vars(args), "rows": rows})  # after each model: partial results survive
 
 
 if __name__ == "__main__":
