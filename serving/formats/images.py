@@ -16,6 +16,8 @@ from .png import encode_pngs
 
 MAX_UPLOAD_PIXELS = 4096 * 4096  # decoded pixels per uploaded image; bigger uploads are refused
 UPLOAD_FORMATS = ("PNG", "JPEG")
+# How other image files start (WebP: "WEBP" at byte 8), for a refusal that names the format.
+OTHER_FORMATS = ((b"GIF8", "GIF"), (b"II*\x00", "TIFF"), (b"MM\x00*", "TIFF"), (b"WEBP", "WebP"), (b"BM", "BMP"))
 
 
 def seed_file_name(seed: int) -> str:
@@ -58,15 +60,17 @@ def decode_image(data: bytes, name: str, shape: tuple[int, int, int], resize: bo
     another size or colour type is refused with a message that says what was expected and
     how to ask for conversion (`resize_hint`, in the caller's own terms)."""
     height, width, channels = shape
+    other = next((kind for magic, kind in OTHER_FORMATS if data.startswith(magic) or data[8:12] == magic), None)
+    if other:
+        raise ServingError(f"{name}: {other} images are not accepted; send PNG or JPEG")
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
-            with Image.open(io.BytesIO(data)) as image:
+            # only the PNG and JPEG decoders: no other parser ever sees an upload
+            with Image.open(io.BytesIO(data), formats=UPLOAD_FORMATS) as image:
                 if image.width * image.height > MAX_UPLOAD_PIXELS:
                     raise ServingError(f"{name}: {image.width}x{image.height}: the image is too large; "
                                        f"at most {MAX_UPLOAD_PIXELS} pixels per image")
-                if image.format not in UPLOAD_FORMATS:
-                    raise ServingError(f"{name}: {image.format} images are not accepted; send PNG or JPEG")
                 image.load()
                 size_ok = image.size == (width, height)
                 mode_ok = image.mode == ("L" if channels == 1 else "RGB")

@@ -67,9 +67,10 @@ class Serving:
         s = self.settings
         self.generate_batcher = Batcher(engine.run_generator, s.max_batch, s.max_queue,
                                         BATCH_ROWS.labels(graph="generator").observe, s.batch_wait_ms / 1000,
-                                        encode=encode_pngs)
+                                        encode=encode_pngs, max_wait_s=s.max_queue_seconds)
         self.score_batcher = Batcher(engine.run_discriminator, s.max_batch, s.max_queue,
-                                     BATCH_ROWS.labels(graph="discriminator").observe, s.batch_wait_ms / 1000)
+                                     BATCH_ROWS.labels(graph="discriminator").observe, s.batch_wait_ms / 1000,
+                                     max_wait_s=s.max_queue_seconds)
         self.graphs = modes.Graphs(engine.card.latent_dim, engine.card.num_classes, self.generate_batcher.submit,
                                    self.score_batcher.submit, engine.probability,
                                    _off_the_loop(engine.acceptance_rule), _off_the_loop(engine.run_blend))
@@ -136,9 +137,9 @@ def create_app(serving: Serving) -> Starlette:
                                  "X-Model-Version": engine.card.version})
 
     async def score(request: Request) -> Response:
-        await read_body(request, limit)
+        body = await read_body(request, limit)
         engine = serving.ready_engine()
-        form = await score_form(request, serving.score_fields, engine.card.image_shape)
+        form = score_form(body, request.headers.get("content-type", ""), serving.score_fields, engine.card.image_shape)
         wanted = score_request(engine.card, form["images"], form["labels"],
                                max_images=serving.settings.max_score_images, source=form["source"])
         labels = None if wanted.labels is None else np.asarray(wanted.labels, np.int64)
@@ -211,7 +212,8 @@ def _answering(route):
             return await route(request)
         except ServingError as error:
             log.info("%s %s -> %d: %s", request.method, request.url.path, error.status_code, error)
-            headers = {"Retry-After": str(RETRY_AFTER_S)} if error.status_code == 503 else None
+            headers = {"Retry-After": str(getattr(error, "retry_after_s", RETRY_AFTER_S))} \
+                if error.status_code == 503 else None
             return JSONResponse({"error": str(error)}, status_code=error.status_code, headers=headers)
         except ClientGone:
             return Response(status_code=400)  # nobody is left to read it
