@@ -34,6 +34,7 @@ class Settings:
     max_score_images: int  # most images one score request may send
     max_batch: int  # most rows in one ONNX Runtime run (64: past it, per-image speed drops on CPU)
     max_queue: int  # rows waiting before requests are refused with 503
+    max_queue_seconds: float  # seconds of queued work before requests are refused with 503
     batch_wait_ms: int  # extra wait to grow batches (0: greedy, no added latency)
     threads: int  # ONNX Runtime intra-op threads per worker (0: its default)
     workers: int  # service worker processes
@@ -60,6 +61,7 @@ class Settings:
             max_score_images=_int("GANSERVE_MAX_SCORE_IMAGES", 256),
             max_batch=_int("GANSERVE_MAX_BATCH", 64),
             max_queue=_int("GANSERVE_MAX_QUEUE", 8192),
+            max_queue_seconds=_int("GANSERVE_MAX_QUEUE_SECONDS", 10),
             batch_wait_ms=_int("GANSERVE_BATCH_WAIT_MS", 0, low=0),
             threads=threads,
             workers=workers,

@@ -2,8 +2,10 @@
 
 Greedy, with no wait window: when the engine is idle a request runs at once; while it runs,
 new requests queue and go together into the next run (up to `max_batch` rows). Under load
-the batch grows by itself and an idle server adds no latency. A full queue answers at once
-with QueueFull (HTTP 503) instead of letting clients time out.
+the batch grows by itself and an idle server adds no latency. A request is refused at once
+with QueueFull (HTTP 503, with the seconds to wait) when the rows already queued ahead of it
+would take more than `max_wait_s` to run at the rate the recent runs went, or pass
+`max_queue`: an overloaded server says so instead of letting its clients time out.
 
 A request may also ask for its rows encoded (`submit(..., encode=True)`): the batcher encodes
 every such row of a run in one call, in its worker thread, right after the run. For PNGs that
@@ -13,6 +15,8 @@ is a vectorised batch encode instead of one small encode per request on the even
 from __future__ import annotations
 
 import asyncio
+import math
+import time
 from collections import deque
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -25,17 +29,26 @@ from ..errors import ServingError
 class QueueFull(ServingError):
     status_code = 503
 
+    def __init__(self, message: str, retry_after_s: int = 1):
+        super().__init__(message)
+        self.retry_after_s = retry_after_s
+
+
+RATE_SMOOTHING = 0.2  # weight of the newest run in the rows/s estimate
+
 
 class Batcher:
     def __init__(self, run: Callable[[dict[str, np.ndarray]], np.ndarray], max_batch: int,
                  max_queue: int, on_batch: Callable[[int], None] | None = None, wait_s: float = 0.0,
-                 encode: Callable[[np.ndarray], list] | None = None):
+                 encode: Callable[[np.ndarray], list] | None = None, max_wait_s: float = math.inf):
         self.run = run  # feeds (each (N, ...)) -> output (N, ...)
         self.encode = encode  # output rows (M, ...) -> M encoded items, for requests that ask
         self.max_batch = max_batch
         self.max_queue = max_queue  # rows waiting, beyond which requests are refused
         self.on_batch = on_batch  # called with each run's row count (a metric)
         self.wait_s = wait_s
+        self.max_wait_s = max_wait_s  # seconds of queued work beyond which requests are refused
+        self.rows_per_s: float | None = None  # the runs' recent rate, once one has run
         self._pending: deque[tuple[dict[str, np.ndarray], asyncio.Future, bool]] = deque()
         self._pending_rows = 0
         self._worker: asyncio.Task | None = None
@@ -48,6 +61,11 @@ class Batcher:
         rows = len(next(iter(feeds.values())))
         if self._pending_rows + rows > self.max_queue:
             raise QueueFull(f"server busy: {self._pending_rows} images queued (limit {self.max_queue}); retry shortly")
+        ahead_s = self._pending_rows / self.rows_per_s if self.rows_per_s else 0.0
+        if ahead_s > self.max_wait_s:
+            raise QueueFull(f"server busy: {self._pending_rows} images queued, about {ahead_s:.0f} s of work (limit "
+                            f"{self.max_wait_s:g} s, GANSERVE_MAX_QUEUE_SECONDS); retry in {math.ceil(ahead_s)} s",
+                            retry_after_s=math.ceil(ahead_s))
         future = asyncio.get_running_loop().create_future()
         self._pending.append((feeds, future, encode))
         self._pending_rows += rows
@@ -83,8 +101,13 @@ class Batcher:
                 start += count
 
     def _run_and_encode(self, feeds: dict[str, np.ndarray], wanted: np.ndarray) -> tuple[np.ndarray, list]:
+        start = time.perf_counter()
         output = self.run(feeds)
-        return output, (self.encode(output[wanted]) if wanted.any() else [])
+        encoded = self.encode(output[wanted]) if wanted.any() else []
+        rate = len(output) / max(time.perf_counter() - start, 1e-6)
+        self.rows_per_s = rate if self.rows_per_s is None else \
+            (1 - RATE_SMOOTHING) * self.rows_per_s + RATE_SMOOTHING * rate
+        return output, encoded
 
     def _take(self) -> list[tuple[dict[str, np.ndarray], asyncio.Future, bool]]:
         """Whole requests, oldest first, up to max_batch rows (at least one request)."""

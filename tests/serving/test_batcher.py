@@ -100,3 +100,30 @@ def test_a_full_queue_is_refused_at_once_and_encode_needs_an_encoder():
 
     running, queued = asyncio.run(scenario())
     assert running.tolist() == [2] and queued.tolist() == [4, 6, 8]
+
+
+def test_work_queued_beyond_max_wait_is_refused_with_the_seconds_to_wait():
+    """The rate comes from the runs themselves: 4 rows took about 0.4 s, so 10 rows queued
+    ahead are about a second of work, over a limit of half a second."""
+    import time
+
+    def slow(feeds):
+        time.sleep(0.1 * len(feeds["x"]))
+        return feeds["x"]
+
+    batcher = Batcher(slow, max_batch=4, max_queue=100, max_wait_s=0.5)
+
+    async def scenario():
+        await batcher.submit(_feeds(1, 2, 3, 4))  # measures the rate: about 10 rows/s
+        running = asyncio.ensure_future(batcher.submit(_feeds(*range(4))))
+        await asyncio.sleep(0.01)
+        queued = asyncio.ensure_future(batcher.submit(_feeds(*range(10))))  # ahead of it: nothing queued yet
+        await asyncio.sleep(0.01)
+        with pytest.raises(QueueFull, match=r"10 images queued, about 1 s of work \(limit 0.5 s") as refused:
+            await batcher.submit(_feeds(5))
+        await asyncio.gather(running, queued)
+        return refused.value
+
+    refused = asyncio.run(scenario())
+    assert refused.status_code == 503 and refused.retry_after_s in (1, 2)  # about 1 s, rounded up
+    assert 8 < batcher.rows_per_s < 11
