@@ -268,14 +268,17 @@ def targets(endpoint: str, score_file: Path, score_type: str) -> dict[str, tuple
     }[endpoint]
 
 
-def measure(servers: dict[str, Server], endpoint: str, concurrency: int, repeats: int, seconds: int,
+def measure(servers: dict[str, Server], endpoints: list[str], concurrency: int, repeats: int, seconds: int,
             score_file: Path, score_type: str) -> list[dict]:
-    wanted = {name: target for name, target in targets(endpoint, score_file, score_type).items() if name in servers}
-    runs: dict[str, list[dict]] = {name: [] for name in wanted}
+    """Every (endpoint, server) pair at this client count, each run once per repeat, all of them
+    interleaved within each repeat (a drifting machine then drifts for all of them alike)."""
+    wanted = {(endpoint, name): target for endpoint in endpoints
+              for name, target in targets(endpoint, score_file, score_type).items() if name in servers}
+    runs: dict[tuple, list[dict]] = {key: [] for key in wanted}
     for _ in range(repeats):
-        for name, (url, body, file, content_type, _) in wanted.items():  # interleaved
+        for (endpoint, name), (url, body, file, content_type, _) in wanted.items():
             server = servers[name]
-            counter = BATCH_COUNTERS.get(name)
+            counter = BATCH_COUNTERS.get(name) if endpoint.startswith("generate") else None
             before_batches = counter() if counter else None
             before_cpu = server.cpu_seconds()
             result = wrk(url, concurrency, seconds, body, file, content_type)
@@ -284,12 +287,12 @@ def measure(servers: dict[str, Server], endpoint: str, concurrency: int, repeats
                 runs_now, rows_now = counter()
                 done = runs_now - before_batches[0]
                 result["mean_batch"] = (rows_now - before_batches[1]) / done if done else None
-            runs[name].append(result)
+            runs[(endpoint, name)].append(result)
     rows = []
-    for name, results in runs.items():
+    for (endpoint, name), results in runs.items():
         rps = summary([r["requests_per_s"] for r in results])
         row = {"endpoint": endpoint, "server": name, "concurrency": concurrency, "requests_per_s": rps,
-               "images_per_s": wanted[name][4] * rps["median"],
+               "images_per_s": wanted[(endpoint, name)][4] * rps["median"],
                "p50_ms": summary([r["p50_ms"] for r in results])["median"],
                "p99_ms": summary([r["p99_ms"] for r in results]),
                "cpu_us_per_request": round(summary([r["cpu_us_per_request"] for r in results])["median"], 1),
@@ -351,11 +354,10 @@ def main() -> None:
             png = httpx.post(f"http://127.0.0.1:{PORTS['ganserve']}/generate", json={"seed": 1}).content \
                 if "ganserve" in servers else b""
             score_file, score_type = multipart_body(png)
-            for endpoint in args.endpoints.split(","):
-                for concurrency in [int(c) for c in args.concurrency.split(",")]:
-                    for row in measure(servers, endpoint, concurrency, args.repeats, args.seconds, score_file,
-                                       score_type):
-                        rows.append({"model": model_name, **row})
+            for concurrency in [int(c) for c in args.concurrency.split(",")]:
+                for row in measure(servers, args.endpoints.split(","), concurrency, args.repeats, args.seconds,
+                                   score_file, score_type):
+                    rows.append({"model": model_name, **row})
         finally:
             for server in set(servers.values()):
                 server.stop()
