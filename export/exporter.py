@@ -162,9 +162,9 @@ def calibration_images(release: Release, options: ExportOptions, conditional: bo
     if not options.calibration_data:
         _, held_out = split_holdout(data, config.get("holdout", 0.0), config.get("seed", 0))
         data, split = (held_out, "held-out split") if len(held_out) else (data, "training data (no holdout)")
-    count = min(len(data.images), options.calibration_samples)
+    count = min(len(data), options.calibration_samples)
     labels = data.labels[:count].numpy() if conditional else None
-    return CalibrationSet(to_uint8(data.images[:count]), labels, split), spec_text
+    return CalibrationSet(to_uint8(data.batch(np.arange(count))), labels, split), spec_text
 
 
 def calibrate(folder: Path, release: Release, options: ExportOptions, conditional: bool) -> dict:

@@ -15,6 +15,19 @@ import numpy as np
 import pytest
 
 
+@pytest.fixture(autouse=True, scope="session")
+def private_cache(tmp_path_factory):
+    """Caches (decoded folders, evaluation classifiers) in the session's own folder, never the
+    user's ~/.cache; shared by the tests of one session, and by the processes they start."""
+    previous = os.environ.get("GANSERVE_CACHE")
+    os.environ["GANSERVE_CACHE"] = str(tmp_path_factory.mktemp("cache"))
+    yield
+    if previous is None:
+        os.environ.pop("GANSERVE_CACHE", None)
+    else:
+        os.environ["GANSERVE_CACHE"] = previous
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))

@@ -1,6 +1,8 @@
 """Differentiable augmentation (DiffAugment, Zhao et al. 2020) for small data sets: the same
-random colour, translation and cutout applied to real and generated images before D, so D
-cannot memorise the few real images and G still gets gradients through the augmentation.
+random flip, colour, translation and cutout applied to real and generated images before D, so
+D cannot memorise the few real images and G still gets gradients through the augmentation.
+With a probability p < 1 (--augment-p, ramped by --schedules as R3GAN ramps ADA's), each
+augmentation is applied to an image with probability p.
 
 Every random draw covers the global batch from the caller's generator; a process keeps its own
 slice, so data-parallel runs augment exactly as a single process would.
@@ -13,15 +15,28 @@ import torch.nn.functional as F
 
 
 def augment(x: torch.Tensor, policy: tuple[str, ...], rng: torch.Generator, global_batch: int,
-            mine: slice) -> torch.Tensor:
+            mine: slice, p: float = 1.0) -> torch.Tensor:
     """x (n, C, H, W) in [-1, 1], this process's slice `mine` of a global batch."""
     for name in policy:
-        x = {"color": _color, "translation": _translation, "cutout": _cutout}[name](x, rng, global_batch, mine)
+        if p <= 0.0:
+            break
+        changed = OPERATIONS[name](x, rng, global_batch, mine)
+        if p >= 1.0:
+            x = changed
+        else:  # each image augmented with probability p
+            chosen = _draw((global_batch, 1, 1, 1), rng, mine, x.device) < p
+            x = torch.where(chosen, changed, x)
     return x
 
 
 def _draw(shape: tuple[int, ...], rng: torch.Generator, mine: slice, device) -> torch.Tensor:
     return torch.rand(shape, generator=rng)[mine].to(device)
+
+
+def _flip(x, rng, batch, mine):
+    """Left-right mirror of half the images: the standard augmentation for photos."""
+    mirrored = _draw((batch, 1, 1, 1), rng, mine, x.device) < 0.5
+    return torch.where(mirrored, x.flip(3), x)
 
 
 def _color(x, rng, batch, mine):
@@ -60,3 +75,6 @@ def _cutout(x, rng, batch, mine, ratio: float = 0.5):
     mask = torch.ones(n, height, width, dtype=x.dtype, device=x.device)
     mask[grid_b, grid_y, grid_x] = 0
     return x * mask.unsqueeze(1)
+
+
+OPERATIONS = {"flip": _flip, "color": _color, "translation": _translation, "cutout": _cutout}

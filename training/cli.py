@@ -7,6 +7,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import logging
 import os
 import re
 import sys
@@ -27,12 +28,13 @@ def register(subparsers) -> None:
     for field in dataclasses.fields(TrainConfig):
         flag = "--" + field.name.replace("_", "-")
         help_text = field.metadata.get("help") or None
-        if field.type in ("bool", bool):
-            train.add_argument(flag, action=argparse.BooleanOptionalAction, default=None,
-                               help=f"{help_text} (default: {field.default})")
+        # an unset option's default is in its help text (it depends on --arch: config.RECIPES)
+        shown = f"{help_text} (default: {field.default})" if field.default is not None else help_text
+        if str(field.type) in ("bool", "bool | None"):
+            train.add_argument(flag, action=argparse.BooleanOptionalAction, default=None, help=shown)
         else:
-            kind = {"int": int, "float": float, "int | None": int}.get(str(field.type), str)
-            train.add_argument(flag, type=kind, default=None, help=f"{help_text} (default: {field.default})")
+            kind = {"int": int, "float": float, "int | None": int, "float | None": float}.get(str(field.type), str)
+            train.add_argument(flag, type=kind, default=None, help=shown)
     train.add_argument("--out", type=Path, default=Path("runs"), help="folder that holds numbered run folders")
     train.add_argument("--run-dir", type=Path, help="exact run folder (instead of a numbered one under --out)")
     train.add_argument("--resume", type=Path, metavar="RUN_DIR",
@@ -54,8 +56,11 @@ def register(subparsers) -> None:
                           help="evaluate these images instead (npz:FILE from 'ganserve sample --format npz', "
                                "folder:DIR); needs --data")
     evaluate.add_argument("--data", help="real data (default: the data the run was trained on)")
-    evaluate.add_argument("--num-samples", type=int, help="images per set (default: half the real data)")
-    evaluate.add_argument("--seed", type=int, default=0)
+    evaluate.add_argument("--num-samples", type=int,
+                          help="images per set (default: a run's --eval-samples, so the figures match its log; "
+                               "otherwise half the real data)")
+    evaluate.add_argument("--seed", type=int, help="which real images and latents are drawn (default: a run's "
+                          "own --seed, as --eval-every used; otherwise 0)")
     evaluate.add_argument("--report", type=Path, metavar="DIR",
                           help="also write DIR/report.md with the sample grid, loss curves, D's calibrated "
                                "probability on real vs generated images, and FD against truncation")
@@ -98,14 +103,33 @@ def next_run_dir(out: Path, config) -> Path:
 def run_train(args) -> int:
     config, run_dir = resolve(args)
     if args.dry_run:
-        print(json.dumps({"run_dir": str(run_dir), "resume": bool(args.resume), **config.to_dict()}, indent=2))
+        from .schedules import table
+
+        resolved = config.resolved(config.resolution)  # the width may still follow the data's size
+        print(json.dumps({"run_dir": str(run_dir), "resume": bool(args.resume), **resolved.to_dict(),
+                          "schedule": table(resolved)}, indent=2))
         return 0
+    from tqdm.contrib.logging import logging_redirect_tqdm
+
     from .loop import train
 
-    release = train(config, run_dir, resume=bool(args.resume), progress=not args.no_progress)
+    with logging_redirect_tqdm(loggers=[_console_log()]):  # log lines above the progress bar, not through it
+        release = train(config, run_dir, resume=bool(args.resume), progress=not args.no_progress)
     if os.environ.get("RANK", "0") == "0":  # under torchrun, one process speaks
         print(f"release written to {release}; next: ganserve export {run_dir} --out models/NAME")
     return 0
+
+
+def _console_log() -> logging.Logger:
+    """The training package's log, shown on the console: the data summary, progress lines
+    without a bar, warnings such as collapse."""
+    logger = logging.getLogger("training")
+    if not logger.handlers:
+        handler = logging.StreamHandler()
+        handler.setFormatter(logging.Formatter("%(message)s"))
+        logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    return logger
 
 
 def run_eval(args) -> int:

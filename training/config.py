@@ -7,10 +7,20 @@ from dataclasses import dataclass, field
 
 from .errors import ConfigError
 
-ARCHITECTURES = ("dcgan", "mlp")
-LOSSES = ("nonsat", "hinge", "wgan-gp")
+ARCHITECTURES = ("dcgan", "mlp", "resnet")
+LOSSES = ("nonsat", "hinge", "wgan-gp", "rpgan")
 DEVICES = ("auto", "cpu", "cuda")
-AUGMENTATIONS = ("color", "translation", "cutout")  # DiffAugment policies (training/augment.py)
+AUGMENTATIONS = ("flip", "color", "translation", "cutout")  # training/augment.py
+
+# What an option left unset means, per architecture: each architecture comes with the recipe
+# it trains best with (docs/quality.md). The resolved values are what config.json records.
+RECIPES = {
+    "dcgan": {"spectral_norm": True, "loss": "nonsat", "r1_gamma": 0.0, "r2_gamma": 0.0, "beta1": 0.5,
+              "beta2": 0.999, "schedules": False},
+    "resnet": {"spectral_norm": False, "loss": "rpgan", "r1_gamma": 0.1, "r2_gamma": 0.1, "beta1": 0.0,
+               "beta2": 0.9, "schedules": True, "ema_half_life": 10.0},
+}
+RECIPES["mlp"] = RECIPES["dcgan"]
 
 
 def _opt(default, help_text: str):
@@ -26,24 +36,44 @@ class TrainConfig:
     channels: int | None = _opt(None, "1 (grayscale) or 3 (RGB); default: the data's own")
     holdout: float = _opt(0.1, "fraction of images kept out of training (export calibrates D on them)")
     # networks
-    arch: str = _opt("dcgan", "dcgan | mlp (the tutorial's fully connected GAN)")
+    arch: str = _opt("dcgan", "dcgan | mlp (the tutorial's fully connected GAN) | resnet (residual, "
+                              "normalisation-free, after R3GAN; 8 to 256 px)")
     latent_dim: int = _opt(100, "size of the latent vector z")
-    width: int = _opt(16, "dcgan: channels of the largest-image stage (16 won on CPU budgets, docs/quality.md; "
-                          "64, the canonical DCGAN width, for GPUs and long runs); mlp: fixed at 128")
-    spectral_norm: bool = _opt(True, "spectral normalisation on D's weights")
+    width: int | None = _opt(None, "channels of the widest stage; default: dcgan 16 (it won on CPU budgets, "
+                                   "docs/quality.md; 64 for GPUs and long runs), resnet 32 up to 32 px and 64 above "
+                                   "(stages past 32 px halve it); mlp: fixed at 128")
+    spectral_norm: bool | None = _opt(None, "spectral normalisation on D's weights; default: on for dcgan and "
+                                            "mlp, off for resnet (normalisation-free)")
     conditional: bool = _opt(False, "class-conditional G (embedding) and D (projection); needs labels")
     # objective and optimiser
-    loss: str = _opt("nonsat", "nonsat | hinge | wgan-gp")
+    loss: str | None = _opt(None, "nonsat | hinge | wgan-gp | rpgan (relativistic pairing, R3GAN's); "
+                                  "default: nonsat, rpgan for resnet")
     gp_weight: float = _opt(10.0, "WGAN-GP gradient-penalty weight")
-    r1_gamma: float = _opt(0.0, "R1 penalty on real images (0 turns it off)")
-    lr_g: float = _opt(2e-4, "Adam learning rate of G")
-    lr_d: float = _opt(2e-4, "Adam learning rate of D")
-    beta1: float = _opt(0.5, "Adam beta1 (both networks)")
-    beta2: float = _opt(0.999, "Adam beta2 (both networks)")
+    r1_gamma: float | None = _opt(None, "zero-centred R1 penalty on real images (0: off); default 0, resnet 0.1")
+    r2_gamma: float | None = _opt(None, "zero-centred R2 penalty on generated images (0: off); default 0, "
+                                        "resnet 0.1")
+    penalty_every: int = _opt(1, "apply R1/R2 every N steps, weighted by N (lazy regularisation)")
+    lr_g: float = _opt(2e-4, "Adam learning rate of G (at the start, with --schedules)")
+    lr_d: float = _opt(2e-4, "Adam learning rate of D (at the start, with --schedules)")
+    beta1: float | None = _opt(None, "Adam beta1 (both networks); default 0.5, resnet 0")
+    beta2: float | None = _opt(None, "Adam beta2 (both networks; at the start, with --schedules); default 0.999, "
+                                     "resnet 0.9")
     batch_size: int = _opt(64, "global batch: split across processes under torchrun")
     steps: int = _opt(10000, "generator updates")
     ema_decay: float = _opt(0.999, "EMA of G's weights (what gets released); 0 copies G")
-    augment: str = _opt("", "DiffAugment before D: a comma list of color, translation, cutout (empty: off)")
+    ema_half_life: float | None = _opt(None, "EMA half-life in thousands of images, in place of --ema-decay; "
+                                             "with --schedules ramped from 0; default: off, resnet 10")
+    augment: str = _opt("", "augmentations before D (of real and generated images alike): a comma list of flip, "
+                            "color, translation, cutout (DiffAugment); for small photo sets flip,translation; "
+                            "empty: off")
+    augment_p: float = _opt(1.0, "probability of each augmentation per image (with --schedules: ramped from 0)")
+    schedules: bool | None = _opt(None, "R3GAN's schedules, every one a function of the step (cosine over the "
+                                        "run): learning rates to --lr-final, Adam beta2 to --beta2-final, R1/R2 "
+                                        "to --gamma-final of their start, the EMA half-life and --augment-p ramped "
+                                        "from 0; default: on for resnet")
+    lr_final: float = _opt(5e-5, "with --schedules: the learning rates at the end of the run")
+    beta2_final: float = _opt(0.99, "with --schedules: Adam beta2 at the end of the run")
+    gamma_final: float = _opt(0.1, "with --schedules: R1/R2 at the end, as a fraction of their start")
     # run bookkeeping
     seed: int = _opt(0, "seeds weights, data order, latents and the holdout split")
     device: str = _opt("auto", "auto | cpu | cuda")
@@ -57,10 +87,21 @@ class TrainConfig:
     keep_checkpoints: int = _opt(3, "how many state-*.pt files to keep")
     tensorboard: bool = _opt(False, "also log to TensorBoard (needs the tensorboard package)")
 
+    def resolved(self, resolution: int | None = None) -> TrainConfig:
+        """Every unset option filled from the architecture's recipe (and, for the width, the
+        image side: `resolution`, the data's own when --resolution was not given)."""
+        _choice("--arch", self.arch, ARCHITECTURES)
+        recipe = {k: v for k, v in RECIPES[self.arch].items() if getattr(self, k) is None}
+        width = self.width
+        if width is None:
+            width = resnet_width(self.resolution or resolution or 32) if self.arch == "resnet" else 16
+        return dataclasses.replace(self, **recipe, width=width)
+
     def validate(self) -> TrainConfig:
         """Raise ConfigError naming the flag, the value and what is allowed."""
         _choice("--arch", self.arch, ARCHITECTURES)
-        _choice("--loss", self.loss, LOSSES)
+        if self.loss is not None:
+            _choice("--loss", self.loss, LOSSES)
         _choice("--device", self.device, DEVICES)
         if self.resolution is not None and not 4 <= self.resolution <= 256:
             raise ConfigError(f"--resolution must be between 4 and 256 pixels, got {self.resolution}")
@@ -68,8 +109,9 @@ class TrainConfig:
             raise ConfigError(f"--channels must be 1 or 3, got {self.channels}")
         if not 0.0 <= self.holdout < 0.5:
             raise ConfigError(f"--holdout must be in [0, 0.5), got {self.holdout}")
-        for flag, value in (("--latent-dim", self.latent_dim), ("--width", self.width),
+        for flag, value in (("--latent-dim", self.latent_dim), ("--width", self.width or 1),
                             ("--batch-size", self.batch_size), ("--steps", self.steps),
+                            ("--penalty-every", self.penalty_every),
                             ("--log-every", self.log_every), ("--sample-every", self.sample_every),
                             ("--checkpoint-every", self.checkpoint_every),
                             ("--keep-checkpoints", self.keep_checkpoints), ("--eval-samples", self.eval_samples)):
@@ -78,12 +120,20 @@ class TrainConfig:
         for flag, value in (("--lr-g", self.lr_g), ("--lr-d", self.lr_d)):
             if not 0.0 < value < 1.0:
                 raise ConfigError(f"{flag} must be in (0, 1), got {value}")
-        for flag, value in (("--beta1", self.beta1), ("--beta2", self.beta2), ("--ema-decay", self.ema_decay)):
-            if not 0.0 <= value < 1.0:
+        if not 0.0 < self.lr_final < 1.0:
+            raise ConfigError(f"--lr-final must be in (0, 1), got {self.lr_final}")
+        for flag, value in (("--beta1", self.beta1), ("--beta2", self.beta2), ("--ema-decay", self.ema_decay),
+                            ("--beta2-final", self.beta2_final)):
+            if value is not None and not 0.0 <= value < 1.0:
                 raise ConfigError(f"{flag} must be in [0, 1), got {value}")
-        for flag, value in (("--gp-weight", self.gp_weight), ("--r1-gamma", self.r1_gamma)):
-            if value < 0:
-                raise ConfigError(f"{flag} must be non-negative, got {value}")
+        for flag, value in (("--gp-weight", self.gp_weight), ("--r1-gamma", self.r1_gamma),
+                            ("--r2-gamma", self.r2_gamma), ("--gamma-final", self.gamma_final)):
+            if value is not None and not (value >= 0 and value == value and value != float("inf")):
+                raise ConfigError(f"{flag} must be a non-negative number, got {value}")
+        if self.ema_half_life is not None and not self.ema_half_life > 0:
+            raise ConfigError(f"--ema-half-life must be positive (thousands of images), got {self.ema_half_life}")
+        if not 0.0 <= self.augment_p <= 1.0:
+            raise ConfigError(f"--augment-p must be in [0, 1], got {self.augment_p}")
         parse_policy(self.augment)
         if self.eval_every < 0:
             raise ConfigError(f"--eval-every must be 0 (off) or a positive number of steps, got {self.eval_every}")
@@ -101,6 +151,11 @@ class TrainConfig:
         if unknown:
             raise ConfigError(f"unknown training option(s) {unknown}; known: {sorted(known)}")
         return cls(**values)
+
+
+def resnet_width(resolution: int) -> int:
+    """--width for resnet when not given: sized for this project's users (CPUs, small GPUs)."""
+    return 32 if resolution <= 32 else 64
 
 
 def parse_policy(text: str) -> tuple[str, ...]:

@@ -1,20 +1,26 @@
-"""Data sources. Every source yields the same thing: float32 images in [-1, 1], (N, C, H, W),
-plus integer labels and class names when the source has them.
+"""Data sources. Every source yields the same thing: images (N, C, H, W), handed out in
+batches as float32 in [-1, 1], plus integer labels and class names when the source has them.
+
+Pixels stay as the source stored them: uint8 for 8-bit sources (a quarter of the floats'
+memory; a folder's are a memory map of its decoded cache, training/folders.py), float32 for
+the rest. A batch is turned into floats when it is taken, with the one pixel mapping
+(serving/formats/pixels.py), so batches are the values they always were.
 
     >>> data = load_dataset("digits")
-    >>> data.images.shape, data.num_classes
-    (torch.Size([1797, 1, 8, 8]), 10)
+    >>> data.batch(range(4)).shape, data.num_classes
+    (torch.Size([4, 1, 8, 8]), 10)
 """
 
 from __future__ import annotations
 
+import dataclasses
 import gzip
 import hashlib
 import os
 import struct
 import urllib.error
 import urllib.request
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -25,18 +31,18 @@ from serving.formats.pixels import from_levels
 
 from .errors import DataError
 
-IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg"}
-
 
 @dataclass
 class ImageDataset:
-    images: torch.Tensor  # (N, C, H, W) float32 in [-1, 1]
-    labels: torch.Tensor | None  # (N,) int64, or None for unlabelled data
+    pixels: np.ndarray  # (M, C, H, W): uint8 levels, or float32 in [-1, 1]; possibly a memory map
+    labels: torch.Tensor | None  # (N,) int64 for this set's images, or None for unlabelled data
     class_names: list[str] | None
     source: str  # the --data value it came from
+    rows: np.ndarray | None = None  # this set's rows of `pixels` (a subset shares its parent's pixels)
+    report: list[str] = field(default_factory=list)  # what loading did (folders: converted, skipped)
 
     def __len__(self) -> int:
-        return len(self.images)
+        return len(self.pixels) if self.rows is None else len(self.rows)
 
     @property
     def num_classes(self) -> int:
@@ -45,12 +51,43 @@ class ImageDataset:
     @property
     def shape(self) -> tuple[int, int, int]:
         """(channels, height, width) of one image."""
-        _, c, h, w = self.images.shape
+        _, c, h, w = self.pixels.shape
         return c, h, w
 
-    def subset(self, indices: torch.Tensor) -> ImageDataset:
-        labels = self.labels[indices] if self.labels is not None else None
-        return ImageDataset(self.images[indices], labels, self.class_names, self.source)
+    def batch(self, indices) -> torch.Tensor:
+        """Images `indices` (of this set) as float32 (n, C, H, W) in [-1, 1]."""
+        chosen = np.asarray(indices, dtype=np.int64)
+        rows = chosen if self.rows is None else self.rows[chosen]
+        if len(rows) > 1 and np.all(np.diff(rows) == 1):  # a run of rows: a slice reads a memory map in order
+            picked = np.array(self.pixels[rows[0]:rows[-1] + 1])  # a copy: the map is read-only
+        else:
+            picked = self.pixels[rows]
+        images = torch.from_numpy(np.ascontiguousarray(picked))  # fancy indexing has copied already
+        return from_levels(images.float()) if images.dtype == torch.uint8 else images
+
+    @property
+    def images(self) -> torch.Tensor:
+        """The whole set as floats: for small sets (tests, evaluation); training takes batches."""
+        return self.batch(np.arange(len(self)))
+
+    def fingerprint(self) -> bytes:
+        """Bytes that identify these images (and labels), for caches keyed by the data."""
+        digest = hashlib.sha256(self.pixels.dtype.str.encode() + str(self.pixels.shape).encode())
+        for start in range(0, len(self), 4096):  # in pieces: a memory map is never read whole
+            digest.update(np.ascontiguousarray(self.pixels[self._rows(start, 4096)]).tobytes())
+        if self.labels is not None:
+            digest.update(self.labels.numpy().tobytes())
+        return digest.digest()
+
+    def _rows(self, start: int, count: int) -> np.ndarray:
+        rows = np.arange(start, min(start + count, len(self)))
+        return rows if self.rows is None else self.rows[rows]
+
+    def subset(self, indices) -> ImageDataset:
+        chosen = np.asarray(indices, dtype=np.int64)
+        labels = self.labels[torch.as_tensor(chosen)] if self.labels is not None else None
+        rows = chosen if self.rows is None else self.rows[chosen]
+        return ImageDataset(self.pixels, labels, self.class_names, self.source, rows, self.report)
 
 
 def load_dataset(spec: str, resolution: int | None = None, channels: int | None = None) -> ImageDataset:
@@ -63,23 +100,39 @@ def load_dataset(spec: str, resolution: int | None = None, channels: int | None 
     elif kind == "idx" and arg:
         data = _load_idx_dir(Path(arg), spec)
     elif kind == "folder" and arg:
-        data = _load_folder(Path(arg), spec, resolution, channels)
+        return _load_folder(Path(arg), spec, resolution, channels)  # decoded at the size and channels asked
     elif kind == "npz" and arg:
         data = _load_npz(Path(arg), spec)
     else:
         raise DataError(
             f"--data {spec!r} is not a known source; use digits, mnist, fashion-mnist, "
             "idx:DIR, folder:DIR or npz:FILE")
-    if len(data.images) == 0:
+    if len(data) == 0:
         raise DataError(f"--data {spec!r} holds no images")
-    return ImageDataset(_to_channels(_to_resolution(data.images, resolution), channels),
-                        data.labels, data.class_names, spec)
+    found = data.shape
+    data = _reshaped(data, resolution, channels, spec)
+    summary = f"{spec}: {len(data)} images, {'x'.join(map(str, found))} (channels x height x width)"
+    if data.shape != found:
+        summary += f", brought to {'x'.join(map(str, data.shape))}"
+    if data.class_names or data.labels is not None:
+        summary += f", {data.num_classes} classes"
+    return dataclasses.replace(data, report=[summary])
+
+
+def _reshaped(data: ImageDataset, resolution: int | None, channels: int | None, spec: str) -> ImageDataset:
+    """The set at `resolution` and `channels`: as it is when it already is (uint8 stays uint8),
+    else resized (antialiased bilinear) and converted, as floats."""
+    have_channels, height, width = data.shape
+    if (resolution is None or height == width == resolution) and channels in (None, have_channels):
+        return dataclasses.replace(data, source=spec)
+    images = _to_channels(_to_resolution(data.images, resolution), channels)
+    return ImageDataset(images.numpy(), data.labels, data.class_names, spec)
 
 
 def split_holdout(data: ImageDataset, fraction: float, seed: int) -> tuple[ImageDataset, ImageDataset]:
     """Split off a fixed, seed-determined fraction of images (train, held out)."""
-    count = int(len(data.images) * fraction)
-    order = torch.randperm(len(data.images), generator=torch.Generator().manual_seed(seed))
+    count = int(len(data) * fraction)
+    order = torch.randperm(len(data), generator=torch.Generator().manual_seed(seed)).numpy()
     return data.subset(order[count:]), data.subset(order[:count])
 
 
@@ -89,7 +142,7 @@ def _load_digits() -> ImageDataset:
     from sklearn.datasets import load_digits  # ships with scikit-learn: no download
 
     bunch = load_digits()
-    images = torch.from_numpy(bunch.images.astype(np.float32) / 16.0 * 2.0 - 1.0)[:, None]
+    images = (bunch.images.astype(np.float32) / 16.0 * 2.0 - 1.0)[:, None]  # 17 levels: kept as floats
     labels = torch.from_numpy(bunch.target.astype(np.int64))
     return ImageDataset(images, labels, [str(c) for c in bunch.target_names], "digits")
 
@@ -161,7 +214,7 @@ def _load_idx_dir(folder: Path, spec: str) -> ImageDataset:
             labels.append(label_array)
     if len({a.shape[1:] for a in images}) > 1:
         raise DataError(f"--data {spec!r}: image files in {folder} have different image sizes")
-    stacked = torch.from_numpy(from_levels(np.concatenate(images).astype(np.float32)))[:, None]
+    stacked = np.concatenate(images)[:, None]  # (N, 1, H, W) uint8
     if len(labels) != len(images):
         return ImageDataset(stacked, None, None, spec)
     label_tensor = torch.from_numpy(np.concatenate(labels).astype(np.int64))
@@ -191,52 +244,18 @@ def _read_idx(path: Path) -> np.ndarray:
 
 
 def _load_folder(folder: Path, spec: str, resolution: int | None, channels: int | None) -> ImageDataset:
-    from PIL import Image, UnidentifiedImageError
+    from serving.runtime.cpus import available_cpus
+
+    from . import folders
 
     if not folder.is_dir():
         raise DataError(f"--data {spec!r}: {folder} is not a folder")
-    class_dirs = sorted(p for p in folder.iterdir() if p.is_dir())
-    if class_dirs:  # one sub-folder per class
-        entries = [(f, label) for label, d in enumerate(class_dirs) for f in sorted(d.iterdir())
-                   if f.suffix.lower() in IMAGE_SUFFIXES]
-        class_names = [d.name for d in class_dirs]
-    else:
-        entries = [(f, None) for f in sorted(folder.iterdir()) if f.suffix.lower() in IMAGE_SUFFIXES]
-        class_names = None
-    if not entries:
-        raise DataError(f"--data {spec!r}: no PNG or JPEG images in {folder}")
-    mode = {1: "L", 3: "RGB"}.get(channels or 0)
-    arrays, first_size = [], None
-    for path, _ in entries:
-        try:
-            with Image.open(path) as image:
-                image.load()
-                if mode is None:  # keep the first image's colour type for all of them
-                    mode = "L" if image.mode in ("L", "LA", "I", "I;16", "1") else "RGB"
-                image = image.convert(mode)
-        except (UnidentifiedImageError, OSError) as error:
-            raise DataError(f"{path}: cannot be read as an image ({error})") from None
-        if resolution is not None:
-            image = _center_crop_resize(image, resolution)
-        elif first_size is None:
-            first_size = image.size
-        elif image.size != first_size:
-            raise DataError(f"{path}: size {image.size[0]}x{image.size[1]} differs from "
-                            f"{first_size[0]}x{first_size[1]}; pass --resolution to resize all images")
-        array = np.asarray(image, dtype=np.uint8)
-        arrays.append(array[:, :, None] if array.ndim == 2 else array)
-    images = torch.from_numpy(from_levels(np.stack(arrays).astype(np.float32))).permute(0, 3, 1, 2)
-    labels = torch.tensor([label for _, label in entries], dtype=torch.int64) if class_names else None
-    return ImageDataset(images.contiguous(), labels, class_names, spec)
-
-
-def _center_crop_resize(image, size: int):
-    from PIL import Image
-
-    width, height = image.size
-    side = min(width, height)
-    left, top = (width - side) // 2, (height - side) // 2
-    return image.crop((left, top, left + side, top + side)).resize((size, size), Image.Resampling.LANCZOS)
+    try:
+        loaded = folders.load(folder, resolution, channels, cache_dir() / "folders", available_cpus())
+    except folders.FolderError as error:
+        raise DataError(f"--data {spec!r}: {error}") from None
+    labels = torch.from_numpy(loaded.labels) if loaded.labels is not None else None
+    return ImageDataset(loaded.pixels, labels, loaded.class_names, spec, report=loaded.report)
 
 
 def _load_npz(path: Path, spec: str) -> ImageDataset:
@@ -264,7 +283,7 @@ def _load_npz(path: Path, spec: str) -> ImageDataset:
     return ImageDataset(images, label_tensor, [str(i) for i in range(int(label_tensor.max()) + 1)], spec)
 
 
-def _npz_images_to_nchw(images: np.ndarray, path: Path) -> torch.Tensor:
+def _npz_images_to_nchw(images: np.ndarray, path: Path) -> np.ndarray:
     if images.ndim == 3:
         images = images[:, None]
     elif images.ndim == 4 and images.shape[-1] in (1, 3) and images.shape[1] not in (1, 3):
@@ -273,14 +292,14 @@ def _npz_images_to_nchw(images: np.ndarray, path: Path) -> torch.Tensor:
         raise DataError(f"{path}: 'images' must be (N, H, W), (N, H, W, C) or (N, C, H, W) "
                         f"with C 1 or 3; found shape {images.shape}")
     if images.dtype == np.uint8:
-        return torch.from_numpy(from_levels(images.astype(np.float32)))
+        return np.ascontiguousarray(images)
     if not np.issubdtype(images.dtype, np.floating):
         raise DataError(f"{path}: 'images' must be uint8 or float, found dtype {images.dtype}")
     low, high = float(images.min()), float(images.max())
     if not (np.isfinite(low) and np.isfinite(high)) or low < -1.0 or high > 1.0:
         raise DataError(f"{path}: float images must lie in [0, 1] or [-1, 1], found [{low}, {high}]")
     scaled = images if low < 0 else images * 2.0 - 1.0  # [0, 1] unless negative values say [-1, 1]
-    return torch.from_numpy(scaled.astype(np.float32))
+    return np.ascontiguousarray(scaled.astype(np.float32))
 
 
 # --- shaping ------------------------------------------------------------------------------

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -30,8 +31,9 @@ from .errors import ConfigError
 from .inception import InceptionFeatures
 from .metrics import frechet_distance, kernel_inception_distance, precision_recall_density_coverage
 from .release import read_release
-from .samples import generate
+from .samples import generate_with
 
+log = logging.getLogger(__name__)
 CLASSIFIER_STEPS = 600
 FEATURES = 128
 
@@ -80,8 +82,7 @@ def feature_space(data: ImageDataset, seed: int = 0) -> FeatureSpace:
     """The classifier for this data, trained once with a fixed seed and cached on disk."""
     from safetensors.torch import load_file, save_file
 
-    key = hashlib.sha256(data.images.numpy().tobytes() + (data.labels.numpy().tobytes() if data.labels is not None
-                                                           else b"") + f"v1-{seed}".encode()).hexdigest()[:16]
+    key = hashlib.sha256(data.fingerprint() + f"v2-{seed}".encode()).hexdigest()[:16]
     folder = cache_dir() / "eval-classifiers"
     weights, info = folder / f"{key}.safetensors", folder / f"{key}.json"
     torch.manual_seed(seed)
@@ -91,6 +92,8 @@ def feature_space(data: ImageDataset, seed: int = 0) -> FeatureSpace:
     if weights.is_file() and info.is_file():
         net.load_state_dict(load_file(str(weights)), strict=True)
         return FeatureSpace(net, True, json.loads(info.read_text())["accuracy"])
+    log.info("training the evaluation classifier for %s (%d images, %d steps; once per data set, cached in %s)",
+             data.source, len(data), CLASSIFIER_STEPS, folder)
     accuracy = _train_classifier(net, data, seed)
     folder.mkdir(parents=True, exist_ok=True)
     save_file(net.state_dict(), str(weights))
@@ -106,13 +109,13 @@ def _train_classifier(net: FeatureNet, data: ImageDataset, seed: int) -> float:
     net.train()
     for _ in range(CLASSIFIER_STEPS):
         batch = train[torch.randint(len(train), (128,), generator=generator)]
-        loss = nn.functional.cross_entropy(net(data.images[batch]), data.labels[batch])
+        loss = nn.functional.cross_entropy(net(data.batch(batch.numpy())), data.labels[batch])
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
     net.eval()
     with torch.no_grad():
-        predictions = net(data.images[held]).argmax(1)
+        predictions = net(data.batch(held.numpy())).argmax(1)
     return float((predictions == data.labels[held]).float().mean())
 
 
@@ -125,55 +128,84 @@ def class_figures(predicted: np.ndarray, real_labels: np.ndarray, num_classes: i
             "class_histogram": [round(float(x), 4) for x in seen]}
 
 
+class Comparison:
+    """One definition of an evaluation, shared by `ganserve eval` and `train --eval-every`, so
+    both print the same figures for the same weights: the data set's own classifier (one per
+    data set, cached), `count` real images as the reference, `count` others as the
+    real-vs-real floor, and generated images from the latents of GENERATED_SEED_OFFSET."""
+
+    GENERATED_SEED_OFFSET = 10_000
+
+    def __init__(self, data: ImageDataset, num_samples: int | None, seed: int = 0, inception=None):
+        half = len(data) // 2
+        self.count = min(num_samples or half, half)
+        if self.count < 50:
+            raise ConfigError(f"--num-samples: {self.count} images is too few to compare sets; use at least 50 "
+                              f"(and a data set of at least 100 images; this one has {len(data)})")
+        self.data, self.seed = data, seed
+        self.space = feature_space(data, seed)
+        self.space.inception = inception  # features from a user's Inception file instead, when given
+        order = torch.randperm(len(data), generator=torch.Generator().manual_seed(seed))
+        self.real_a = data.batch(order[:self.count].numpy())
+        self.real_b = data.batch(order[half:half + self.count].numpy())
+        self.reference, _ = self.space.features(self.real_a)
+
+    def generated_by(self, generator: nn.Module, latent_dim: int, num_classes: int) -> torch.Tensor:
+        return generate_with(generator, latent_dim, num_classes, self.count, self.seed + self.GENERATED_SEED_OFFSET)
+
+    def figures(self, images: torch.Tensor) -> dict:
+        return _figures(self.reference, *self.space.features(images), self.data, self.space.trained)
+
+
 def evaluate(source: Path | None = None, data_spec: str | None = None, num_samples: int | None = None,
-             seed: int = 0, samples: str | torch.Tensor | None = None, report: Path | None = None,
-             inception: Path | None = None) -> dict:
+             seed: int | None = None, samples: str | torch.Tensor | None = None, report: Path | None = None,
+             inception: Path | None = None, shape: tuple[int, int] | None = None) -> dict:
     """Evaluate a run/release folder (it generates its own images) or a set of samples
     (`samples`: any --data spec, e.g. npz:FILE from `ganserve sample --format npz`) against
     real data (default: the data the run was trained on). `inception`: an Inception-v3 ONNX
-    file whose features replace the classifier's (the standard FID)."""
+    file whose features replace the classifier's (the standard FID). `shape`: (resolution,
+    channels) the real data is brought to, when no run says it (a model folder, samples)."""
     inception_features = InceptionFeatures(inception) if inception is not None else None  # fail early
     if source is not None and (Path(source) / "model.json").is_file():  # an exported model folder
-        samples_from_model = model_folder_images(Path(source), num_samples or 5000)
         card = json.loads((Path(source) / "model.json").read_text())
-        return evaluate(None, data_spec or card["source"]["dataset"], num_samples, seed,
-                        samples_from_model, report, inception) | {"model": str(source)}
+        samples_from_model = model_folder_images(Path(source), num_samples or 5000)
+        return evaluate(None, data_spec or card["source"]["dataset"], num_samples, seed, samples_from_model,
+                        report, inception, (card["height"], card["channels"])) | {"model": str(source)}
     release = read_release(source) if source is not None else None
     if release is None and (samples is None or data_spec is None):
         raise ConfigError("eval needs a run folder, a model folder, or --samples SPEC together with --data SPEC")
-    spec = data_spec or release.config.get("dataset")
-    resolution = release.config.get("dataset_resolution") if release else None
-    channels = release.config.get("dataset_channels") if release else None
-    data = load_dataset(spec, resolution, channels)
     if isinstance(samples, torch.Tensor):
         generated = samples
     else:
         generated = load_dataset(samples).images if samples else None
-    expected_shape = data.shape
+    spec = data_spec or release.config.get("dataset")
     if release is not None:
+        resolution, channels = release.config.get("dataset_resolution"), release.config.get("dataset_channels")
         expected_shape = (release.spec.channels, release.spec.resolution, release.spec.resolution)
-    elif generated is not None:
+        if num_samples is None:  # the count --eval-every used, so the figures match the run's log
+            num_samples = release.config.get("eval_samples")
+        if seed is None:
+            seed = release.config.get("seed", 0)
+    else:  # the samples say what the real images must become
+        resolution, channels = shape or (generated.shape[2], generated.shape[1])
         expected_shape = tuple(generated.shape[1:])
+    data = load_dataset(spec, resolution, channels)
     if data.shape != expected_shape:
         raise ConfigError(f"--data {spec!r} has images of shape {data.shape}; the samples are {expected_shape}")
-    half = len(data) // 2
-    available = len(generated) if generated is not None else half
-    count = min(num_samples or half, half, available)
-    if count < 50:
-        raise ConfigError(f"--num-samples: {count} images is too few to compare sets; use at least 50")
-    space = feature_space(data, seed)
-    space.inception = inception_features
-    order = torch.randperm(len(data), generator=torch.Generator().manual_seed(seed))
-    real_a, real_b = data.images[order[:count]], data.images[order[half:half + count]]
-    generated = generated[:count] if generated is not None else generate(release, count, seed + 10_000)
-    feats_a, _ = space.features(real_a)
+    if generated is not None and len(generated) < min(num_samples or len(data) // 2, len(data) // 2):
+        num_samples = len(generated)
+    comparison = Comparison(data, num_samples, seed or 0, inception_features)
+    count, space = comparison.count, comparison.space
+    if generated is None:
+        generated = comparison.generated_by(release.build_generator(), release.spec.latent_dim,
+                                            release.spec.num_classes)
     result = {
         "model": str(release.path) if release else str(samples if isinstance(samples, str) else "samples"),
         "data": spec, "num_images": count,
         "feature_space": space.describe(),
         "classifier_accuracy": space.accuracy,
-        "generated": _figures(feats_a, *space.features(generated), data, space.trained),
-        "real_vs_real": _figures(feats_a, *space.features(real_b), data, space.trained),
+        "generated": comparison.figures(generated[:count]),
+        "real_vs_real": comparison.figures(comparison.real_b),
     }
     floor = result["real_vs_real"]["fd"]
     result["fd_ratio_to_floor"] = round(result["generated"]["fd"] / max(floor, 1e-12), 2)
@@ -182,7 +214,8 @@ def evaluate(source: Path | None = None, data_spec: str | None = None, num_sampl
             raise ConfigError("--report needs a run folder (it plots the run's losses and samples its G)")
         from .report import write_report
 
-        result["report"] = str(write_report(report, release, result, space, real_a, real_b, seed))
+        result["report"] = str(write_report(report, release, result, space, comparison.real_a, comparison.real_b,
+                                            seed or 0))
     return result
 
 
@@ -197,25 +230,15 @@ def _figures(reference: np.ndarray, features: np.ndarray, predicted: np.ndarray,
 
 
 class RunEvaluator:
-    """Evaluation during training (`--eval-every`): the same feature space and figures as
-    `ganserve eval`, on a fixed set of real images and fixed latents, so steps compare."""
+    """Evaluation during training (`--eval-every`): `ganserve eval`'s Comparison on the run's
+    whole data set, so a step's logged figures are what `ganserve eval` prints for its release."""
 
     def __init__(self, data: ImageDataset, count: int, seed: int = 0):
-        self.space = feature_space(data, seed)
-        order = torch.randperm(len(data), generator=torch.Generator().manual_seed(seed))
-        self.reference, _ = self.space.features(data.images[order[:count]])
-        self.count, self.data, self.seed = min(count, len(data)), data, seed
+        self.comparison = Comparison(data, count, seed)
 
     @torch.no_grad()
     def __call__(self, generator: nn.Module, latent_dim: int, num_classes: int) -> dict:
-        rng = torch.Generator().manual_seed(self.seed + 20_000)
-        z = torch.randn(self.count, latent_dim, generator=rng)
-        labels = torch.randint(num_classes, (self.count,), generator=rng) if num_classes else None
-        device = next(generator.parameters()).device
-        images = torch.cat([
-            generator(z[i:i + 512].to(device), None if labels is None else labels[i:i + 512].to(device)).float().cpu()
-            for i in range(0, self.count, 512)])
-        figures = _figures(self.reference, *self.space.features(images), self.data, self.space.trained)
+        figures = self.comparison.figures(self.comparison.generated_by(generator, latent_dim, num_classes))
         figures.pop("class_histogram", None)
         return figures
 

@@ -15,13 +15,14 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
-from . import distributed
+from . import distributed, schedules
 from .augment import augment
 from .checkpoints import list_states, load_latest_state, save_state
 from .config import TrainConfig, parse_policy
 from .data import ImageDataset, load_dataset, split_holdout
+from .diversity import collapse_warning, spread
 from .errors import ConfigError
-from .losses import discriminator_loss, generator_loss, gradient_penalty, r1_penalty
+from .losses import discriminator_loss, generator_loss, gradient_penalty, zero_centred_penalty
 from .networks import NetworkSpec, build_discriminator, build_generator
 from .release import CalibrationSet, write_release
 from .samples import save_grid
@@ -34,6 +35,7 @@ class Trainer:
     """Holds the networks, optimisers and random streams of one run; `step()` trains once."""
 
     def __init__(self, config: TrainConfig, data: ImageDataset, ctx: distributed.Context):
+        config = config.resolved(data.shape[1])  # the architecture's recipe fills what was left unset
         self.config, self.data, self.ctx = config, data, ctx
         if config.batch_size % ctx.world_size:
             raise ConfigError(f"--batch-size {config.batch_size} must divide evenly across "
@@ -69,39 +71,57 @@ class Trainer:
     # --- one update of D and one of G --------------------------------------------------------
     def step(self) -> dict[str, float]:
         cfg, ctx, device = self.config, self.ctx, self.ctx.device
+        now = schedules.at(cfg, self.step_count)  # a function of the step alone: resumes stay exact
+        self._apply(now)
         mine = ctx.local_slice(cfg.batch_size)
-        index = torch.randint(len(self.data.images), (cfg.batch_size,), generator=self.data_rng)[mine]
-        real = self.data.images[index].to(device, non_blocking=True)
+        index = torch.randint(len(self.data), (cfg.batch_size,), generator=self.data_rng)[mine]
+        real = self.data.batch(index.numpy()).to(device, non_blocking=True)
         labels = self.data.labels[index].to(device) if self.spec.num_classes else None
 
         z, fake_labels = self._latents(mine)
         with self._autocast():
             fake = self.G(z, fake_labels).detach()
-            real_logits = self.D(self._augment(real, mine), labels)
-            fake_logits = self.D(self._augment(fake, mine), fake_labels)
+            real_logits = self.D(self._augment(real, mine, now), labels)
+            fake_logits = self.D(self._augment(fake, mine, now), fake_labels)
             loss_d = discriminator_loss(cfg.loss, real_logits.float(), fake_logits.float())
         penalty = torch.zeros((), device=device)
         if cfg.loss == "wgan-gp":
             mix = torch.rand(cfg.batch_size, 1, 1, 1, generator=self.latent_rng)[mine].to(device)
             penalty = penalty + cfg.gp_weight * gradient_penalty(self.D, real, fake.float(), labels, mix)
-        if cfg.r1_gamma > 0:
-            penalty = penalty + cfg.r1_gamma / 2 * r1_penalty(self.D, real, labels)
+        if self.step_count % cfg.penalty_every == 0:  # lazy regularisation: weighted by how seldom
+            weight = cfg.penalty_every * now.gamma_scale / 2
+            if cfg.r1_gamma > 0:
+                penalty = penalty + cfg.r1_gamma * weight * zero_centred_penalty(self.D, real, labels)
+            if cfg.r2_gamma > 0:
+                penalty = penalty + cfg.r2_gamma * weight * zero_centred_penalty(self.D, fake.float(), fake_labels)
         self._update(self.D, self.opt_d, loss_d + penalty)
 
         z, fake_labels = self._latents(mine)
         with self._autocast():
-            loss_g = generator_loss(cfg.loss, self.D(self._augment(self.G(z, fake_labels), mine), fake_labels).float())
+            g_logits = self.D(self._augment(self.G(z, fake_labels), mine, now), fake_labels).float()
+            paired = None
+            if cfg.loss == "rpgan":  # the relativistic loss pairs each fake with a real image
+                with torch.no_grad():
+                    paired = self.D(self._augment(real, mine, now), labels).float()
+            loss_g = generator_loss(cfg.loss, g_logits, paired)
         self._update(self.G, self.opt_g, loss_g)
         self.scaler.update()
-        self._update_ema()
+        self._update_ema(now)
         self.step_count += 1
         return {"loss_d": loss_d.item(), "loss_g": loss_g.item(), "penalty": penalty.item(),
                 "d_real": real_logits.float().mean().item(), "d_fake": fake_logits.float().mean().item()}
 
-    def _augment(self, images: torch.Tensor, mine: slice) -> torch.Tensor:
+    def _augment(self, images: torch.Tensor, mine: slice, now: schedules.Settings) -> torch.Tensor:
         if not self.policy:
             return images
-        return augment(images, self.policy, self.augment_rng, self.config.batch_size, mine)
+        return augment(images, self.policy, self.augment_rng, self.config.batch_size, mine, now.augment_p)
+
+    def _apply(self, now: schedules.Settings) -> None:
+        """This step's learning rates and Adam beta2 (constant without --schedules)."""
+        for optimizer, lr in ((self.opt_g, now.lr_g), (self.opt_d, now.lr_d)):
+            for group in optimizer.param_groups:
+                group["lr"] = lr
+                group["betas"] = (self.config.beta1, now.beta2)
 
     def _latents(self, mine: slice) -> tuple[torch.Tensor, torch.Tensor | None]:
         cfg = self.config
@@ -117,9 +137,11 @@ class Trainer:
         distributed.average_gradients(net, self.ctx)
         self.scaler.step(optimizer)
 
-    def _update_ema(self) -> None:
-        # Ramp the decay up early on (as StyleGAN does) so early samples are not all initial weights.
-        decay = min(self.config.ema_decay, (1 + self.step_count) / (10 + self.step_count))
+    def _update_ema(self, now: schedules.Settings) -> None:
+        if now.ema_half_life_images is not None:  # R3GAN's: a half-life in images (ramped up with --schedules)
+            decay = 0.5 ** (self.config.batch_size / max(now.ema_half_life_images, 1e-8))
+        else:  # ramp the decay up early on (as StyleGAN does) so early samples are not all initial weights
+            decay = min(self.config.ema_decay, (1 + self.step_count) / (10 + self.step_count))
         with torch.no_grad():
             for ema, live in zip(self.G_ema.parameters(), self.G.parameters()):
                 ema.lerp_(live, 1.0 - decay)
@@ -163,9 +185,10 @@ class Trainer:
         cfg = self.config
         return {"class_names": self.data.class_names if self.spec.num_classes else None,
                 "dataset": cfg.data, "dataset_resolution": cfg.resolution, "dataset_channels": cfg.channels,
-                "holdout": cfg.holdout, "seed": cfg.seed, "step": self.step_count,
-                "training": {k: getattr(cfg, k) for k in ("loss", "spectral_norm", "ema_decay", "lr_g",
-                                                          "lr_d", "batch_size", "r1_gamma", "augment")}}
+                "holdout": cfg.holdout, "seed": cfg.seed, "eval_samples": cfg.eval_samples, "step": self.step_count,
+                "training": {k: getattr(cfg, k) for k in ("loss", "spectral_norm", "ema_decay", "ema_half_life",
+                                                          "lr_g", "lr_d", "batch_size", "r1_gamma", "r2_gamma",
+                                                          "schedules", "augment")}}
 
     def sample_images(self) -> torch.Tensor:
         labels = self.sample_labels.to(self.ctx.device) if self.sample_labels is not None else None
@@ -181,7 +204,7 @@ def _amp_dtype(config: TrainConfig, device: torch.device) -> torch.dtype | None:
 
 def train(config: TrainConfig, run_dir: Path, resume: bool = False, progress: bool = True) -> Path:
     """Train (or continue training) into `run_dir`; returns the release folder."""
-    config.validate()
+    config.resolved(config.resolution).validate()
     ctx = distributed.init(config.device)
     try:
         return _train(config, Path(run_dir), resume, progress, ctx)
@@ -191,8 +214,12 @@ def train(config: TrainConfig, run_dir: Path, resume: bool = False, progress: bo
 
 def _train(config: TrainConfig, run_dir: Path, resume: bool, progress: bool, ctx: distributed.Context) -> Path:
     data = load_dataset(config.data, config.resolution, config.channels)
+    if ctx.is_main:
+        for line in data.report:  # what was loaded, converted and skipped
+            log.info(line)
     train_set, held_out = split_holdout(data, config.holdout, config.seed)
     trainer = Trainer(config, train_set, ctx)
+    config = trainer.config  # resolved: what config.json records
     # export calibrates D on these real images, so a release needs nothing else to be exported
     calibration = CalibrationSet.from_dataset(held_out, "held-out split", bool(trainer.spec.num_classes)) \
         if len(held_out) else CalibrationSet.from_dataset(train_set, "training data (no holdout)",
@@ -208,17 +235,18 @@ def _train(config: TrainConfig, run_dir: Path, resume: bool, progress: bool, ctx
         _forget_metrics_after(run_dir / "metrics.jsonl", trainer.step_count)  # steps redone after a crash
     bar = tqdm(total=config.steps, initial=trainer.step_count, disable=not (progress and ctx.is_main),
                unit="step", dynamic_ncols=True)
-    logger = _StepLogger(run_dir, config, bar, ctx.is_main)
-    evaluator = _BestKeeper(run_dir, train_set, config, calibration) if config.eval_every and ctx.is_main else None
+    logger = _StepLogger(run_dir, config, bar, ctx.is_main, progress)
+    logger.real_diversity = spread(train_set.batch(range(min(SAMPLE_COUNT, len(train_set)))))
+    evaluator = _BestKeeper(run_dir, data, config, calibration) if config.eval_every and ctx.is_main else None
     while trainer.step_count < config.steps:
         losses = trainer.step()
         step = trainer.step_count
-        logger.step(step, losses)
+        logger.step(step, losses, trainer)
         if ctx.is_main and (step % config.sample_every == 0 or step == config.steps):
             save_grid(trainer.sample_images(), run_dir / "samples" / f"step-{step:08d}.png", columns=8)
         if config.eval_every and step % config.eval_every == 0:
             if evaluator is not None:
-                evaluator.evaluate(trainer, bar)
+                evaluator.evaluate(trainer)
             distributed.barrier(ctx)
         if step % config.checkpoint_every == 0 or step == config.steps:
             if ctx.is_main:
@@ -232,14 +260,18 @@ def _train(config: TrainConfig, run_dir: Path, resume: bool, progress: bool, ctx
 
 
 class _StepLogger:
-    """Losses and images/s to the progress bar, metrics.jsonl and (optionally) TensorBoard."""
+    """Losses, images/s and sample diversity to the progress bar (or, without one, a log line),
+    metrics.jsonl and (optionally) TensorBoard; warns once if the samples collapse."""
 
-    def __init__(self, run_dir: Path, config: TrainConfig, bar, is_main: bool):
+    def __init__(self, run_dir: Path, config: TrainConfig, bar, is_main: bool, progress: bool):
         self.path, self.config, self.bar, self.is_main = run_dir / "metrics.jsonl", config, bar, is_main
+        self.progress = progress
         self.writer = _tensorboard(run_dir) if config.tensorboard and is_main else None
         self.window_start, self.window_steps = time.perf_counter(), 0
+        self.real_diversity = 0.0
+        self.warned = False
 
-    def step(self, step: int, losses: dict[str, float]) -> None:
+    def step(self, step: int, losses: dict[str, float], trainer: Trainer) -> None:
         self.window_steps += 1
         self.bar.update(1)
         if step % self.config.log_every and step != self.config.steps:
@@ -247,9 +279,20 @@ class _StepLogger:
         elapsed = time.perf_counter() - self.window_start
         record = {"step": step, **{k: round(v, 5) for k, v in losses.items()},
                   "images_per_s": round(self.window_steps * self.config.batch_size / max(elapsed, 1e-9), 1)}
+        if self.is_main:  # 64 images through G_ema: cheap next to log_every training steps
+            record["diversity"] = round(spread(trainer.sample_images()), 5)
+            record["diversity_real"] = round(self.real_diversity, 5)
         self.bar.set_postfix(d=f"{losses['loss_d']:.3f}", g=f"{losses['loss_g']:.3f}",
-                             img_s=f"{record['images_per_s']:.0f}")
+                             img_s=f"{record['images_per_s']:.0f}", div=f"{record.get('diversity', 0):.3f}")
         if self.is_main:
+            if not self.progress:
+                log.info("step %d/%d  loss_d %.3f  loss_g %.3f  %.0f img/s  diversity %.3f (real %.3f)", step,
+                         self.config.steps, losses["loss_d"], losses["loss_g"], record["images_per_s"],
+                         record["diversity"], self.real_diversity)
+            warning = None if self.warned else collapse_warning(step, record["diversity"], self.real_diversity)
+            if warning:
+                self.warned = True
+                log.warning(warning)
             _append_jsonl(self.path, record)
             if self.writer:
                 for key, value in record.items():
@@ -272,12 +315,12 @@ class _BestKeeper:
         self.evaluator = RunEvaluator(train_set, config.eval_samples, config.seed)
         self.best_fd = _best_fd(run_dir / "metrics.jsonl")
 
-    def evaluate(self, trainer: Trainer, bar) -> None:
+    def evaluate(self, trainer: Trainer) -> None:
         figures = self.evaluator(trainer.G_ema, trainer.spec.latent_dim, trainer.spec.num_classes)
         step = trainer.step_count
         _append_jsonl(self.run_dir / "metrics.jsonl", {"step": step, "eval": figures})
-        bar.write(f"step {step}: FD {figures['fd']:.3f}, precision {figures['precision']:.3f}, "
-                  f"recall {figures['recall']:.3f}")
+        log.info("step %d: FD %.3f, precision %.3f, recall %.3f (ganserve eval's figures for this release)", step,
+                 figures["fd"], figures["precision"], figures["recall"])
         if figures["fd"] < self.best_fd:
             self.best_fd = figures["fd"]
             write_release(self.run_dir / "release-best", trainer.G_ema, trainer.D, trainer.spec,

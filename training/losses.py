@@ -7,6 +7,8 @@ import torch.nn.functional as F
 
 
 def discriminator_loss(kind: str, real_logits: torch.Tensor, fake_logits: torch.Tensor) -> torch.Tensor:
+    if kind == "rpgan":  # relativistic pairing (Jolicoeur-Martineau 2019; R3GAN): real paired with fake
+        return F.softplus(-(real_logits - fake_logits)).mean()
     if kind == "nonsat":
         return F.softplus(-real_logits).mean() + F.softplus(fake_logits).mean()
     if kind == "hinge":
@@ -16,7 +18,10 @@ def discriminator_loss(kind: str, real_logits: torch.Tensor, fake_logits: torch.
     raise ValueError(f"unknown loss {kind!r}")
 
 
-def generator_loss(kind: str, fake_logits: torch.Tensor) -> torch.Tensor:
+def generator_loss(kind: str, fake_logits: torch.Tensor, real_logits: torch.Tensor | None = None) -> torch.Tensor:
+    """`real_logits` (detached reals): needed by the relativistic loss, ignored by the others."""
+    if kind == "rpgan":
+        return F.softplus(-(fake_logits - real_logits)).mean()
     if kind == "nonsat":
         return F.softplus(-fake_logits).mean()
     if kind in ("hinge", "wgan-gp"):
@@ -33,8 +38,9 @@ def gradient_penalty(discriminator, real: torch.Tensor, fake: torch.Tensor, labe
     return (grad.flatten(1).norm(dim=1) - 1.0).pow(2).mean()
 
 
-def r1_penalty(discriminator, real: torch.Tensor, labels: torch.Tensor | None) -> torch.Tensor:
-    """R1 (Mescheder et al. 2018): E ||grad D(x_real)||^2; the caller scales it by gamma / 2."""
-    real = real.detach().requires_grad_(True)
-    (grad,) = torch.autograd.grad(discriminator(real, labels).sum(), real, create_graph=True)
+def zero_centred_penalty(discriminator, images: torch.Tensor, labels: torch.Tensor | None) -> torch.Tensor:
+    """E ||grad D(x)||^2: R1 (Mescheder et al. 2018) on real images, R2 on generated ones; the
+    caller scales it by gamma / 2."""
+    images = images.detach().requires_grad_(True)
+    (grad,) = torch.autograd.grad(discriminator(images, labels).sum(), images, create_graph=True)
     return grad.flatten(1).pow(2).sum(dim=1).mean()

@@ -1,4 +1,5 @@
-"""The networks, by name: `mlp` (the tutorial's fully connected GAN) and `dcgan`.
+"""The networks, by name: `mlp` (the tutorial's fully connected GAN), `dcgan`, and `resnet`
+(residual and normalisation-free, after R3GAN: training/resnet.py).
 
 Both generators map z (N, latent_dim) [+ labels (N,), or label_weights (N, classes) to blend
 class embeddings] to images (N, C, H, W) in [-1, 1];
@@ -13,6 +14,7 @@ import torch
 from torch import nn
 from torch.nn.utils.parametrizations import spectral_norm as _spectral_norm
 
+from . import resnet
 from .errors import ConfigError
 
 
@@ -31,11 +33,15 @@ class NetworkSpec:
 def build_generator(spec: NetworkSpec) -> nn.Module:
     if spec.arch == "mlp":
         return MLPGenerator(spec)
+    if spec.arch == "resnet":
+        return resnet.ResNetGenerator(spec, ConditionalInput(spec.latent_dim, spec.num_classes),
+                                      stage_sides(spec.resolution, spec.arch))
     return DCGANGenerator(spec)
 
 
 def build_discriminator(spec: NetworkSpec, spectral_norm: bool = False) -> nn.Module:
-    net = MLPDiscriminator(spec) if spec.arch == "mlp" else DCGANDiscriminator(spec)
+    builders = {"mlp": MLPDiscriminator, "resnet": ResNetDiscriminator}
+    net = builders.get(spec.arch, DCGANDiscriminator)(spec)
     if spectral_norm:
         for module in net.modules():
             if isinstance(module, (nn.Conv2d, nn.Linear)):
@@ -43,7 +49,7 @@ def build_discriminator(spec: NetworkSpec, spectral_norm: bool = False) -> nn.Mo
     return net
 
 
-def dcgan_stages(resolution: int) -> tuple[int, int]:
+def dcgan_stages(resolution: int, arch: str = "dcgan") -> tuple[int, int]:
     """(start side, number of 2x upsamplings): resolution = start * 2**ups, start in 4..7."""
     ups = 0
     side = resolution
@@ -51,9 +57,15 @@ def dcgan_stages(resolution: int) -> tuple[int, int]:
         side //= 2
         ups += 1
     if ups == 0 or not 4 <= side <= 7:
-        raise ConfigError(f"--resolution {resolution} does not suit dcgan: it needs a side of "
+        raise ConfigError(f"--resolution {resolution} does not suit {arch}: it needs a side of "
                           "s * 2**k with s in 4..7 and k >= 1 (8, 10, 12, 14, 16, 24, 28, 32, 48, 56, 64, ...)")
     return side, ups
+
+
+def stage_sides(resolution: int, arch: str) -> list[int]:
+    """The side of every stage, smallest first: [s, 2s, ..., resolution]."""
+    start, ups = dcgan_stages(resolution, arch)
+    return [start << i for i in range(ups + 1)]
 
 
 def _stage_channels(width: int, ups: int) -> list[int]:
@@ -162,6 +174,18 @@ class DCGANGenerator(nn.Module):
         h = self.project(self.input(z, labels, label_weights))
         h = h.view(z.shape[0], -1, self.start, self.start)  # (N, C0, s, s)
         return self.to_image(self.body(h))  # (N, C, H, W)
+
+
+class ResNetDiscriminator(nn.Module):
+    """The residual body (training/resnet.py) with the projection head every D here ends in."""
+
+    def __init__(self, spec: NetworkSpec):
+        super().__init__()
+        self.body = resnet.ResNetDiscriminator(spec, stage_sides(spec.resolution, spec.arch))
+        self.head = Projection(self.body.out_features, spec.num_classes)
+
+    def forward(self, images: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
+        return self.head(self.body(images), labels)  # (N,)
 
 
 class DCGANDiscriminator(nn.Module):

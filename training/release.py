@@ -49,7 +49,7 @@ class CalibrationSet:
         channels, height, width = data.shape
         count = min(len(data), CALIBRATION_MAX_IMAGES, max(1, CALIBRATION_MAX_BYTES // (channels * height * width)))
         labels = data.labels[:count].numpy().astype(np.int64) if with_labels else None
-        return cls(to_uint8(data.images[:count]), labels, split)
+        return cls(to_uint8(data.batch(np.arange(count))), labels, split)
 
     def to_bytes(self) -> bytes:
         buffer = io.BytesIO()

@@ -42,19 +42,26 @@ def save_grid(images: torch.Tensor, path: Path, columns: int | None = None, min_
     picture.save(path)
 
 
-@torch.no_grad()
 def generate(release, count: int, seed: int, truncation: float | None = None) -> torch.Tensor:
-    """(count, C, H, W) images from a release's G for latents drawn from `seed`; with
-    `truncation`, latent components beyond +-truncation are redrawn. Conditional models get
-    uniformly drawn labels."""
-    generator = release.build_generator()
+    """(count, C, H, W) images from a release's G for latents drawn from `seed`."""
+    spec = release.spec
+    return generate_with(release.build_generator(), spec.latent_dim, spec.num_classes, count, seed, truncation)
+
+
+@torch.no_grad()
+def generate_with(generator, latent_dim: int, num_classes: int, count: int, seed: int,
+                  truncation: float | None = None) -> torch.Tensor:
+    """(count, C, H, W) images from `generator` (a module, on any device; images come back on
+    the CPU) for latents drawn from `seed`; with `truncation`, latent components beyond
+    +-truncation are redrawn. Conditional models get uniformly drawn labels."""
     rng = torch.Generator().manual_seed(seed)
-    z = torch.randn(count, release.spec.latent_dim, generator=rng)
+    z = torch.randn(count, latent_dim, generator=rng)
     if truncation is not None:
         outside = z.abs() > truncation
         while outside.any():
             z[outside] = torch.randn(int(outside.sum()), generator=rng)
             outside = z.abs() > truncation
-    labels = torch.randint(release.spec.num_classes, (count,), generator=rng) if release.spec.num_classes else None
-    return torch.cat([generator(z[i:i + 512], labels[i:i + 512] if labels is not None else None)
-                      for i in range(0, count, 512)])
+    labels = torch.randint(num_classes, (count,), generator=rng) if num_classes else None
+    device = next(generator.parameters()).device
+    return torch.cat([generator(z[i:i + 512].to(device), labels[i:i + 512].to(device) if labels is not None else None)
+                      .float().cpu() for i in range(0, count, 512)])

@@ -35,6 +35,23 @@ def test_exact_resume_is_bit_identical_on_cpu(tmp_path):
     assert torch.equal(a["rng"]["latent"], b["rng"]["latent"])
 
 
+def test_a_resnet_run_with_schedules_resumes_bit_identically(tmp_path):
+    """Schedules are functions of the step: resuming from a middle state of the same run
+    (its own --steps) continues exactly as the run went on without stopping."""
+    import shutil
+
+    straight = tmp_path / "straight"
+    config = tiny_config(arch="resnet", steps=6, checkpoint_every=3, augment="flip,translation", penalty_every=2)
+    train(config, straight, progress=False)
+    resumed = tmp_path / "resumed"
+    shutil.copytree(straight, resumed)
+    (resumed / "state-00000006.pt").unlink()  # as if stopped after the step-3 checkpoint
+    train(config, resumed, resume=True, progress=False)
+    a, b = load_state(straight / "state-00000006.pt"), load_state(resumed / "state-00000006.pt")
+    for net in ("G", "D", "G_ema"):
+        _assert_same_tensors(a[net], b[net])
+
+
 def test_state_round_trip_loads_strictly(tmp_path):
     from tests.training.test_training_steps import _trainer
     trainer = _trainer()

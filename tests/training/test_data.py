@@ -70,7 +70,7 @@ def test_folder_with_class_subfolders_gives_labels(tmp_path):
 def test_folder_mixed_sizes_need_resolution(tmp_path):
     _png(tmp_path / "a.png", size=(12, 12))
     _png(tmp_path / "b.png", size=(20, 10))
-    with pytest.raises(DataError, match=r"b\.png: size 20x10 differs.*--resolution"):
+    with pytest.raises(DataError, match=r"different sizes, e\.g\. .*a\.png 12x12 and .*b\.png 20x10; pass --resol"):
         load_dataset(f"folder:{tmp_path}")
     data = load_dataset(f"folder:{tmp_path}", resolution=8, channels=3)
     assert data.images.shape == (2, 3, 8, 8)
@@ -83,16 +83,105 @@ def test_folder_rgb_kept_as_rgb(tmp_path):
     assert data.images[0, :, 0, 0].tolist() == pytest.approx([-1.0, -1.0, 1.0])
 
 
-def test_folder_unreadable_image_is_named(tmp_path):
+def test_folder_unreadable_image_is_skipped_and_named(tmp_path):
     _png(tmp_path / "good.png")
     (tmp_path / "broken.png").write_bytes(b"not a png at all")
-    with pytest.raises(DataError, match="broken.png: cannot be read"):
+    data = load_dataset(f"folder:{tmp_path}")
+    assert len(data) == 1
+    assert any("skipped 1 unreadable" in line and "broken.png" in line for line in data.report)
+    (tmp_path / "good.png").write_bytes(b"broken too")
+    with pytest.raises(DataError, match="none of the 2 images .* could be read"):
         load_dataset(f"folder:{tmp_path}")
 
 
 def test_empty_folder_is_an_error(tmp_path):
-    with pytest.raises(DataError, match="no PNG or JPEG images"):
+    with pytest.raises(DataError, match="no PNG, JPEG or WebP images"):
         load_dataset(f"folder:{tmp_path}")
+
+
+def _exif_rotated_jpeg(path: Path):
+    """A 40x20 photo stored on its side: red left half, blue right; EXIF says turn it 90 degrees."""
+    image = Image.new("RGB", (40, 20), (255, 0, 0))
+    image.paste((0, 0, 255), (20, 0, 40, 20))
+    exif = Image.Exif()
+    exif[0x0112] = 6  # rotate 90 degrees clockwise to view
+    path.parent.mkdir(parents=True, exist_ok=True)
+    image.save(path, exif=exif, quality=95)
+
+
+def test_a_folder_of_mixed_photos_becomes_one_kind_of_image(tmp_path):
+    _exif_rotated_jpeg(tmp_path / "a" / "phone.jpg")
+    Image.new("RGBA", (30, 30), (0, 0, 0, 0)).save(tmp_path / "a" / "clear.png")  # fully transparent
+    Image.new("L", (16, 24), 90).save(tmp_path / "a" / "grey.png")
+    (tmp_path / "b").mkdir()
+    Image.new("P", (16, 16), 3).save(tmp_path / "b" / "palette.png")
+    Image.new("RGB", (16, 16), (10, 200, 30)).save(tmp_path / "b" / "web.webp", lossless=True)
+    (tmp_path / "b" / "broken.jpg").write_bytes(b"\xff\xd8\xff garbage")
+    Image.new("RGB", (16, 16)).save(tmp_path / "beside.png")
+    data = load_dataset(f"folder:{tmp_path}", resolution=16)
+    assert data.shape == (3, 16, 16) and len(data) == 5 and data.class_names == ["a", "b"]
+    assert data.labels.tolist() == [0, 0, 0, 1, 1]  # files in name order: clear, grey, phone; palette, web
+    images = data.batch(range(5))
+    clear, grey, phone, _, web = (((images[i] + 1) * 127.5).round() for i in range(5))
+    assert clear.min() == 255  # transparency flattened onto white
+    assert torch.all(grey == 90)  # greyscale made RGB in a colour set
+    # upright: red on top, blue below (JPEG: within a few levels)
+    assert torch.allclose(phone[:, 1, 8], torch.tensor([255.0, 0, 0]), atol=4)
+    assert torch.allclose(phone[:, 14, 8], torch.tensor([0.0, 0, 255]), atol=4)
+    assert web[:, 8, 8].tolist() == [10, 200, 30]  # WebP read
+    report = "\n".join(data.report)
+    for words in ("5 of 7 image files loaded, at 16x16", "classes: a 3, b 2", "skipped 1 unreadable",
+                  "broken.jpg", "skipped 1 beside the class folders", "turned upright by their EXIF",
+                  "flattened onto white", "palette", "centre-cropped", "channels: 3"):
+        assert words in report
+
+
+def test_channels_follow_the_whole_set_not_the_first_file(tmp_path):
+    Image.new("L", (8, 8), 50).save(tmp_path / "0-grey.png")
+    Image.new("RGB", (8, 8), (200, 10, 10)).save(tmp_path / "1-red.png")
+    assert load_dataset(f"folder:{tmp_path}").shape == (3, 8, 8)
+    (tmp_path / "1-red.png").unlink()
+    Image.new("RGB", (8, 8), (70, 70, 70)).save(tmp_path / "1-grey-rgb.png")  # RGB without colour
+    data = load_dataset(f"folder:{tmp_path}")
+    assert data.shape == (1, 8, 8) and any("channels: 1 (greyscale: 0 of 2" in line for line in data.report)
+
+
+def test_a_folder_is_decoded_once_and_read_by_memory_map(tmp_path):
+    for i in range(3):
+        _png(tmp_path / f"{i}.png", value=40 * i)
+    first = load_dataset(f"folder:{tmp_path}")
+    again = load_dataset(f"folder:{tmp_path}")
+    assert isinstance(again.pixels, np.memmap) and again.pixels.dtype == np.uint8
+    assert any("decoded before" in line for line in again.report)
+    assert torch.equal(first.images, again.images)
+    _png(tmp_path / "1.png", value=250)  # a changed file: decoded anew
+    changed = load_dataset(f"folder:{tmp_path}")
+    assert not any("decoded before" in line for line in changed.report)
+    assert changed.images[1, 0, 0, 0] == pytest.approx(250 / 127.5 - 1)
+
+
+def test_large_folders_are_decoded_by_worker_processes_with_the_same_result(tmp_path, monkeypatch):
+    from training import folders
+
+    count = folders.PARALLEL_FROM + 10
+    for i in range(count):
+        _png(tmp_path / f"{i:04d}.png", size=(6, 6), value=i % 256)
+    parallel = load_dataset(f"folder:{tmp_path}")
+    monkeypatch.setattr(folders, "PARALLEL_FROM", 10**9)
+    monkeypatch.setenv("GANSERVE_CACHE", str(tmp_path / "serial-cache"))
+    serial = load_dataset(f"folder:{tmp_path}")
+    assert len(parallel) == count and torch.equal(parallel.images, serial.images)
+
+
+def test_batches_are_the_stored_pixels_as_floats_and_subsets_share_them(idx_dir):
+    data = load_dataset(f"idx:{idx_dir}")
+    assert data.pixels.dtype == np.uint8
+    index = [5, 3, 3, 39]
+    expected = torch.from_numpy(data.pixels[index].astype(np.float32) / 127.5 - 1.0)
+    assert torch.equal(data.batch(index), expected)
+    train, held = split_holdout(data, 0.25, seed=0)
+    assert train.pixels is data.pixels and len(train) + len(held) == 40
+    assert torch.equal(held.batch([0]), data.batch([held.rows[0]]))
 
 
 def test_npz_uint8_nhwc_with_labels(tmp_path):

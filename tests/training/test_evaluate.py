@@ -88,7 +88,7 @@ def test_eval_report_writes_the_page_and_its_plots(tmp_path, monkeypatch, capsys
     assert f"| fd | {result['generated']['fd']} |" in page and "![samples](samples.png)" in page
 
 
-def test_training_evaluates_every_n_steps_and_keeps_the_best_release(tmp_path, monkeypatch):
+def test_training_evaluates_every_n_steps_and_keeps_the_best_release(tmp_path, monkeypatch, capsys):
     from training.release import read_release
 
     monkeypatch.setenv("GANSERVE_CACHE", str(tmp_path / "cache"))
@@ -99,6 +99,30 @@ def test_training_evaluates_every_n_steps_and_keeps_the_best_release(tmp_path, m
     best = min(evals, key=lambda e: e["eval"]["fd"])
     release = read_release(run / "release-best")
     assert release.config["step"] == best["step"] and release.config["eval"]["fd"] == best["eval"]["fd"]
+    # one definition: `ganserve eval` of the final release prints what training logged at its step,
+    # with the one classifier trained for this data set
+    assert main(["eval", str(run / "release"), "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["num_images"] == 100 and result["generated"]["fd"] == evals[-1]["eval"]["fd"]
+    assert len(list((tmp_path / "cache" / "eval-classifiers").glob("*.safetensors"))) == 1
+
+
+def test_eval_of_samples_brings_a_mixed_size_folder_to_the_samples_shape(tmp_path, monkeypatch, capsys):
+    from PIL import Image
+
+    monkeypatch.setenv("GANSERVE_CACHE", str(tmp_path / "cache"))
+    rng = np.random.default_rng(0)
+    for label in ("a", "b"):
+        (tmp_path / "photos" / label).mkdir(parents=True)
+        for i in range(60):
+            size = (20 + i % 7, 16 + i % 5)  # odd, mixed sizes: only --resolution makes them one shape
+            pixels = rng.integers(0, 255 if label == "a" else 60, (size[1], size[0], 3), dtype=np.uint8)
+            Image.fromarray(pixels).save(tmp_path / "photos" / label / f"{i}.png")
+    np.savez(tmp_path / "s.npz", images=rng.integers(0, 255, (60, 8, 8, 3), dtype=np.uint8))
+    assert main(["eval", "--samples", f"npz:{tmp_path / 's.npz'}", "--data", f"folder:{tmp_path / 'photos'}",
+                 "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["num_images"] == 60 and result["real_vs_real"]["fd"] < result["generated"]["fd"]
 
 
 def test_model_folder_images_follow_the_serving_seed_contract(model_dir, conditional_model_dir):

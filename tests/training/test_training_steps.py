@@ -71,3 +71,54 @@ def test_bare_mnist_without_internet_says_what_to_do(monkeypatch, tmp_path):
     with pytest.raises(DataError, match="could not download mnist .* use --data idx:DIR"):
         data.load_dataset("mnist")
     assert not list((tmp_path / "mnist").iterdir())  # no partial file left behind
+
+
+def test_relativistic_loss_and_zero_centred_penalties():
+    from training.losses import discriminator_loss, generator_loss
+
+    real, fake = torch.tensor([2.0, 0.0]), torch.tensor([0.0, 1.0])
+    expected_d = torch.nn.functional.softplus(-(real - fake)).mean()
+    assert torch.isclose(discriminator_loss("rpgan", real, fake), expected_d)
+    assert torch.isclose(generator_loss("rpgan", fake, real), torch.nn.functional.softplus(-(fake - real)).mean())
+
+
+def test_resnet_recipe_trains_with_r1_r2_and_schedules():
+    trainer = _trainer(arch="resnet", steps=4)
+    assert (trainer.config.loss, trainer.config.spectral_norm, trainer.config.schedules) == ("rpgan", False, True)
+    assert trainer.config.beta1 == 0.0 and trainer.config.width == 8  # tiny_config's width, not the recipe's
+    losses = [trainer.step() for _ in range(3)]
+    assert all(loss["penalty"] > 0 for loss in losses)  # R1 and R2 on every step
+    assert trainer.opt_g.param_groups[0]["lr"] < 2e-4  # the cosine has started
+    assert trainer.opt_d.param_groups[0]["betas"][1] > 0.9
+
+
+def test_lazy_regularisation_applies_the_penalties_every_n_steps():
+    trainer = _trainer(arch="resnet", penalty_every=2, steps=4)
+    penalties = [trainer.step()["penalty"] for _ in range(4)]
+    assert penalties[0] > 0 and penalties[1] == 0 and penalties[2] > 0 and penalties[3] == 0
+
+
+def test_schedules_are_functions_of_the_step():
+    from training.schedules import at, cosine
+
+    config = tiny_config(arch="resnet", steps=100, ema_half_life=2.0).resolved()
+    start, middle, end = at(config, 0), at(config, 50), at(config, 100)
+    assert (start.lr_g, end.lr_g) == (2e-4, pytest.approx(5e-5)) and middle.lr_g == pytest.approx(1.25e-4)
+    assert (start.beta2, end.beta2) == (0.9, pytest.approx(0.99))
+    assert (start.gamma_scale, end.gamma_scale) == (1.0, pytest.approx(0.1))
+    assert (start.ema_half_life_images, end.ema_half_life_images) == (0.0, pytest.approx(2000.0))
+    assert (start.augment_p, end.augment_p) == (0.0, pytest.approx(1.0))
+    assert at(config, 50) == at(config, 50) and cosine(150, 100, 1.0, 0.0) == 0.0
+    flat = tiny_config(steps=100).resolved()  # dcgan: no schedules
+    assert at(flat, 0) == at(flat, 100)
+
+
+def test_flip_augmentation_mirrors_about_half_the_images():
+    from training.augment import augment
+
+    x = torch.arange(4.0).view(1, 1, 1, 4).repeat(64, 1, 1, 1)
+    out = augment(x, ("flip",), torch.Generator().manual_seed(0), 64, slice(0, 64))
+    mirrored = (out[:, 0, 0, 0] == 3).sum().item()
+    assert 20 < mirrored < 44 and torch.equal(out[out[:, 0, 0, 0] == 3][0, 0, 0], torch.tensor([3.0, 2, 1, 0]))
+    none = augment(x, ("flip",), torch.Generator().manual_seed(0), 64, slice(0, 64), p=0.0)
+    assert torch.equal(none, x)
