@@ -52,6 +52,8 @@ def summary(out: Path, card: dict) -> str:
     cal = card["calibration"]
     lines.append(f"  D calibration: AUROC {cal['auroc']:.3f} on {cal['num_real']} real ({cal['split']}) "
                  f"+ {cal['num_fake']} generated images; p(real) = sigmoid({cal['a']:.3f} * logit + {cal['b']:.3f})")
+    for warning in cal.get("warnings", []):
+        lines.append(f"  warning: D calibration is degenerate ({warning})")
     lines.append(f"  verified with {card['parity']['generator']['runtime']}")
     if card.get("bentoml_tag"):
         lines.append(f"  BentoML model store: {card['bentoml_tag']}")

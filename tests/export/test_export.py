@@ -96,6 +96,26 @@ def test_platt_fit_on_separable_scores():
     fit = fit_platt(rng.normal(2, 1, 500), rng.normal(-2, 1, 500))
     assert 0.97 < fit["auroc"] <= 1.0 and fit["a"] > 0
     assert fit["brier"] < 0.1
+    assert not fit["degenerate"] and fit["warnings"] == []
+    # logistic truth: p = sigmoid(2 * logit); a well-sampled fit recovers the slope
+    logits = rng.normal(0, 2, 4000)
+    real = rng.random(4000) < 1 / (1 + np.exp(-2 * logits))
+    fit = fit_platt(logits[real], logits[~real])
+    assert fit["a"] == pytest.approx(2.0, rel=0.15) and abs(fit["b"]) < 0.3
+
+
+def test_platt_fit_cannot_diverge_on_separable_data_and_says_so():
+    from training.calibration import fit_platt
+
+    rng = np.random.default_rng(1)
+    real, fake = rng.normal(5, 0.3, 50), rng.normal(-5, 0.3, 50)  # 50 + 50, perfectly apart
+    fit = fit_platt(real, fake)
+    assert fit["auroc"] == 1.0 and fit["degenerate"]
+    assert any(w.startswith("small: 50 real") for w in fit["warnings"])
+    assert any(w.startswith("separable") for w in fit["warnings"])
+    assert 0 < fit["a"] < 2  # unregularised, this fit ran to a slope of 100+ (every score 0 or 1)
+    middle = 1 / (1 + np.exp(-(fit["a"] * 0.5 + fit["b"])))  # halfway between the classes: not 0 or 1
+    assert 0.2 < middle < 0.8
 
 
 def test_existing_output_needs_force_and_nothing_half_written(tmp_path, capsys):
