@@ -30,6 +30,8 @@ from .sampling.rejection import AcceptanceRule, burn_in_seeds
 
 log = logging.getLogger("ganserve.engine")
 PRECISIONS = ("auto", "fp32", "fp16")
+WARM_UP_PIXELS = 64 * 28 * 28  # rows x pixels of the largest CPU warm-up run (64 rows at 28 px)
+SPLIT_PROBE_MAX_PIXELS = 64 * 64  # graphs up to this image size are probed for whether splitting pays
 
 
 class Engine:
@@ -107,10 +109,16 @@ class Engine:
     def warm_up(self) -> None:
         """Run both graphs at every size the runtime wants warm, so first requests are fast;
         keep split batches only for the graphs they speed up."""
-        for count in self.generator.warm_up_sizes():
+        pixels = self.card.height * self.card.width
+        sizes = self.generator.warm_up_sizes()
+        if self.provider == "CPUExecutionProvider":  # a CPU needs no per-shape warm-up: a few rows of a big image do
+            sizes = sorted({min(size, max(2, WARM_UP_PIXELS // pixels)) for size in sizes})
+        for count in sizes:
             images = self.generate(list(range(count)))
             self.score(images, self._default_labels(list(range(count))))
-        if self.generator.splits_batches or self.discriminator.splits_batches:
+        # Only small graphs can lose to the thread hand-off of a split; a big one always gains
+        # from more cores, and probing it would cost seconds at start-up.
+        if (self.generator.splits_batches or self.discriminator.splits_batches) and pixels <= SPLIT_PROBE_MAX_PIXELS:
             seeds = list(range(64))
             feeds = generator_feeds(latents(seeds, self.card.latent_dim), self._default_labels(seeds))
             self.generator.keep_split_if_faster(feeds)
