@@ -70,6 +70,12 @@ def register(subparsers) -> None:
     sample.add_argument("--drs-max-candidates", type=int, default=16, metavar="N",
                         help=GENERATE["drs_max_candidates"].description + " (default: 16)")
     sample.add_argument("--resume", action="store_true", help="skip images already written and valid")
+    sample.add_argument("--merge", action="store_true",
+                        help="after every --shard K/N has run into --out: check that their manifests cover each "
+                             "seed exactly once (files present, sha256 matching) and write one manifest.jsonl")
+    sample.add_argument("--force", action="store_true",
+                        help="write over earlier output in --out (without it, or --resume, a folder that holds "
+                             "output is refused)")
     sample.add_argument("--workers", type=int, default=0, help="PNG encoding processes (default 0: one per core)")
     sample.add_argument("--device", default="auto", choices=DEVICES, help="default: auto")
     sample.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -146,7 +152,7 @@ def usage_examples(port: int) -> str:
 def run_sample_command(args) -> int:
     from ..engine import Engine
     from ..requests import check_labels, parse_labels, parse_seeds, sampling_mode
-    from .sampler import SampleJob, parse_shard, run_sample, shard_of
+    from .sampler import SampleJob, merge_shards, parse_shard, run_sample, shard_of
 
     for flag, value in (("--batch-size", args.batch_size), ("--part-size", args.part_size)):
         if value < 1:
@@ -156,6 +162,13 @@ def run_sample_command(args) -> int:
     spell = _spelling(SAMPLE_FLAGS)
     seeds = parse_seeds(args.seeds)
     index, count = parse_shard(args.shard)
+    if args.merge:
+        if count != 1:
+            raise ServingError(f"--merge checks every shard at once; drop --shard {args.shard}")
+        merged = merge_shards(args.out, seeds, args.format, args.part_size)
+        print(f"merged {merged['shards']} shards: {merged['seeds']} seeds, each exactly once, every file's sha256 "
+              f"checked; manifest: {merged['manifest']}")
+        return 0
     labels = parse_labels(args.labels) if args.labels else None
     mode = sampling_mode(args.keep_top, args.drs_accept, args.drs_max_candidates, spell=spell)
     truncation = None if args.truncation is None else GENERATE["truncation"].check(args.truncation, "--truncation")
@@ -164,7 +177,7 @@ def run_sample_command(args) -> int:
         labels = check_labels(engine.card.num_classes, labels, spell)
     job = SampleJob(seeds=shard_of(seeds, index, count), out=args.out, format=args.format, labels=labels,
                     truncation=truncation, mode=mode, batch_size=args.batch_size, part_size=args.part_size,
-                    shard=(index, count), resume=args.resume, workers=args.workers)
+                    shard=(index, count), resume=args.resume, force=args.force, workers=args.workers)
     result = run_sample(engine, job, progress=not args.no_progress)
     print(f"wrote {result['written']} images ({result['skipped']} already done) to {args.out} at "
           f"{result['images_per_s']} images/s on {engine.provider}; manifest: {result['manifest']}")

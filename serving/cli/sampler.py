@@ -15,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import re
 import tarfile
 import time
 from concurrent.futures import Future, ProcessPoolExecutor
@@ -47,6 +48,7 @@ class SampleJob:
     part_size: int = 10_000
     shard: tuple[int, int] = (0, 1)
     resume: bool = False
+    force: bool = False  # write over this job's earlier output (and restart its manifest)
     workers: int = 0  # encoding processes; 0: one per CPU core
 
     @property
@@ -65,6 +67,8 @@ def run_sample(engine: Engine, job: SampleJob, progress: bool = True) -> dict:
     """Write every seed of the job; returns counts and the images/s achieved."""
     if job.format not in FORMATS:
         raise ServingError(f"--format: {job.format!r} is not allowed; use png, npz or tar")
+    if not (job.resume or job.force):
+        _refuse_earlier_output(job)
     job.out.mkdir(parents=True, exist_ok=True)
     done = _whole_parts(job, _completed(job)) if job.resume else set()
     if not job.resume:
@@ -94,6 +98,25 @@ def run_sample(engine: Engine, job: SampleJob, progress: bool = True) -> dict:
     seconds = time.perf_counter() - started
     return {"written": total, "skipped": len(done), "seconds": round(seconds, 3),
             "images_per_s": round(total / seconds, 1) if seconds else None, "manifest": str(job.manifest_path)}
+
+
+def _refuse_earlier_output(job: SampleJob) -> None:
+    """A fresh run into a folder that already holds this job's manifest or images would
+    restart the manifest and leave the earlier images unlisted: lost work, so it is refused.
+    (Shards of one job share a folder; each checks only what it would write.)"""
+    if not job.out.exists():
+        return
+    if job.shard[1] == 1:
+        found = next(iter(job.out.iterdir()), None)
+    elif job.manifest_path.exists():
+        found = job.manifest_path
+    else:
+        names = {seed_file_name(seed) for seed in job.seeds} if job.format == "png" else {
+            job.part_name(part) for part, _ in _plan(job, set())}
+        found = next((job.out / name for name in names if (job.out / name).exists()), None)
+    if found is not None:
+        raise ServingError(f"--out {job.out} already holds output (e.g. {found.name}); pass --resume to finish "
+                           "that run, --force to write over it, or choose an empty folder")
 
 
 def _generate(engine: Engine, seeds: list[int], labels: list[int] | None, job: SampleJob) -> np.ndarray:
@@ -204,6 +227,48 @@ def shard_of(seeds: list[int], index: int, count: int) -> list[int]:
     """Every count-th seed starting at index: shards are disjoint, balanced, and together
     they are the whole list."""
     return seeds[index::count]
+
+
+# --- merging shards ------------------------------------------------------------------------------
+
+SHARD_MANIFEST = re.compile(r"^manifest-(\d{5})-of-(\d{5})\.jsonl$")
+
+
+def merge_shards(out: Path, seeds: list[int], fmt: str = "png", part_size: int = 10_000) -> dict:
+    """Check that the shards' manifests in `out` cover every seed exactly once, each listed
+    file present with its sha256, and write them as one manifest.jsonl in the order of
+    `seeds`. Raises ServingError naming the shard to run again."""
+    found = sorted((int(m.group(1)), int(m.group(2))) for p in out.glob("manifest-*-of-*.jsonl")
+                   if (m := SHARD_MANIFEST.match(p.name))) if out.is_dir() else []
+    counts = {count for _, count in found}
+    if not found or len(counts) != 1:
+        raise ServingError(f"--merge: {out} holds no shard manifests of one job (manifest-K-of-N.jsonl; found "
+                           f"{len(found)} of {len(counts)} different N)")
+    count = counts.pop()
+    missing_shards = sorted(set(range(count)) - {index for index, _ in found})
+    if missing_shards:
+        raise ServingError(f"--merge: shard {missing_shards[0]} of {count} has no manifest in {out}; run it with "
+                           f"--shard {missing_shards[0]}/{count}")
+    lines: dict[int, dict] = {}
+    for index in range(count):
+        job = SampleJob(seeds=shard_of(seeds, index, count), out=out, format=fmt, part_size=part_size,
+                        shard=(index, count))
+        listed = [line.get("seed") for line in _manifest_lines(job)]
+        strangers = sorted(set(listed) - set(job.seeds), key=str)
+        if strangers:
+            raise ServingError(f"--merge: {job.manifest_path.name} lists seed {strangers[0]}, which shard "
+                               f"{index}/{count} of --seeds does not hold; merge with the --seeds the shards used")
+        valid = _completed(job)
+        missing = [seed for seed in job.seeds if seed not in valid]
+        if missing:
+            raise ServingError(f"--merge: shard {index}/{count} lacks {len(missing)} of its {len(job.seeds)} images "
+                               f"(missing or damaged, e.g. seed {missing[0]}); run it again with --shard "
+                               f"{index}/{count} --resume")
+        for line in _manifest_lines(job):
+            lines.setdefault(line["seed"], line)  # a resumed shard lists each seed once; keep the first
+    merged = out / "manifest.jsonl"
+    write_atomically(merged, "".join(json.dumps(lines[seed]) + "\n" for seed in seeds).encode())
+    return {"shards": count, "seeds": len(seeds), "manifest": str(merged)}
 
 
 # --- resume ------------------------------------------------------------------------------------

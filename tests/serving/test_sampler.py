@@ -250,3 +250,32 @@ def test_sample_score_and_interpolate_cli_take_repeated_labels(conditional_model
     assert main(["interpolate", str(conditional_model_dir), "--from", "1", "--to", "2", "--label", "1,2",
                  "--out", str(tmp_path / "walk.png")]) == 2
     assert "--label: '1,2' is 2 classes; give one class index" in capsys.readouterr().err
+
+
+def test_a_fresh_run_into_earlier_output_is_refused_and_loses_nothing(model_dir, tmp_path):
+    from serving.cli import main
+
+    out = tmp_path / "out"
+    assert main(["sample", str(model_dir), "--seeds", "0-24", "--out", str(out), "--no-progress",
+                 "--workers", "1"]) == 0
+    manifest = (out / "manifest.jsonl").read_text()
+    # the same command again (no --resume): refused, the 25-line manifest untouched
+    assert main(["sample", str(model_dir), "--seeds", "0-2", "--out", str(out), "--no-progress"]) == 2
+    assert (out / "manifest.jsonl").read_text() == manifest
+    # --force writes over it; --resume finishes it
+    assert main(["sample", str(model_dir), "--seeds", "0-2", "--out", str(out), "--no-progress", "--force",
+                 "--workers", "1"]) == 0
+    assert len((out / "manifest.jsonl").read_text().splitlines()) == 3
+    assert main(["sample", str(model_dir), "--seeds", "0-4", "--out", str(out), "--no-progress", "--resume",
+                 "--workers", "1"]) == 0
+    assert len((out / "manifest.jsonl").read_text().splitlines()) == 5
+
+
+def test_shards_share_a_folder_but_a_shard_rerun_is_refused(engine, tmp_path):
+    seeds = list(range(8))
+    for k in range(2):
+        run_sample(engine, SampleJob(seeds=shard_of(seeds, k, 2), out=tmp_path, shard=(k, 2), workers=1),
+                   progress=False)
+    with pytest.raises(ServingError, match="already holds output.*--resume"):
+        run_sample(engine, SampleJob(seeds=shard_of(seeds, 1, 2), out=tmp_path, shard=(1, 2), workers=1),
+                   progress=False)
