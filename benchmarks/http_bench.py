@@ -268,6 +268,21 @@ def targets(endpoint: str, score_file: Path, score_type: str) -> dict[str, tuple
     }[endpoint]
 
 
+def wait_idle(servers: dict[str, Server], most_cores: float = 0.05, timeout: float = 90) -> float:
+    """Seconds until every server's tree is idle (under `most_cores` of a core over half a second).
+    An overloaded run leaves abandoned requests behind in some servers' queues; the next run
+    must not pay for them."""
+    start = time.perf_counter()
+    trees = set(servers.values())
+    while time.perf_counter() - start < timeout:
+        before = [server.cpu_seconds() for server in trees]
+        time.sleep(0.5)
+        busy = sum(server.cpu_seconds() - b for server, b in zip(trees, before)) / 0.5
+        if busy < most_cores:
+            break
+    return time.perf_counter() - start
+
+
 def measure(servers: dict[str, Server], endpoints: list[str], concurrency: int, repeats: int, seconds: int,
             score_file: Path, score_type: str) -> list[dict]:
     """Every (endpoint, server) pair at this client count, each run once per repeat, all of them
@@ -279,10 +294,12 @@ def measure(servers: dict[str, Server], endpoints: list[str], concurrency: int, 
         for (endpoint, name), (url, body, file, content_type, _) in wanted.items():
             server = servers[name]
             counter = BATCH_COUNTERS.get(name) if endpoint.startswith("generate") else None
+            idle_wait = wait_idle(servers)
             before_batches = counter() if counter else None
             before_cpu = server.cpu_seconds()
             result = wrk(url, concurrency, seconds, body, file, content_type)
             result["cpu_us_per_request"] = (server.cpu_seconds() - before_cpu) / max(result["requests"], 1) * 1e6
+            result["idle_wait_s"] = round(idle_wait, 1)
             if counter:
                 runs_now, rows_now = counter()
                 done = runs_now - before_batches[0]
@@ -296,7 +313,8 @@ def measure(servers: dict[str, Server], endpoints: list[str], concurrency: int, 
                "p50_ms": summary([r["p50_ms"] for r in results])["median"],
                "p99_ms": summary([r["p99_ms"] for r in results]),
                "cpu_us_per_request": round(summary([r["cpu_us_per_request"] for r in results])["median"], 1),
-               "errors": sum(r["errors"] for r in results), "requests": sum(r["requests"] for r in results)}
+               "errors": sum(r["errors"] for r in results), "requests": sum(r["requests"] for r in results),
+               "most_idle_wait_s": max(r["idle_wait_s"] for r in results)}
         batches = [r["mean_batch"] for r in results if r.get("mean_batch")]
         if batches:
             row["mean_batch"] = round(summary(batches)["median"], 2)
@@ -334,6 +352,8 @@ def main() -> None:
     parser.add_argument("--servers", default="ganserve,torchserve,triton",
                         help="comma list of ganserve, torchserve, triton, torchserve-ts, naive, noop")
     parser.add_argument("--endpoints", default="generate n=1,generate n=16,score 1 image")
+    parser.add_argument("--endpoints-for", action="append", default=[], metavar="MODEL=LIST",
+                        help="endpoints for one model instead of --endpoints, e.g. 'dcgan64rgb=generate n=1'")
     parser.add_argument("--concurrency", default="8,32,128,256")
     parser.add_argument("--seconds", type=int, default=10)
     parser.add_argument("--repeats", type=int, default=3)
@@ -346,6 +366,7 @@ def main() -> None:
         raise SystemExit("wrk is not installed: apt-get install wrk")
     WORK.mkdir(parents=True, exist_ok=True)
     names = args.servers.split(",")
+    endpoints_for = dict(item.split("=", 1) for item in args.endpoints_for)
     rows = []
     for model_name in args.models.split(","):
         model_dir = http_models()[model_name]()
@@ -355,7 +376,8 @@ def main() -> None:
                 if "ganserve" in servers else b""
             score_file, score_type = multipart_body(png)
             for concurrency in [int(c) for c in args.concurrency.split(",")]:
-                for row in measure(servers, args.endpoints.split(","), concurrency, args.repeats, args.seconds,
+                endpoints = endpoints_for.get(model_name, args.endpoints).split(",")
+                for row in measure(servers, endpoints, concurrency, args.repeats, args.seconds,
                                    score_file, score_type):
                     rows.append({"model": model_name, **row})
         finally:

@@ -16,19 +16,77 @@ def _load(name: str) -> dict | None:
 
 
 def http_table(data: dict, title: str = "HTTP under load") -> list[str]:
+    settings = data["settings"]
     lines = [f"### {title}", "",
-             f"Model `{data['model']}`; wrk, {data['settings']['seconds']} s per run, "
-             f"{data['settings']['repeats']} interleaved repeats (median, with min–max of requests/s); "
-             f"ganserve with {data['settings']['workers']} worker(s) x {data['settings']['threads']} "
-             "ONNX Runtime thread(s).", "",
-             "| endpoint | concurrency | server | requests/s (min–max) | images/s | p50 ms | p99 ms | errors "
-             "| mean batch |",
-             "|---|---|---|---|---|---|---|---|---|"]
+             f"wrk, {settings['seconds']} s per run, {settings['repeats']} interleaved repeats (median, with min–max "
+             f"of requests/s); a fresh seed per request; {settings['workers']} workers (or instances) per server, "
+             f"{settings.get('threads', 1)} ONNX Runtime thread each. CPU: user + system time of the server's whole "
+             "process tree per request. Mean batch: images per ONNX Runtime run.", "",
+             "| model | endpoint | clients | server | requests/s (min–max) | images/s | p50 ms | p99 ms "
+             "| CPU µs/request | errors | mean batch |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
     for row in data["rows"]:
         rps = row["requests_per_s"]
-        lines.append(f"| {row['endpoint']} | {row['concurrency']} | {row['server']} | {rps['median']:.0f} "
-                     f"({rps['min']:.0f}–{rps['max']:.0f}) | {row['images_per_s']:.0f} | {row['p50_ms']:.1f} | "
-                     f"{row['p99_ms']['median']:.1f} | {row['errors']} | {row.get('mean_batch_images', '')} |")
+        lines.append(f"| {row.get('model', data.get('model', ''))} | {row['endpoint']} | {row['concurrency']} | "
+                     f"{row['server']} | {rps['median']:.0f} ({rps['min']:.0f}–{rps['max']:.0f}) | "
+                     f"{row['images_per_s']:.0f} | {row['p50_ms']:.1f} | {row['p99_ms']['median']:.1f} | "
+                     f"{row.get('cpu_us_per_request', '')} | {row['errors']} | "
+                     f"{row.get('mean_batch', row.get('mean_batch_images', ''))} |")
+    return lines
+
+
+PEERS = ("torchserve", "triton")
+
+
+def good_rps(row: dict) -> float:
+    """Requests/s that succeeded: a server refusing requests answers its errors fast."""
+    return row["requests_per_s"]["median"] * (1 - row["errors"] / max(row["requests"], 1))
+
+
+def targets_table(data: dict) -> list[str]:
+    """#13's targets, per model: generate n=1 against the best peer (by successful requests/s)
+    at each client count; n=16 images/s against the best peer's single-image images/s; score."""
+    rows = data["rows"]
+    lines = ["### Against the peers (same generator.onnx, same machine, same run)", "",
+             "Best peer: the TorchServe or Triton row with the most successful requests/s; a peer that "
+             "answered errors is marked with their count.", "",
+             "| model | measure | clients | ganserve | best peer | ratio | ganserve p99 | peer p99 | met |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    for model in dict.fromkeys(r.get("model") for r in rows):
+        mine = [r for r in rows if r.get("model") == model]
+        single = [r for r in mine if r["endpoint"] == "generate n=1"]
+        for clients in sorted({r["concurrency"] for r in single}):
+            at = {r["server"]: r for r in single if r["concurrency"] == clients}
+            peers = [at[p] for p in PEERS if p in at]
+            if "ganserve" not in at or not peers:
+                continue
+            ours, best = at["ganserve"], max(peers, key=good_rps)
+            ratio = good_rps(ours) / good_rps(best)
+            met = ratio >= 1.1 and ours["p99_ms"]["median"] <= best["p99_ms"]["median"] and not ours["errors"]
+            errors = f", {best['errors']} errors" if best["errors"] else ""
+            lines.append(f"| {model} | generate n=1 requests/s | {clients} | {good_rps(ours):,.0f} | "
+                         f"{good_rps(best):,.0f} ({best['server']}{errors}) | {ratio:.2f}× | "
+                         f"{ours['p99_ms']['median']:.1f} ms | {best['p99_ms']['median']:.1f} ms | "
+                         f"{'yes' if met else 'no'} |")
+        for clients in sorted({r["concurrency"] for r in mine if r["endpoint"] == "generate n=16"}):
+            sixteen = next(r for r in mine if r["endpoint"] == "generate n=16" and r["server"] == "ganserve"
+                           and r["concurrency"] == clients)
+            peers = [r for r in single if r["server"] in PEERS]
+            if not peers:
+                continue
+            best = max(peers, key=good_rps)  # the best peer's single-image images/s, at any client count
+            ratio = sixteen["images_per_s"] / good_rps(best)
+            lines.append(f"| {model} | generate n=16 images/s vs the best peer's single images/s | {clients} | "
+                         f"{sixteen['images_per_s']:,.0f} | {good_rps(best):,.0f} ({best['server']}, "
+                         f"{best['concurrency']} clients) | {ratio:.2f}× | | | {'yes' if ratio >= 2 else 'no'} |")
+        for clients in sorted({r["concurrency"] for r in mine if r["endpoint"] == "score 1 image"}):
+            score = next(r for r in mine if r["endpoint"] == "score 1 image" and r["concurrency"] == clients)
+            plain = next((r for r in single if r["server"] == "ganserve" and r["concurrency"] == clients), None)
+            if plain:
+                ratio = good_rps(score) / good_rps(plain)
+                lines.append(f"| {model} | score 1 image vs generate n=1 (ganserve) | {clients} | "
+                             f"{good_rps(score):,.0f} | {good_rps(plain):,.0f} (generate n=1) | {ratio:.2f}× | | | "
+                             f"{'yes' if ratio >= 0.9 else 'no'} |")
     return lines
 
 
@@ -114,6 +172,9 @@ def gpu_table(data: dict) -> list[str]:
 def render() -> str:
     sections = []
     machine = None
+    http = _load("http")
+    if http and http["rows"] and "model" in http["rows"][0]:
+        sections += targets_table(http) + [""]
     for name, render_section in (("http", http_table), ("engine", engine_table), ("sampler", sampler_table),
                                  ("cold_start", cold_table)):
         data = _load(name)
