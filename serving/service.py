@@ -23,7 +23,7 @@ import bentoml
 
 from .engine import Engine
 from .errors import ServingError
-from .http import readiness, timeout
+from .http import auth, readiness, timeout
 from .http.app import ROUTES, Serving, create_app
 from .settings import Settings
 
@@ -53,13 +53,16 @@ class GanService:
         threading.Thread(target=self._load, name="ganserve-load", daemon=True).start()
 
     def _load(self) -> None:
-        folder = SETTINGS.model if SETTINGS.model_is_folder else self.bento_model.path
         try:
+            folder = SETTINGS.model if SETTINGS.model_is_folder else self._store_folder()
             engine = Engine(folder, device=SETTINGS.device, max_batch=SETTINGS.max_batch,
                             threads=SETTINGS.threads or None)
         except ServingError as error:  # e.g. a file whose sha256 does not match: never served
-            SERVING.load_error = f"the model cannot be served: {error}"
-            log.error("ganserve: %s", SERVING.load_error)
+            self._refuse(f"the model cannot be served: {error}")
+            return
+        except Exception as error:  # a real fault: its traceback is logged, and the reason is still answered
+            log.exception("ganserve: loading %s failed", SETTINGS.model)
+            self._refuse(f"the model cannot be served: {type(error).__name__}: {error}")
             return
         SERVING.attach(engine)
         readiness.mark_ready(bentoml.server_context.worker_index)
@@ -69,7 +72,47 @@ class GanService:
         log.info("ganserve: serving %s %s on %s (%s)%s", engine.card.name, engine.card.version, engine.provider,
                  engine.precision, "; fell back from the device asked for" if engine.fell_back else "")
 
+    def _store_folder(self) -> str:
+        try:
+            return self.bento_model.path
+        except bentoml.exceptions.NotFound:
+            held = ", ".join(str(model.tag) for model in bentoml.models.list()) or "no models"
+            raise ServingError(f"GANSERVE_MODEL={SETTINGS.model!r} is not in the BentoML model store (it holds "
+                               f"{held}); export one with ganserve export --bentoml NAME, or give a model "
+                               "folder") from None
+
+    @staticmethod
+    def _refuse(reason: str) -> None:
+        """Every request is answered with `reason` (503), and /livez fails, so an orchestrator
+        restarts the pod and shows the failure instead of waiting for a start that never comes."""
+        SERVING.load_error = reason
+        log.error("ganserve: %s", reason)
+
+    def __is_alive__(self) -> bool:
+        return SERVING.load_error is None
+
     def __is_ready__(self) -> bool:
         """200 on /readyz only when every worker of this server has its engine warm."""
         return (SERVING.engine is not None and SERVING.engine.ready
                 and readiness.all_ready(SETTINGS.workers, bentoml.server_context.worker_index))
+
+
+def _require_keys() -> None:
+    """API keys when a key file is set; otherwise a line at start-up saying the server is open."""
+    if not SETTINGS.api_keys_file:
+        if bentoml.server_context.worker_index in (None, 1):
+            log.warning("ganserve: no API keys: every client that reaches this port may use it (pass "
+                        "--api-key-file or set GANSERVE_API_KEYS_FILE to require keys)")
+        return
+    try:
+        keys = auth.read_keys(SETTINGS.api_keys_file)
+    except auth.KeyFileError as error:
+        raise SystemExit(f"ganserve: {error}") from None
+    open_paths = auth.PROBES if SETTINGS.protect_metrics else (*auth.PROBES, "/metrics")
+    GanService.add_asgi_middleware(auth.BearerAuth, keys=keys, open_paths=open_paths)
+    if bentoml.server_context.worker_index in (None, 1):
+        log.info("ganserve: API keys required (%d in %s); open: %s", len(keys), SETTINGS.api_keys_file,
+                 ", ".join(open_paths))
+
+
+_require_keys()

@@ -41,6 +41,8 @@ class Settings:
     max_body_bytes: int  # request body limit (413 beyond)
     access_log: bool
     tracing: bool  # BentoML's OpenTelemetry spans on ganserve's routes (off: they cost 22% of a worker's CPU)
+    api_keys_file: str | None = None  # one key per line; None: the server is open (serving/http/auth.py)
+    protect_metrics: bool = False  # /metrics needs a key too
 
     @property
     def model_is_folder(self) -> bool:
@@ -68,6 +70,8 @@ class Settings:
             max_body_bytes=_int("GANSERVE_MAX_BODY_BYTES", 32 * 1024 * 1024),
             access_log=os.environ.get("GANSERVE_ACCESS_LOG", "0") == "1",
             tracing=os.environ.get("GANSERVE_TRACING", "0") == "1",
+            api_keys_file=os.environ.get("GANSERVE_API_KEYS_FILE") or None,
+            protect_metrics=os.environ.get("GANSERVE_PROTECT_METRICS", "0") == "1",
         )
 
 

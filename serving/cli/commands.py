@@ -48,6 +48,10 @@ def register(subparsers) -> None:
     serve.add_argument("--threads", type=int, default=0, help="ONNX Runtime threads per worker (0: its default)")
     serve.add_argument("--max-images", type=int, default=64, help="most images per /generate request (default: 64)")
     serve.add_argument("--access-log", action="store_true", help="log every request (off by default)")
+    serve.add_argument("--api-key-file", type=Path, metavar="FILE",
+                       help="require 'Authorization: Bearer KEY' with one of the keys in FILE (one per line) on "
+                            "every route but /livez, /readyz and /metrics (default: no keys, the server is open)")
+    serve.add_argument("--protect-metrics", action="store_true", help="with --api-key-file: /metrics needs a key too")
     serve.set_defaults(handler=run_serve)
 
     sample = subparsers.add_parser("sample", help="write many generated images to files",
@@ -117,12 +121,23 @@ def run_serve(args) -> int:
         raise ServingError(f"MODEL: {args.model!r} is neither a model folder nor a BentoML model tag")
     else:
         reference = args.model
+        _check_store_has(reference)
     for flag, value, low in (("--port", args.port, 1), ("--workers", args.workers, 0),
                              ("--threads", args.threads, 0), ("--max-images", args.max_images, 1)):
         if value < low:
             raise ServingError(f"{flag}: {value} is not allowed; use at least {low}")
+    if args.protect_metrics and not args.api_key_file:
+        raise ServingError("--protect-metrics needs --api-key-file")
+    keys_file = {}
+    if args.api_key_file:
+        from ..http.auth import read_keys
+
+        read_keys(args.api_key_file)  # a missing or empty file fails here, in one line
+        keys_file = {"GANSERVE_API_KEYS_FILE": str(args.api_key_file.resolve()),
+                     "GANSERVE_PROTECT_METRICS": "1" if args.protect_metrics else "0"}
+    _check_port_free(args.host, args.port)
     workers, threads = worker_layout(args.device, args.workers, args.threads)
-    env = {**os.environ, "GANSERVE_MODEL": reference, "GANSERVE_DEVICE": args.device,
+    env = {**os.environ, **keys_file, "GANSERVE_MODEL": reference, "GANSERVE_DEVICE": args.device,
            "GANSERVE_WORKERS": str(workers), "GANSERVE_THREADS": str(threads),
            "GANSERVE_MAX_IMAGES": str(args.max_images), "GANSERVE_ACCESS_LOG": "1" if args.access_log else "0"}
     print(usage_examples(args.port), flush=True)
@@ -132,6 +147,30 @@ def run_serve(args) -> int:
     os.execve(bentoml, [bentoml, "serve", "serving.service:GanService", "--host", args.host,
                         "--port", str(args.port)], env)
     return 0  # not reached
+
+
+def _check_store_has(tag: str) -> None:
+    """A tag missing from the BentoML model store fails here, naming what the store holds."""
+    import bentoml
+
+    try:
+        bentoml.models.get(tag)
+    except bentoml.exceptions.NotFound:
+        held = ", ".join(str(model.tag) for model in bentoml.models.list()) or "no models"
+        raise ServingError(f"MODEL: {tag!r} is neither a model folder nor in the BentoML model store (it holds "
+                           f"{held})") from None
+
+
+def _check_port_free(host: str, port: int) -> None:
+    """A port already in use fails here in one line (BentoML's own failure is 55 lines)."""
+    import socket
+
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as probe:
+        try:
+            probe.bind((host, port))
+        except OSError as error:
+            raise ServingError(f"--port {port}: cannot listen on {host}:{port} ({error.strerror}); is another "
+                               "server running there? choose another --port") from None
 
 
 def usage_examples(port: int) -> str:
@@ -201,6 +240,7 @@ def run_interpolate(args) -> int:
                                   class_label=label, label_to=label_to, truncation=args.truncation, format=fmt,
                                   frame_ms=args.frame_ms, spell=spell)
     frames = modes.run_now(modes.interpolate(request, engine.graphs))
+    args.out.parent.mkdir(parents=True, exist_ok=True)  # like --out of sample and export: made if missing
     args.out.write_bytes(encode_frames(frames, fmt, request.frame_ms))
     classes = f", class {label} to {label_to}" if label_to is not None else ""
     print(f"wrote {len(frames)} frames from seed {args.seed_from} to seed {args.seed_to}{classes} to {args.out}")
