@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import copy
 import datetime
+import io
 import os
 import re
 import shutil
@@ -21,6 +22,8 @@ import torch
 
 from serving.formats.files import replace_folder, sha256_file
 from serving.formats.model_card import ModelCard
+from serving.runtime import spot_check
+from serving.sampling.latents import generator_feeds, label_array, latents
 from training import __version__ as package_version
 from training.calibration import fit_platt
 from training.data import load_dataset, split_holdout
@@ -125,7 +128,8 @@ def _export_into(folder: Path, release: Release, name: str, options: ExportOptio
         entries[key] = {"file": file_name, "inputs": _io_names(conditional, key), "output": output,
                         "precision": "float16" if key.endswith("fp16") else "float32"}
     calibration = calibrate(folder, release, options, conditional)
-    files = {p.name: sha256_file(p) for p in sorted(folder.glob("*.onnx"))}
+    write_spot_check(folder, spec, conditional)
+    files = {p.name: sha256_file(p) for p in sorted([*folder.glob("*.onnx"), folder / spot_check.FILE])}
     card = ModelCard(
         name=name, version=f"s{release.config.get('step', 0)}-{files['generator.onnx'][:8]}", architecture=spec.arch,
         latent_dim=spec.latent_dim, num_classes=spec.num_classes,
@@ -184,6 +188,19 @@ def calibrate(folder: Path, release: Release, options: ExportOptions, conditiona
     real_logits = _batched(run_d, {"images": real, **({"labels": real_labels} if conditional else {})})
     fake_logits = _batched(run_d, {"images": fake, **({"labels": fake_labels} if conditional else {})})
     return {**fit_platt(real_logits, fake_logits), "split": split, "data": source}
+
+
+def write_spot_check(folder: Path, spec, conditional: bool) -> None:
+    """What this machine's ONNX Runtime makes of two seeds, as the server makes them: the
+    server compares its own runtime's output with it at start-up (serving/runtime/spot_check.py)."""
+    seeds = list(spot_check.SEEDS)
+    labels = label_array(seeds, None, spec.num_classes) if conditional else None
+    run_g, _ = open_runtime(folder / "generator.onnx")
+    run_d, _ = open_runtime(folder / "discriminator.onnx")
+    saved = spot_check.reference(run_g, run_d, generator_feeds(latents(seeds, spec.latent_dim), labels), labels)
+    buffer = io.BytesIO()
+    np.savez(buffer, **saved)
+    (folder / spot_check.FILE).write_bytes(buffer.getvalue())
 
 
 def _batched(run, feeds: dict[str, np.ndarray], batch: int = 256) -> np.ndarray:

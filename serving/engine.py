@@ -22,6 +22,7 @@ import onnxruntime as ort
 from .errors import ServingError
 from .formats.model_card import ModelCard
 from .requests import GenerateRequest, ScoreRequest, generate_request, interpolate_request, score_request
+from .runtime import spot_check
 from .runtime.graph import Graph
 from .runtime.providers import CPU, DEVICES, cuda_device_count, usable_providers, wanted_provider
 from .sampling import modes
@@ -64,6 +65,7 @@ class Engine:
                                    _at_once(self.run_discriminator), self.probability,
                                    _at_once(self.acceptance_rule), _at_once(self.run_blend))
         self.ready = False
+        self.spot_check: dict = {"verdict": "not run (no warm-up)"}
         if warmup:
             self.warm_up()
 
@@ -123,7 +125,29 @@ class Engine:
             feeds = generator_feeds(latents(seeds, self.card.latent_dim), self._default_labels(seeds))
             self.generator.keep_split_if_faster(feeds)
             self.discriminator.keep_split_if_faster(discriminator_feeds(self.run_generator(feeds), feeds.get("labels")))
+        self.spot_check = self._check_against_export()
         self.ready = True
+
+    def _check_against_export(self) -> dict:
+        """The export's outputs for two seeds, again on this runtime (serving/runtime/spot_check.py)."""
+        path = self.card.folder / spot_check.FILE if self.card.folder else None
+        if path is None or spot_check.FILE not in self.card.files:
+            return {"verdict": f"skipped: the model has no {spot_check.FILE} (exported by an earlier ganserve)"}
+        with np.load(path, allow_pickle=False) as archive:
+            saved = {key: archive[key] for key in archive.files}
+        seeds = [int(seed) for seed in saved["seeds"]]
+        images = self.generate(seeds)
+        logits, _ = self.score(images, self._default_labels(seeds))
+        figures = spot_check.compare(saved, images, logits, self.precision)
+        if figures["verdict"] == "broken":
+            raise ServingError(f"{path.name}: onnxruntime {ort.__version__} on {self.provider} gives images "
+                               f"{figures['max_level_diff']} levels away from the export's for seeds {seeds}; this "
+                               "runtime does not compute the model: install the version model.json names")
+        if figures["verdict"] == "differs":
+            log.warning("onnxruntime %s on %s differs from the export's runtime by %d levels for seeds %s (the "
+                        "export allowed %d); /model reports it", ort.__version__, self.provider,
+                        figures["max_level_diff"], seeds, figures["levels_allowed"])
+        return figures
 
     def _default_labels(self, seeds: list[int]) -> np.ndarray | None:
         return label_array(seeds, None, self.card.num_classes)
@@ -182,7 +206,9 @@ class Engine:
     def runtime(self) -> dict:
         """What this engine runs on, for the model card's view."""
         return {"device_requested": self.requested_device, "provider": self.provider, "precision": self.precision,
-                "fell_back": self.fell_back, "runtime": f"onnxruntime {ort.__version__}"}
+                "fell_back": self.fell_back, "runtime": f"onnxruntime {ort.__version__}",
+                "parity_measured_with": self.card.parity.get("generator", {}).get("runtime"),
+                "spot_check": self.spot_check}
 
     def info(self) -> dict:
         """The model card as `/model` shows it."""

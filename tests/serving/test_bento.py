@@ -29,7 +29,7 @@ def test_bento_holds_serving_code_without_torch_and_pins_the_model(model_dir, tm
     assert manifest["service"] == "serving.service:GanService"
     assert [m["tag"] for m in manifest["services"][0]["models"]] == [tag]
     requirements = (bento / "env" / "python" / "requirements.txt").read_text().lower()
-    assert "onnxruntime-gpu[cuda,cudnn]" in requirements
+    assert "onnxruntime==1.32.0" in requirements and "onnxruntime-gpu" not in requirements  # the CPU image
     assert "httptools" in requirements and "uvloop" in requirements  # uvicorn's fast HTTP path
     assert "torch" not in requirements
     sources = {p.relative_to(bento / "src").as_posix() for p in (bento / "src").rglob("*.py")}
@@ -38,3 +38,22 @@ def test_bento_holds_serving_code_without_torch_and_pins_the_model(model_dir, tm
     for source in sources:  # the serving code itself never imports torch or the training code
         text = (bento / "src" / source).read_text()
         assert "import torch" not in text and "from training" not in text
+
+
+def _pins(bentofile: str) -> dict[str, str]:
+    packages = yaml.safe_load((ROOT / bentofile).read_text())["python"]["packages"]
+    return dict(p.split("==") for p in packages)
+
+
+def test_the_bentos_pin_the_serving_stack_the_suite_runs():
+    from importlib.metadata import version
+
+    constraints = dict(line.split("==") for line in (ROOT / ".ci" / "constraints.txt").read_text().splitlines()
+                       if "==" in line and not line.startswith("#"))
+    cpu, gpu = _pins("bentofile.yaml"), _pins("bentofile-gpu.yaml")
+    assert all("==" not in p for p in cpu) and cpu.keys() - {"onnxruntime"} == gpu.keys() - {
+        "onnxruntime-gpu[cuda,cudnn]"}
+    for package, pinned in cpu.items():
+        assert constraints[package] == pinned == version(package), package  # tested here, pinned there
+    for package in cpu.keys() - {"onnxruntime"}:
+        assert gpu[package] == cpu[package]

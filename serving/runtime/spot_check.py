@@ -1,0 +1,36 @@
+"""The export's outputs for two seeds, checked again on the runtime actually installed.
+
+Export verifies every graph against PyTorch on the ONNX Runtime of the export machine. A
+server (a container, a GPU host) may run another version or another provider, so at start-up
+the engine generates the same seeds and scores the same images and compares them with what
+the export's runtime produced (`spot_check.npz`, hashed in model.json like every file). Within
+the export's tolerance: fine. Beyond it: a warning, and /model says so. Far beyond it (a
+broken runtime, not rounding): the model is refused.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+FILE = "spot_check.npz"
+SEEDS = (0, 1)
+LEVELS_ALLOWED = {"fp32": 2, "fp16": 8}  # uint8 levels; another provider may round differently
+LEVELS_BROKEN = 32  # past this the runtime computes something else: refuse
+
+
+def reference(run_generator, run_discriminator, generator_feeds: dict, discriminator_labels) -> dict:
+    """What the export's runtime makes of SEEDS: written into the model folder."""
+    images = run_generator(generator_feeds)
+    logits = run_discriminator({"images": images, **({"labels": discriminator_labels}
+                                                     if discriminator_labels is not None else {})})
+    return {"seeds": np.asarray(SEEDS, np.int64), "images": images, "logits": logits.astype(np.float32)}
+
+
+def compare(saved: dict, images: np.ndarray, logits: np.ndarray, precision: str) -> dict:
+    """The figures /model reports; 'verdict' is ok, differs (warn) or broken (refuse)."""
+    level_diff = int(np.abs(saved["images"].astype(np.int16) - images.astype(np.int16)).max())
+    logit_diff = float(np.abs(saved["logits"] - logits).max())
+    allowed = LEVELS_ALLOWED.get(precision, LEVELS_ALLOWED["fp32"])
+    verdict = "ok" if level_diff <= allowed else ("broken" if level_diff > LEVELS_BROKEN else "differs")
+    return {"seeds": [int(s) for s in saved["seeds"]], "max_level_diff": level_diff,
+            "max_logit_diff": round(logit_diff, 6), "levels_allowed": allowed, "verdict": verdict}
