@@ -162,3 +162,28 @@ def test_auto_device_is_the_cpu_when_the_gpu_build_finds_no_gpu(monkeypatch):
     monkeypatch.setattr(providers, "_tensorrt_libraries_present", lambda: False)
     monkeypatch.setattr(providers, "_preload_cuda_libraries", lambda: None)
     assert providers.usable_providers("auto") == ["CUDAExecutionProvider", "CPUExecutionProvider"]
+
+
+def test_start_up_re_checks_the_exports_outputs_on_this_runtime(model_dir, tmp_path):
+    import shutil
+
+    import onnxruntime as ort
+
+    from serving.formats.files import sha256_file
+
+    engine = Engine(model_dir, threads=1)
+    info = engine.info()
+    assert info["spot_check"]["verdict"] == "ok" and info["spot_check"]["max_level_diff"] <= 1
+    assert info["runtime"] == f"onnxruntime {ort.__version__}" and info["parity_measured_with"]
+    # a runtime that computed something else: the saved images far from what this one makes
+    broken = tmp_path / "broken"
+    shutil.copytree(model_dir, broken)
+    with np.load(broken / "spot_check.npz") as saved:
+        arrays = {key: saved[key] for key in saved.files}
+    arrays["images"] = 255 - arrays["images"]
+    np.savez(broken / "spot_check.npz", **arrays)
+    card = json.loads((broken / "model.json").read_text())
+    card["files"]["spot_check.npz"] = sha256_file(broken / "spot_check.npz")
+    (broken / "model.json").write_text(json.dumps(card))
+    with pytest.raises(ServingError, match="levels away from the export's"):
+        Engine(broken, threads=1)
