@@ -7,7 +7,7 @@ MODEL  ?= models/digits
 RUN    ?= runs/digits
 PORT   ?= 3000
 
-.PHONY: setup lint test serve bench model clean
+.PHONY: setup lint test serve bench model clean fuzz
 
 setup: $(STAMP)
 
@@ -23,6 +23,11 @@ lint: setup
 
 test: lint
 	$(PY) -m pytest -q
+
+# The long fuzzing run: schemathesis against a real server, figures to benchmarks/results/fuzz.json.
+fuzz: setup
+	GANSERVE_FUZZ_EXAMPLES=300 GANSERVE_FUZZ_SEEDS='1 2' GANSERVE_FUZZ_RESULT=benchmarks/results/fuzz.json \
+	  $(PY) -m pytest -q tests/serving/test_fuzz.py
 
 # Trains and exports the default model (dcgan on the built-in digits) unless one exists.
 model: setup

@@ -84,7 +84,11 @@ def decode_image(data: bytes, name: str, shape: tuple[int, int, int], resize: bo
                     converted = converted.resize((width, height), Image.Resampling.LANCZOS)
     except (Image.DecompressionBombWarning, Image.DecompressionBombError):
         raise ServingError(f"{name}: the image is too large; at most {MAX_UPLOAD_PIXELS} pixels per image") from None
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as error:
+    except UnidentifiedImageError:  # its message names Pillow's in-memory buffer, which says nothing to a client
+        if data.startswith((b"\x89PNG", b"\xff\xd8")):
+            raise ServingError(f"{name}: not a readable PNG or JPEG image (truncated or damaged)") from None
+        raise ServingError(f"{name}: not a PNG or JPEG image (its first bytes are {data[:8]!r})") from None
+    except (OSError, SyntaxError, ValueError) as error:
         raise ServingError(f"{name}: not a readable PNG or JPEG image ({error})") from None
     array = np.asarray(converted, dtype=np.uint8)
     return array[:, :, None] if array.ndim == 2 else array
