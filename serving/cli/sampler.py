@@ -12,10 +12,12 @@ Every image gets a manifest line {seed, label, file, sha256}; sha256 is of the P
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import io
 import json
 import re
+import signal
 import tarfile
 import time
 from concurrent.futures import Future, ProcessPoolExecutor
@@ -80,7 +82,24 @@ def run_sample(engine: Engine, job: SampleJob, progress: bool = True) -> dict:
     started = time.perf_counter()
     bar = tqdm(total=total, unit="img", disable=not progress, dynamic_ncols=True)
     workers = job.workers or available_cpus()
-    with ProcessPoolExecutor(max_workers=workers) as pool, open(job.manifest_path, "a") as manifest:
+    try:
+        _write_all(engine, job, todo_parts, workers, bar)
+    except OSError as error:
+        if error.errno != errno.ENOSPC:
+            raise
+        raise ServingError(f"--out {job.out}: no space left on the device; free some space and run the same "
+                           "command with --resume to finish (what was written is kept)") from None
+    finally:
+        bar.close()
+    seconds = time.perf_counter() - started
+    return {"written": total, "skipped": len(done), "seconds": round(seconds, 3),
+            "images_per_s": round(total / seconds, 1) if seconds else None, "manifest": str(job.manifest_path)}
+
+
+def _write_all(engine: Engine, job: SampleJob, todo_parts, workers: int, bar) -> None:
+    # the encoding workers ignore Ctrl-C: only this process stops, with one line
+    with ProcessPoolExecutor(max_workers=workers, initializer=_ignore_interrupts) as pool, \
+            open(job.manifest_path, "a") as manifest:
         in_flight: list[Future] = []
         for part, positions in todo_parts:
             for start in range(0, len(positions), job.batch_size) if job.format == "png" else [0]:
@@ -94,10 +113,10 @@ def run_sample(engine: Engine, job: SampleJob, progress: bool = True) -> dict:
                     _finish(in_flight.pop(0), manifest, bar)
         for future in in_flight:
             _finish(future, manifest, bar)
-    bar.close()
-    seconds = time.perf_counter() - started
-    return {"written": total, "skipped": len(done), "seconds": round(seconds, 3),
-            "images_per_s": round(total / seconds, 1) if seconds else None, "manifest": str(job.manifest_path)}
+
+
+def _ignore_interrupts() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 def _refuse_earlier_output(job: SampleJob) -> None:

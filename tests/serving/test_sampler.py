@@ -183,8 +183,8 @@ def test_interpolate_cli_writes_a_gif(model_dir, tmp_path):
     from serving.cli import main
 
     assert main(["interpolate", str(model_dir), "--from", "1", "--to", "2", "--frames", "5",
-                 "--out", str(tmp_path / "a.gif")]) == 0
-    assert Image.open(tmp_path / "a.gif").n_frames == 5
+                 "--out", str(tmp_path / "new" / "a.gif")]) == 0  # a folder that did not exist yet
+    assert Image.open(tmp_path / "new" / "a.gif").n_frames == 5
     assert main(["interpolate", str(model_dir), "--from", "1", "--to", "2", "--out", str(tmp_path / "a.jpg")]) == 2
 
 
