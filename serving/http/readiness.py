@@ -6,6 +6,10 @@ send requests to workers still warming up, and they would answer 503. So each wo
 itself ready in a folder that the workers of one server share, and /readyz answers 200 once
 every worker has. BentoML's own process makes a fresh folder when it imports the service,
 before it starts the workers, and they find it in the environment they inherit.
+
+A worker that dies (and is restarted by BentoML) must not count as ready: each mark holds its
+worker's process id and counts only while that process lives, and a restarted worker removes
+its predecessor's mark before it loads the model again.
 """
 
 from __future__ import annotations
@@ -26,13 +30,15 @@ def start(worker_index: int | None) -> None:
         folder = tempfile.mkdtemp(prefix="ganserve-ready-")
         os.environ[FOLDER_VARIABLE] = folder
         atexit.register(shutil.rmtree, folder, True)  # gone with the server
+    elif (folder := _folder()) is not None:
+        (folder / f"worker-{worker_index}").unlink(missing_ok=True)  # a predecessor's, if this is a restart
 
 
 def mark_ready(worker_index: int | None) -> None:
     """`worker_index`: BentoML's (from 1); None when the app runs outside a BentoML server."""
     folder = _folder()
     if worker_index is not None and folder is not None:
-        (folder / f"worker-{worker_index}").touch()
+        (folder / f"worker-{worker_index}").write_text(str(os.getpid()))
 
 
 def all_ready(workers: int, worker_index: int | None) -> bool:
@@ -41,7 +47,15 @@ def all_ready(workers: int, worker_index: int | None) -> bool:
     folder = _folder()
     if worker_index is None or folder is None:
         return True
-    return len(list(folder.glob("worker-*"))) >= workers
+    return sum(_alive(mark) for mark in folder.glob("worker-*")) >= workers
+
+
+def _alive(mark: Path) -> bool:
+    try:
+        os.kill(int(mark.read_text()), 0)
+    except (OSError, ValueError):  # gone, or a mark being written
+        return False
+    return True
 
 
 def _folder() -> Path | None:
