@@ -97,9 +97,7 @@ def run_sample(engine: Engine, job: SampleJob, progress: bool = True) -> dict:
 
 
 def _write_all(engine: Engine, job: SampleJob, todo_parts, workers: int, bar) -> None:
-    # the encoding workers ignore Ctrl-C: only this process stops, with one line
-    with ProcessPoolExecutor(max_workers=workers, initializer=_ignore_interrupts) as pool, \
-            open(job.manifest_path, "a") as manifest:
+    with _encoding_pool(workers) as pool, open(job.manifest_path, "a") as manifest:
         in_flight: list[Future] = []
         for part, positions in todo_parts:
             for start in range(0, len(positions), job.batch_size) if job.format == "png" else [0]:
@@ -115,8 +113,22 @@ def _write_all(engine: Engine, job: SampleJob, todo_parts, workers: int, bar) ->
             _finish(future, manifest, bar)
 
 
+def _encoding_pool(workers: int) -> ProcessPoolExecutor:
+    """PNG workers that ignore Ctrl-C, so only this process stops, with one line. SIGINT is
+    blocked while they start, so none is hit between its fork and its initializer."""
+    blocked = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    try:
+        pool = ProcessPoolExecutor(max_workers=workers, initializer=_ignore_interrupts)
+        for started in [pool.submit(int) for _ in range(workers)]:  # start them all now
+            started.result()
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, blocked)  # a Ctrl-C that came meanwhile lands here
+    return pool
+
+
 def _ignore_interrupts() -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
 
 
 def _refuse_earlier_output(job: SampleJob) -> None:
