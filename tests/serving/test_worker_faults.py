@@ -55,22 +55,24 @@ def test_a_killed_worker_is_replaced_and_only_its_requests_fail(model_dir, tmp_p
         threads = [threading.Thread(target=client) for _ in range(CLIENTS)]
         for thread in threads:
             thread.start()
-        time.sleep(2)
-        killed_at = time.monotonic()
-        os.kill(before[1], signal.SIGKILL)
-        saw_not_ready, recovered_at = False, None
-        while time.monotonic() - killed_at < 90:
-            status = httpx.get(base + "/readyz", timeout=5).status_code
-            saw_not_ready |= status == 503
-            replacement = _workers(port).get(1)
-            if saw_not_ready and status == 200 and replacement not in (None, before[1]):
-                recovered_at = time.monotonic()
-                break
-            time.sleep(0.1)
-        time.sleep(2)  # load on the recovered server
-        stop.set()
-        for thread in threads:
-            thread.join()
+        try:
+            time.sleep(2)
+            killed_at = time.monotonic()
+            os.kill(before[1], signal.SIGKILL)
+            saw_not_ready, recovered_at = False, None
+            while time.monotonic() - killed_at < 90:
+                status = httpx.get(base + "/readyz", timeout=5).status_code
+                saw_not_ready |= status == 503
+                replacement = _workers(port).get(1)
+                if saw_not_ready and status == 200 and replacement not in (None, before[1]):
+                    recovered_at = time.monotonic()
+                    break
+                time.sleep(0.1)
+            time.sleep(2)  # load on the recovered server
+        finally:  # the clients stop whatever happened, or they would outlive the test
+            stop.set()
+            for thread in threads:
+                thread.join()
     assert saw_not_ready and recovered_at is not None, "/readyz never reflected the killed worker"
     failed = [t for t, ok in outcomes if not ok]
     after_kill = [ok for t, ok in outcomes if t > killed_at]
