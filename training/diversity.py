@@ -28,5 +28,5 @@ def collapse_warning(step: int, diversity: float, real_diversity: float) -> str 
     return (f"step {step}: the generator has likely collapsed: its samples vary {diversity:.3f} across latents "
             f"against {real_diversity:.3f} for real images ({diversity / real_diversity:.0%}). Look at the "
             "latest grid in samples/: one image repeated is collapse, noise or blank images mean it is still "
-            "early. For collapse, try --arch resnet (its R1/R2-regularised loss resists it), --augment "
-            "flip,translation on a small set, a lower --lr-g/--lr-d, or more data; then train a new run")
+            "early. For collapse, train a new run with --augment flip,translation (a small set), a lower "
+            "--lr-g/--lr-d, more images, or --arch resnet (R1/R2-regularised, slower on a CPU)")
