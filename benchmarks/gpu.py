@@ -15,6 +15,9 @@
    images copied to the host as the engine returns them), and the engine on the same machine
    (CUDA when onnxruntime-gpu is installed; its CPU provider as the same-run baseline).
 5. `ganserve sample`'s writer with the engine on the device: PNG and npz vs the engine alone.
+6. resnet against dcgan at 64 px RGB with mixed precision, on crops of the photos that ship
+   with scikit-learn: training images/s for `--train-seconds` each, then the resnet exported
+   (with float16 graphs) and its graphs timed on the device.
 
 `--device cpu` runs everything but the CUDA parts, to check the script on a machine without a GPU.
 """
@@ -122,6 +125,52 @@ def training_check(work: Path, device: torch.device, steps: int, cpu_steps: int)
               "exported_graphs": sorted(card["graphs"])}
     print("training:", json.dumps(result), flush=True)
     return result
+
+
+def photo_folder(folder: Path, count: int = 512) -> str:
+    """Crops of scikit-learn's two bundled photos, odd sizes: what a user's folder looks like."""
+    from PIL import Image
+    from sklearn.datasets import load_sample_images
+
+    photos = load_sample_images().images  # china.jpg and flower.jpg, 427x640 RGB
+    rng = np.random.default_rng(0)
+    for i in range(count):
+        photo, label = photos[i % 2], ("china", "flower")[i % 2]
+        side = int(rng.integers(80, 200))
+        top, left = int(rng.integers(0, photo.shape[0] - side)), int(rng.integers(0, photo.shape[1] - side))
+        (folder / label).mkdir(parents=True, exist_ok=True)
+        Image.fromarray(photo[top:top + side, left:left + side]).save(folder / label / f"{i}.jpg")
+    return f"folder:{folder}"
+
+
+def resnet_vs_dcgan(work: Path, device: torch.device, seconds: float, batches: list[int]) -> dict:
+    from export.exporter import ExportOptions, export_model
+    from training.config import TrainConfig
+    from training.loop import train
+
+    data = photo_folder(work / "photos")
+    rows = {}
+    for arch in ("dcgan", "resnet"):
+        run = work / f"photos-{arch}"
+        probe = TrainConfig(data=data, resolution=64, arch=arch, steps=20, log_every=10, sample_every=10_000,
+                            checkpoint_every=10_000, device=device.type)
+        train(probe, work / f"probe-{arch}", progress=False)  # a first rate, to size the timed run
+        rate = json.loads((work / f"probe-{arch}" / "metrics.jsonl").read_text().splitlines()[-1])["images_per_s"]
+        steps = max(40, int(seconds * rate / probe.batch_size))
+        config = dataclasses.replace(probe, steps=steps, log_every=max(steps // 10, 1), checkpoint_every=steps)
+        start = time.perf_counter()
+        train(config, run, progress=False)
+        records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+        rows[arch] = {"steps": steps, "seconds": round(time.perf_counter() - start, 1),
+                      "images_per_s": summary([r["images_per_s"] for r in records[1:]]),
+                      "diversity_last": records[-1].get("diversity"), "amp": config.amp}
+    rows["resnet_over_dcgan_images_per_s"] = round(rows["resnet"]["images_per_s"]["median"]
+                                                   / rows["dcgan"]["images_per_s"]["median"], 3)
+    model = work / "photos-resnet-model"
+    export_model(work / "photos-resnet", ExportOptions(out=model, force=True, fp16=True, calibration_samples=100))
+    rows["resnet_engine"] = engine_rows(model, batches)
+    print("resnet vs dcgan:", json.dumps(rows)[:2000], flush=True)
+    return rows
 
 
 # --- agreement --------------------------------------------------------------------------------
@@ -244,6 +293,7 @@ def main() -> None:
     parser.add_argument("--train-steps", type=int, default=400, help="device training steps (resumed halfway)")
     parser.add_argument("--cpu-train-steps", type=int, default=40, help="the same run's steps on the CPU")
     parser.add_argument("--sampler-images", type=int, default=20_000, help="images per sampler run")
+    parser.add_argument("--train-seconds", type=float, default=120, help="resnet and dcgan training time each")
     parser.add_argument("--out", type=Path, help="write the JSON here instead of results/gpu.json")
     args = parser.parse_args()
     device = torch.device(args.device)
@@ -261,7 +311,8 @@ def main() -> None:
                     ("torch", lambda: torch_generator_rows(device, batches)),
                     ("engine", lambda: engine_rows(work / "model", batches)),
                     ("sampler", lambda: sampler_vs_engine(work / "model", args.sampler_images, 2,
-                                                          "cuda" if device.type == "cuda" else "cpu", work))]
+                                                          "cuda" if device.type == "cuda" else "cpu", work)),
+                    ("resnet_vs_dcgan_64px", lambda: resnet_vs_dcgan(work, device, args.train_seconds, batches))]
         for key, section in sections:
             try:
                 result[key] = section()

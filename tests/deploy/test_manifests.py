@@ -13,12 +13,12 @@ import kubernetes_validate
 import pytest
 import yaml
 
-from serving.http.openapi import document
+from serving.http import openapi
 
 DEPLOY = Path(__file__).resolve().parents[2] / "deploy"
 MANIFESTS = sorted(DEPLOY.glob("*/*.yaml"))
 GANSERVE = str(Path(sys.executable).with_name("ganserve"))
-PATHS = document(max_images=64, max_score_images=256)["paths"]
+PATHS = openapi.document(max_images=64, max_score_images=256)["paths"]
 
 
 def _documents(path: Path) -> list[dict]:
