@@ -43,7 +43,14 @@ RECIPES = {
     "w32-ema-sn-hinge": ["--width", "32", "--spectral-norm", "--ema-decay", "0.999", "--loss", "hinge"],
     "w32-ema-sn-aug": ["--width", "32", "--spectral-norm", "--ema-decay", "0.999",
                        "--augment", "translation,color"],
+    # R3GAN's recipe (docs/DESIGN.md): --arch resnet fills in rpgan, R1+R2, its schedules, EMA half-life
+    "resnet": ["--arch", "resnet"],
+    "resnet-w16": ["--arch", "resnet", "--width", "16"],
+    "resnet-w64": ["--arch", "resnet", "--width", "64"],
+    # R1/R2 every 8th D step (scaled by 8, as StyleGAN2's lazy regularisation): 2.2x the images/s
+    "resnet-w16-lazy8": ["--arch", "resnet", "--width", "16", "--penalty-every", "8"],
 }
+CURVE_POINTS = 6  # evaluations per run (--eval-every), for the curves of FD against training time
 QUIET = ["--no-progress", "--sample-every", "100000", "--checkpoint-every", "100000", "--log-every", "20"]
 
 
@@ -51,10 +58,24 @@ def one_core() -> dict:
     return {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
 
 
-def train(run_dir: Path, data: str, recipe: list[str], steps: int, seed: int) -> None:
+def train(run_dir: Path, data: str, recipe: list[str], steps: int, seed: int, curve: bool = False) -> None:
+    evals = ["--eval-every", str(max(1, steps // CURVE_POINTS)), "--eval-samples", "1000"] if curve else []
     subprocess.run([GANSERVE, "train", "--data", data, *recipe, "--steps", str(steps), "--seed", str(seed),
-                    "--run-dir", str(run_dir), *QUIET], check=True, env=one_core(),
-                   stdout=subprocess.DEVNULL)
+                    "--run-dir", str(run_dir), *QUIET, *evals], check=True, env=one_core(),
+                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+def curve(run_dir: Path, images_per_s: float) -> list[dict]:
+    """FD (1,000 images) against the seconds of one core spent, from --eval-every's records."""
+    records = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    return [{"step": r["step"], "core_seconds": round(r["step"] * BATCH / images_per_s, 1), "fd": r["eval"]["fd"]}
+            for r in records if "eval" in r]
+
+
+def warm_classifier(data: str) -> None:
+    """Train (and cache) the data set's evaluation classifier once, before two runs would both."""
+    subprocess.run([sys.executable, "-c", "from training.data import load_dataset; from training.evaluate import "
+                    f"feature_space; feature_space(load_dataset({data!r}))"], check=True, env=one_core())
 
 
 def images_per_second(name: str, data: str, recipe: list[str]) -> float:
@@ -109,8 +130,14 @@ def main() -> None:
     parser.add_argument("--num-samples", type=int, default=4000,
                         help="images per set for eval, at most half the real data (default: 4000)")
     parser.add_argument("--name", help="results file name (default: quality-<data>)")
+    parser.add_argument("--curves", action="store_true",
+                        help=f"evaluate {CURVE_POINTS} times per run (1,000 images) for curves of FD against time "
+                             "(costs wall time, not budget: the step counts are fixed beforehand)")
     parser.add_argument("--speeds-from", type=Path, metavar="RESULT.json",
                         help="reuse the one-core speeds measured by an earlier study instead of measuring")
+    parser.add_argument("--evaluate-only", action="store_true",
+                        help="score runs already trained into the work folder (with --speeds-from for the steps) "
+                             "instead of training them")
     parser.add_argument("--table", type=Path, nargs="+", metavar="RESULT.json",
                         help="only print results files (same data and budget; their runs pooled) as Markdown")
     args = parser.parse_args()
@@ -131,15 +158,19 @@ def main() -> None:
 
     tag = args.data.replace(":", "-").replace("/", "_").strip("._-")
     jobs = [(name, seed, WORK / "quality" / tag / f"{name}-seed{seed}") for seed in args.seeds for name in args.recipes]
-    for _, _, run_dir in jobs:
-        subprocess.run(["rm", "-rf", str(run_dir)], check=True)
-    with ThreadPoolExecutor(max_workers=2) as pool:  # two runs at a time, one core each
-        list(pool.map(lambda job: train(job[2], args.data, RECIPES[job[0]], steps[job[0]], job[1]), jobs))
+    if not args.evaluate_only:
+        for _, _, run_dir in jobs:
+            subprocess.run(["rm", "-rf", str(run_dir)], check=True)
+        warm_classifier(args.data)
+        with ThreadPoolExecutor(max_workers=2) as pool:  # two runs at a time, one core each
+            list(pool.map(lambda job: train(job[2], args.data, RECIPES[job[0]], steps[job[0]], job[1], args.curves),
+                          jobs))
 
     runs = []
     for name, seed, run_dir in jobs:
         figures = evaluate(run_dir, args.num_samples)
-        runs.append({"recipe": name, "seed": seed, **figures})
+        runs.append({"recipe": name, "seed": seed, **figures,
+                     **({"curve": curve(run_dir, speeds[name])} if args.curves else {})})
         print(name, seed, {k: figures["generated"][k] for k in ("fd", "precision", "coverage", "classes_covered")},
               flush=True)
     result = {"data": args.data, "budget_core_seconds": args.budget, "batch_size": BATCH,
