@@ -54,7 +54,8 @@ class GanService:
 
     def _load(self) -> None:
         try:
-            folder = SETTINGS.model if SETTINGS.model_is_folder else self._store_folder()
+            # an unknown tag never gets here: BentoML stops the start with a non-zero exit that names it
+            folder = SETTINGS.model if SETTINGS.model_is_folder else self.bento_model.path
             engine = Engine(folder, device=SETTINGS.device, max_batch=SETTINGS.max_batch,
                             threads=SETTINGS.threads or None)
         except ServingError as error:  # e.g. a file whose sha256 does not match: never served
@@ -71,15 +72,6 @@ class GanService:
         gc.freeze()
         log.info("ganserve: serving %s %s on %s (%s)%s", engine.card.name, engine.card.version, engine.provider,
                  engine.precision, "; fell back from the device asked for" if engine.fell_back else "")
-
-    def _store_folder(self) -> str:
-        try:
-            return self.bento_model.path
-        except bentoml.exceptions.NotFound:
-            held = ", ".join(str(model.tag) for model in bentoml.models.list()) or "no models"
-            raise ServingError(f"GANSERVE_MODEL={SETTINGS.model!r} is not in the BentoML model store (it holds "
-                               f"{held}); export one with ganserve export --bentoml NAME, or give a model "
-                               "folder") from None
 
     @staticmethod
     def _refuse(reason: str) -> None:
