@@ -40,6 +40,13 @@ def save_state(run_dir: Path, step: int, state: dict, keep: int) -> Path:
     return target
 
 
+def remove_partial_states(run_dir: Path) -> None:
+    """Delete the temp files of saves that never finished (the process was killed mid-write);
+    only the one trainer of a run writes states, so none of these is still being written."""
+    for partial in run_dir.glob(".state-*.pt.tmp-*"):
+        partial.unlink(missing_ok=True)
+
+
 def load_state(path: Path) -> dict:
     """Load one state file safely. Raises CheckpointError for unsafe or unreadable files."""
     try:

@@ -17,7 +17,7 @@ from tqdm import tqdm
 
 from . import distributed, schedules
 from .augment import augment
-from .checkpoints import list_states, load_latest_state, save_state
+from .checkpoints import list_states, load_latest_state, remove_partial_states, save_state
 from .config import TrainConfig, parse_policy
 from .data import ImageDataset, load_dataset, split_holdout
 from .diversity import collapse_warning, spread
@@ -233,6 +233,7 @@ def _train(config: TrainConfig, run_dir: Path, resume: bool, progress: bool, ctx
         run_dir.mkdir(parents=True, exist_ok=True)
         (run_dir / "config.json").write_text(json.dumps(config.to_dict(), indent=2) + "\n")
         _forget_metrics_after(run_dir / "metrics.jsonl", trainer.step_count)  # steps redone after a crash
+        remove_partial_states(run_dir)  # what a kill in the middle of a save left behind
     bar = tqdm(total=config.steps, initial=trainer.step_count, disable=not (progress and ctx.is_main),
                unit="step", dynamic_ncols=True)
     logger = _StepLogger(run_dir, config, bar, ctx.is_main, progress)
@@ -329,15 +330,25 @@ class _BestKeeper:
 
 def _forget_metrics_after(metrics: Path, step: int) -> None:
     if metrics.is_file():
-        kept = [line for line in metrics.read_text().splitlines() if json.loads(line)["step"] <= step]
+        kept = [line for line in metrics.read_text().splitlines()
+                if (record := _record(line)) is not None and record["step"] <= step]
         metrics.write_text("".join(line + "\n" for line in kept))
+
+
+def _record(line: str) -> dict | None:
+    """One metrics.jsonl record, or None for the torn half line a kill mid-append leaves."""
+    try:
+        return json.loads(line)
+    except json.JSONDecodeError:
+        return None
 
 
 def _best_fd(metrics: Path) -> float:
     """The best evaluated FD of a run so far (so a resumed run keeps release-best honest)."""
     if not metrics.is_file():
         return float("inf")
-    scores = [json.loads(line)["eval"]["fd"] for line in metrics.read_text().splitlines() if '"eval"' in line]
+    records = (_record(line) for line in metrics.read_text().splitlines() if '"eval"' in line)
+    scores = [record["eval"]["fd"] for record in records if record is not None]
     return min(scores, default=float("inf"))
 
 
