@@ -102,7 +102,7 @@ def idx_dir(tmp_path: Path) -> Path:
 
 
 def make_release(folder: Path, arch: str = "dcgan", resolution: int = 8, channels: int = 1,
-                 num_classes: int = 0, seed: int = 0, with_calibration: bool = True) -> Path:
+                 num_classes: int = 0, seed: int = 0, with_calibration: bool = True, width: int = 8) -> Path:
     """A release of freshly initialised networks, with the held-out half of a small npz data
     set saved in it for D's calibration, as training saves them (`with_calibration=False`: as
     releases were before they carried them): exercises export and serving without a training run."""
@@ -120,7 +120,7 @@ def make_release(folder: Path, arch: str = "dcgan", resolution: int = 8, channel
     np.savez(data_path, images=images, **({"labels": labels} if labels is not None else {}))
     torch.manual_seed(seed)
     spec = NetworkSpec(arch, latent_dim=16, channels=channels, resolution=resolution,
-                       num_classes=num_classes, width=8)
+                       num_classes=num_classes, width=width)
     metadata = {"class_names": [str(i) for i in range(num_classes)] if num_classes else None,
                 "dataset": f"npz:{data_path}", "dataset_resolution": None, "dataset_channels": None,
                 "holdout": 0.5, "seed": seed, "step": 1, "training": {}}
