@@ -32,6 +32,9 @@ def test_bento_holds_serving_code_without_torch_and_pins_the_model(model_dir, tm
     assert "onnxruntime==1.32.0" in requirements and "onnxruntime-gpu" not in requirements  # the CPU image
     assert "httptools" in requirements and "uvloop" in requirements  # uvicorn's fast HTTP path
     assert "torch" not in requirements
+    dockerfile = (bento / "env" / "docker" / "Dockerfile").read_text()
+    assert "FROM python:3.11-slim" in dockerfile
+    assert "apt-get" not in dockerfile and "build-essential" not in dockerfile  # no compilers, no git
     sources = {p.relative_to(bento / "src").as_posix() for p in (bento / "src").rglob("*.py")}
     assert "serving/service.py" in sources and "serving/engine.py" in sources
     assert not any(s.startswith(("training/", "export/", "tests/")) for s in sources)
