@@ -44,7 +44,9 @@ IMAGE = bentoml.images.Image(base_image="python:3.11-slim", distro="python-slim"
     name="ganserve",
     image=IMAGE,
     workers=SETTINGS.workers,
-    traffic={"timeout": 60, "max_concurrency": 1024},
+    # No BentoML max_concurrency: past it BentoML answers 429 with no Retry-After (measured under
+    # overload, benchmarks/overload.py); the batcher's own limits refuse with 503 and Retry-After.
+    traffic={"timeout": 60},
     # BentoML's OpenTelemetry middleware makes a span for every request even with tracing off
     # (no exporter, sample rate 0): 22% of a loaded worker's CPU, more than the engine's run.
     # ganserve's routes skip it unless GANSERVE_TRACING=1 asks for their spans.

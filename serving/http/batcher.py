@@ -4,7 +4,7 @@ Greedy, with no wait window: when the engine is idle a request runs at once; whi
 new requests queue and go together into the next run (up to `max_batch` rows). Under load
 the batch grows by itself and an idle server adds no latency. A request is refused at once
 with QueueFull (HTTP 503, with the seconds to wait) when the rows already queued ahead of it
-would take more than `max_wait_s` to run at the rate the recent runs went, or pass
+would take more than `max_wait_s` to drain at the rate the queue recently drained, or pass
 `max_queue`: an overloaded server says so instead of letting its clients time out.
 
 A request may also ask for its rows encoded (`submit(..., encode=True)`): the batcher encodes
@@ -51,6 +51,7 @@ class Batcher:
         self.rows_per_s: float | None = None  # the runs' recent rate, once one has run
         self._pending: deque[tuple[dict[str, np.ndarray], asyncio.Future, bool]] = deque()
         self._pending_rows = 0
+        self._running_rows = 0  # the run in the engine now: queued requests wait for it too
         self._worker: asyncio.Task | None = None
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ganserve-batcher")
 
@@ -61,9 +62,10 @@ class Batcher:
         rows = len(next(iter(feeds.values())))
         if self._pending_rows + rows > self.max_queue:
             raise QueueFull(f"server busy: {self._pending_rows} images queued (limit {self.max_queue}); retry shortly")
-        ahead_s = self._pending_rows / self.rows_per_s if self.rows_per_s else 0.0
+        ahead_s = (self._running_rows + self._pending_rows) / self.rows_per_s if self.rows_per_s else 0.0
         if ahead_s > self.max_wait_s:
-            raise QueueFull(f"server busy: {self._pending_rows} images queued, about {ahead_s:.0f} s of work (limit "
+            ahead = self._running_rows + self._pending_rows
+            raise QueueFull(f"server busy: {ahead} images ahead, about {ahead_s:.0f} s of work (limit "
                             f"{self.max_wait_s:g} s, GANSERVE_MAX_QUEUE_SECONDS); retry in {math.ceil(ahead_s)} s",
                             retry_after_s=math.ceil(ahead_s))
         future = asyncio.get_running_loop().create_future()
@@ -75,6 +77,7 @@ class Batcher:
 
     async def _drain(self) -> None:
         loop = asyncio.get_running_loop()
+        handed_out_at = None  # when the last run's rows went out with more work waiting
         while self._pending:
             if self.wait_s:
                 await asyncio.sleep(self.wait_s)
@@ -82,13 +85,19 @@ class Batcher:
             rows = [len(next(iter(feeds.values()))) for feeds, _, _ in batch]
             merged = {key: np.concatenate([feeds[key] for feeds, _, _ in batch]) for key in batch[0][0]}
             wanted = np.repeat([encode for _, _, encode in batch], rows)  # rows to encode
+            started, self._running_rows = time.perf_counter(), sum(rows)
             try:
                 output, encoded = await loop.run_in_executor(self._executor, self._run_and_encode, merged, wanted)
             except Exception as error:  # hand the failure to every waiting request
                 for _, future, _ in batch:
                     if not future.done():
                         future.set_exception(error)
+                handed_out_at, self._running_rows = None, 0
                 continue
+            # The rate a queued request really drains at: back to back, from one hand-out to the
+            # next, so the event loop's share of the worker (parsing, refusing, answering) counts;
+            # after an idle spell, this run alone.
+            self._observe_rate(sum(rows), time.perf_counter() - (handed_out_at or started))
             if self.on_batch:
                 self.on_batch(sum(rows))
             start, encoded_rows = 0, iter(encoded)
@@ -99,15 +108,18 @@ class Batcher:
                 if not future.done():  # the client may have gone away
                     future.set_result(result)
                 start += count
+            handed_out_at = time.perf_counter() if self._pending else None
+            self._running_rows = 0
 
     def _run_and_encode(self, feeds: dict[str, np.ndarray], wanted: np.ndarray) -> tuple[np.ndarray, list]:
-        start = time.perf_counter()
         output = self.run(feeds)
         encoded = self.encode(output[wanted]) if wanted.any() else []
-        rate = len(output) / max(time.perf_counter() - start, 1e-6)
+        return output, encoded
+
+    def _observe_rate(self, rows: int, seconds: float) -> None:
+        rate = rows / max(seconds, 1e-6)
         self.rows_per_s = rate if self.rows_per_s is None else \
             (1 - RATE_SMOOTHING) * self.rows_per_s + RATE_SMOOTHING * rate
-        return output, encoded
 
     def _take(self) -> list[tuple[dict[str, np.ndarray], asyncio.Future, bool]]:
         """Whole requests, oldest first, up to max_batch rows (at least one request)."""
