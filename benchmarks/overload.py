@@ -20,6 +20,7 @@ import os
 import random
 import statistics
 import time
+from collections import Counter
 
 import aiohttp
 
@@ -77,11 +78,9 @@ def describe(rows: list) -> dict:
     """Counts by status and latency percentiles (ms) of one slice of the run."""
     ok = [latency for _, status, latency, _ in rows if status == 200]
     refused = [latency for _, status, latency, _ in rows if status == 503]
-    statuses: dict[str, int] = {}
-    for _, status, _, _ in rows:
-        statuses[str(status)] = statuses.get(str(status), 0) + 1
+    statuses = Counter(str(status) for _, status, _, _ in rows)
     retry_after = sorted({int(value) for _, status, _, value in rows if status == 503 and value})
-    return {"requests": len(rows), "statuses": statuses,
+    return {"requests": len(rows), "statuses": dict(statuses),
             "ok_p50_ms": _percentile(ok, 0.5), "ok_p99_ms": _percentile(ok, 0.99),
             "refused_p50_ms": _percentile(refused, 0.5), "refused_p99_ms": _percentile(refused, 0.99),
             "retry_after_s": retry_after}

@@ -33,7 +33,8 @@ SETTINGS = Settings.from_env()
 readiness.start(bentoml.server_context.worker_index)
 SERVING = Serving(SETTINGS)
 # The container's base: Python's slim image as it is. For a distro it knows, BentoML adds
-# build-essential, git and gnupg to every image (about 380 MB); nothing in the serving stack
+# build-essential, git and gnupg to every image (the CPU image went from 1.18 GB to 589 MB
+# without them, README "Bento and container"); nothing in the serving stack
 # builds from source (every pinned package ships a wheel), so the distro is named as one
 # BentoML does not know. bentofile.yaml / bentofile-gpu.yaml add the pinned packages to it.
 IMAGE = bentoml.images.Image(base_image="python:3.11-slim", distro="python-slim", python_version="3.11")

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import torch
 
-from serving.formats.files import write_atomically
+from serving.formats.files import remove_unfinished_writes, write_atomically
 
 from .errors import CheckpointError
 
@@ -41,10 +41,9 @@ def save_state(run_dir: Path, step: int, state: dict, keep: int) -> Path:
 
 
 def remove_partial_states(run_dir: Path) -> None:
-    """Delete the temp files of saves that never finished (the process was killed mid-write);
+    """Delete what saves that never finished left behind (the process was killed mid-write);
     only the one trainer of a run writes states, so none of these is still being written."""
-    for partial in run_dir.glob(".state-*.pt.tmp-*"):
-        partial.unlink(missing_ok=True)
+    remove_unfinished_writes(run_dir, "state-*.pt")
 
 
 def load_state(path: Path) -> dict:

@@ -10,6 +10,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import BinaryIO
 
+TEMP_MARK = ".tmp-"  # a temp file is .NAME.tmp-PID beside its target
+
 
 def sha256_file(path: Path) -> str:
     with open(path, "rb") as handle:
@@ -19,7 +21,7 @@ def sha256_file(path: Path) -> str:
 def write_atomically(target: Path, content: bytes | Callable[[BinaryIO], None]) -> None:
     """Write `content` (bytes, or a function that writes to a binary handle) to `target` so
     that readers see the old file or the whole new one, even after a crash or power loss."""
-    temp = target.with_name(f".{target.name}.tmp-{os.getpid()}")
+    temp = target.with_name(f".{target.name}{TEMP_MARK}{os.getpid()}")
     try:
         with open(temp, "wb") as handle:
             if isinstance(content, bytes):
@@ -31,6 +33,13 @@ def write_atomically(target: Path, content: bytes | Callable[[BinaryIO], None]) 
         os.replace(temp, target)
         _sync_folder(target.parent)
     finally:
+        temp.unlink(missing_ok=True)
+
+
+def remove_unfinished_writes(folder: Path, names: str) -> None:
+    """Delete what write_atomically left of files matching `names` (a glob) in `folder` when its
+    process was killed mid-write. Only for folders no other process is writing to."""
+    for temp in folder.glob(f".{names}{TEMP_MARK}*"):
         temp.unlink(missing_ok=True)
 
 

@@ -48,7 +48,7 @@ class Batcher:
         self.on_batch = on_batch  # called with each run's row count (a metric)
         self.wait_s = wait_s
         self.max_wait_s = max_wait_s  # seconds of queued work beyond which requests are refused
-        self.rows_per_s: float | None = None  # the runs' recent rate, once one has run
+        self.rows_per_s: float | None = None  # the queue's recent drain rate, once one has run
         self._pending: deque[tuple[dict[str, np.ndarray], asyncio.Future, bool]] = deque()
         self._pending_rows = 0
         self._running_rows = 0  # the run in the engine now: queued requests wait for it too
@@ -62,9 +62,9 @@ class Batcher:
         rows = len(next(iter(feeds.values())))
         if self._pending_rows + rows > self.max_queue:
             raise QueueFull(f"server busy: {self._pending_rows} images queued (limit {self.max_queue}); retry shortly")
-        ahead_s = (self._running_rows + self._pending_rows) / self.rows_per_s if self.rows_per_s else 0.0
+        ahead = self._running_rows + self._pending_rows
+        ahead_s = ahead / self.rows_per_s if self.rows_per_s else 0.0
         if ahead_s > self.max_wait_s:
-            ahead = self._running_rows + self._pending_rows
             raise QueueFull(f"server busy: {ahead} images ahead, about {ahead_s:.0f} s of work (limit "
                             f"{self.max_wait_s:g} s, GANSERVE_MAX_QUEUE_SECONDS); retry in {math.ceil(ahead_s)} s",
                             retry_after_s=math.ceil(ahead_s))
@@ -92,8 +92,10 @@ class Batcher:
                 for _, future, _ in batch:
                     if not future.done():
                         future.set_exception(error)
-                handed_out_at, self._running_rows = None, 0
+                handed_out_at = None
                 continue
+            finally:
+                self._running_rows = 0
             # The rate a queued request really drains at: back to back, from one hand-out to the
             # next, so the event loop's share of the worker (parsing, refusing, answering) counts;
             # after an idle spell, this run alone.
@@ -109,7 +111,6 @@ class Batcher:
                     future.set_result(result)
                 start += count
             handed_out_at = time.perf_counter() if self._pending else None
-            self._running_rows = 0
 
     def _run_and_encode(self, feeds: dict[str, np.ndarray], wanted: np.ndarray) -> tuple[np.ndarray, list]:
         output = self.run(feeds)

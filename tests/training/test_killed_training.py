@@ -4,6 +4,7 @@ state and ends bit-identical to a run that was never stopped."""
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -13,7 +14,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from training.checkpoints import list_states, load_state
+from training.checkpoints import STATE_PATTERN, list_states, load_state
 
 pytestmark = pytest.mark.slow
 GANSERVE = str(Path(sys.executable).with_name("ganserve"))
@@ -21,6 +22,11 @@ STEPS = 12
 # width 64 makes each state a few MB, so the write (and its fsync) lasts long enough to be caught
 RUN = ["--data", "digits", "--width", "64", "--batch-size", "8", "--steps", str(STEPS), "--checkpoint-every", "1",
        "--keep-checkpoints", "3", "--sample-every", "1000", "--log-every", "1", "--no-progress"]
+
+
+def _step_of_temp(name: str) -> int:
+    """The step of a state being written: .state-XXXXXXXX.pt.tmp-PID."""
+    return int(name[len(".state-"):][:8])
 
 
 def _kill_during_a_checkpoint_write(run_dir: Path, after_step: int) -> str:
@@ -33,7 +39,7 @@ def _kill_during_a_checkpoint_write(run_dir: Path, after_step: int) -> str:
         while time.monotonic() < deadline and process.poll() is None:
             writing = [entry.name for entry in os.scandir(run_dir) if entry.name.startswith(".state-")] \
                 if run_dir.is_dir() else []
-            if writing and int(writing[0][len(".state-"):][:8]) > after_step:
+            if writing and _step_of_temp(writing[0]) > after_step:
                 os.kill(process.pid, signal.SIGKILL)
                 process.wait()
                 return writing[0]
@@ -58,15 +64,13 @@ def test_training_killed_while_writing_a_checkpoint_resumes_bit_identically(tmp_
 
     temp_name = None
     for _ in range(3):  # the rename can win the race against the kill; then try again
-        if killed.exists():
-            subprocess.run(["rm", "-rf", str(killed)], check=True)
+        shutil.rmtree(killed, ignore_errors=True)
         temp_name = _kill_during_a_checkpoint_write(killed, after_step=3)
         if (killed / temp_name).exists():
             break
     assert (killed / temp_name).exists(), "never caught the process inside a checkpoint write"
-    half_written_step = int(temp_name[len(".state-"):][:8])
-    complete = [int(p.name[6:14]) for p in list_states(killed)]
-    assert complete and max(complete) == half_written_step - 1  # the state being written is not listed
+    complete = [int(STATE_PATTERN.match(p.name).group(1)) for p in list_states(killed)]
+    assert complete and max(complete) == _step_of_temp(temp_name) - 1  # the state being written is not listed
 
     resumed = subprocess.run([GANSERVE, "train", "--resume", str(killed), "--no-progress"],
                              capture_output=True, text=True)
