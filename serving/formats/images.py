@@ -12,7 +12,7 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from ..errors import ServingError
-from .png import encode_pngs
+from .png import decode_plain, encode_pngs
 
 MAX_UPLOAD_PIXELS = 4096 * 4096  # decoded pixels per uploaded image; bigger uploads are refused
 UPLOAD_FORMATS = ("PNG", "JPEG")
@@ -59,6 +59,9 @@ def decode_image(data: bytes, name: str, shape: tuple[int, int, int], resize: bo
     """PNG/JPEG bytes -> uint8 (H, W, C) of the model's shape. Without `resize`, an image of
     another size or colour type is refused with a message that says what was expected and
     how to ask for conversion (`resize_hint`, in the caller's own terms)."""
+    plain = decode_plain(data, shape)  # the common case: already the model's size and colour type
+    if plain is not None:
+        return plain
     height, width, channels = shape
     other = next((kind for magic, kind in OTHER_FORMATS if data.startswith(magic) or data[8:12] == magic), None)
     if other:

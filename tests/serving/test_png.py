@@ -1,5 +1,6 @@
 """The batch PNG encoder: exact round trips through Pillow's decoder, libpng's filter choice,
-file sizes next to Pillow's own encoder, and refusals that name the problem."""
+file sizes next to Pillow's own encoder, and refusals that name the problem; the uploads'
+decoding fast path: exact pixels, and every other file left to Pillow."""
 
 from __future__ import annotations
 
@@ -11,7 +12,8 @@ import pytest
 from PIL import Image
 from sklearn.datasets import load_sample_image
 
-from serving.formats.png import encode_pngs
+from serving.errors import ServingError
+from serving.formats.png import decode_plain, encode_pngs
 
 
 def _decode(data: bytes) -> np.ndarray:
@@ -108,3 +110,65 @@ def test_digits_compress_about_as_well_as_with_pillow():
 def test_wrong_arrays_are_refused_with_what_was_expected(images, message):
     with pytest.raises(ValueError, match=message):
         encode_pngs(images)
+
+
+# --- the upload fast path: decode_plain ------------------------------------------------------
+
+def _with_chunk(data: bytes, kind: bytes, body: bytes) -> bytes:
+    """The PNG with one more chunk right after IHDR (8 + 25 bytes in)."""
+    chunk = len(body).to_bytes(4, "big") + kind + body + zlib.crc32(body, zlib.crc32(kind)).to_bytes(4, "big")
+    return data[:33] + chunk + data[33:]
+
+
+@pytest.mark.parametrize("shape", [(28, 28, 1), (17, 9, 3), (64, 64, 3), (1, 1, 1)])
+def test_plain_uploads_decode_to_their_exact_pixels_from_either_encoder(shape):
+    image = np.random.default_rng(4).integers(0, 256, shape, dtype=np.uint8)
+    image[: shape[0] // 2] //= 7  # smoother rows too, so several filter types occur
+    for data in (encode_pngs(image[None])[0], _pillow_png(image)):
+        decoded = decode_plain(data, shape)
+        assert decoded is not None and decoded.dtype == np.uint8 and decoded.shape == shape
+        np.testing.assert_array_equal(decoded, image)
+
+
+def test_anything_but_a_plain_png_of_the_shape_is_left_to_pillow():
+    image = np.random.default_rng(5).integers(0, 256, (12, 10, 3), dtype=np.uint8)
+    data = encode_pngs(image[None])[0]
+    grey = encode_pngs(image[None, :, :, :1])[0]
+    interlaced = bytearray(data)
+    interlaced[28] = 1  # IHDR's interlace byte (its CRC no longer matches either)
+    cases = {
+        "another size": decode_plain(data, (10, 12, 3)),
+        "another colour type": decode_plain(grey, (12, 10, 3)),
+        "RGBA": decode_plain(encode_pngs(np.dstack([image, image[:, :, :1]])[None])[0], (12, 10, 3)),
+        "an RGBA model": decode_plain(data, (12, 10, 4)),
+        "interlaced": decode_plain(bytes(interlaced), (12, 10, 3)),
+        "a text chunk": decode_plain(_with_chunk(data, b"tEXt", b"Comment\x00hi"), (12, 10, 3)),
+        "a gamma chunk": decode_plain(_with_chunk(data, b"gAMA", (45455).to_bytes(4, "big")), (12, 10, 3)),
+        "bytes after IEND": decode_plain(data + b"\x00", (12, 10, 3)),
+        "no IEND": decode_plain(data[:-12], (12, 10, 3)),
+        "cut short": decode_plain(data[: len(data) // 2], (12, 10, 3)),
+        "JPEG": decode_plain(b"\xff\xd8\xff\xe0" + data[4:], (12, 10, 3)),
+    }
+    assert {name: result for name, result in cases.items() if result is not None} == {}
+
+
+def test_a_damaged_upload_gets_the_same_answer_with_or_without_the_fast_path(monkeypatch):
+    """Every single-byte change of a valid upload: the same pixels or the same refusal as the
+    general path through Pillow, never an image Pillow would not give."""
+    import serving.formats.images as images
+
+    image = np.random.default_rng(6).integers(0, 256, (8, 8, 1), dtype=np.uint8)
+    data = encode_pngs(image[None])[0]
+    variants = [data] + [data[:i] + bytes([data[i] ^ 0x5A]) + data[i + 1:] for i in range(len(data))]
+    variants += [data[:i] for i in range(0, len(data), 7)]
+
+    def outcome(blob: bytes):
+        try:
+            return images.decode_image(blob, "images[0]", (8, 8, 1), resize=False).tobytes()
+        except ServingError as error:
+            return str(error)
+
+    fast = [outcome(blob) for blob in variants]
+    monkeypatch.setattr(images, "decode_plain", lambda data, shape: None)
+    assert fast == [outcome(blob) for blob in variants]
+    assert fast.count(image.tobytes()) >= 1 and any(isinstance(o, str) for o in fast)
