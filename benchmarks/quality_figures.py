@@ -2,6 +2,8 @@
 every run (from --curves), and the last sample grids of two recipes side by side.
 
     python benchmarks/quality_figures.py results/quality-mnist28-resnet.json --grids default resnet-w16-lazy8
+
+Several results files of one data set are pooled (their runs together), as `quality_study.py --table` pools them.
 """
 
 from __future__ import annotations
@@ -58,11 +60,12 @@ def grids(result: dict, recipes: list[str], out: Path) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("result", type=Path)
+    parser.add_argument("results", type=Path, nargs="+", metavar="RESULT.json")
     parser.add_argument("--grids", nargs="+", metavar="RECIPE", default=[])
     parser.add_argument("--name", default="quality-resnet", help="docs/NAME-curves.png, docs/NAME-grids.png")
     args = parser.parse_args()
-    result = json.loads(args.result.read_text())
+    loaded = [json.loads(path.read_text()) for path in args.results]
+    result = {**loaded[0], "runs": [run for one in loaded for run in one["runs"]]}
     curves(result, DOCS / f"{args.name}-curves.png")
     if args.grids:
         grids(result, args.grids, DOCS / f"{args.name}-grids.png")
