@@ -15,12 +15,12 @@ AUGMENTATIONS = ("flip", "color", "translation", "cutout")  # training/augment.p
 # What an option left unset means, per architecture: each architecture comes with the recipe
 # it trains best with (docs/quality.md). The resolved values are what config.json records.
 RECIPES = {
-    "dcgan": {"spectral_norm": True, "loss": "nonsat", "r1_gamma": 0.0, "r2_gamma": 0.0, "beta1": 0.5,
-              "beta2": 0.999, "schedules": False},
-    "resnet": {"spectral_norm": False, "loss": "rpgan", "r1_gamma": 0.1, "r2_gamma": 0.1, "beta1": 0.0,
-               "beta2": 0.9, "schedules": True, "ema_half_life": 10.0},
+    "dcgan": {"spectral_norm": True, "loss": "nonsat", "r1_gamma": 0.0, "r2_gamma": 0.0, "lr_g": 5e-4, "lr_d": 5e-4,
+              "beta1": 0.5, "beta2": 0.999, "schedules": False},
+    "resnet": {"spectral_norm": False, "loss": "rpgan", "r1_gamma": 0.1, "r2_gamma": 0.1, "lr_g": 2e-4,
+               "lr_d": 2e-4, "beta1": 0.0, "beta2": 0.9, "schedules": True, "ema_half_life": 10.0},
 }
-RECIPES["mlp"] = RECIPES["dcgan"]
+RECIPES["mlp"] = {**RECIPES["dcgan"], "lr_g": 2e-4, "lr_d": 2e-4}  # the tutorial's rates
 
 
 def _opt(default, help_text: str):
@@ -53,8 +53,10 @@ class TrainConfig:
     r2_gamma: float | None = _opt(None, "zero-centred R2 penalty on generated images (0: off); default 0, "
                                         "resnet 0.1")
     penalty_every: int = _opt(1, "apply R1/R2 every N steps, weighted by N (lazy regularisation)")
-    lr_g: float = _opt(2e-4, "Adam learning rate of G (at the start, with --schedules)")
-    lr_d: float = _opt(2e-4, "Adam learning rate of D (at the start, with --schedules)")
+    lr_g: float | None = _opt(None, "Adam learning rate of G (at the start, with --schedules); default: dcgan 5e-4 "
+                                    "(it won at the CPU budget, docs/quality.md), mlp and resnet 2e-4")
+    lr_d: float | None = _opt(None, "Adam learning rate of D (at the start, with --schedules); default: dcgan 5e-4, "
+                                    "mlp and resnet 2e-4")
     beta1: float | None = _opt(None, "Adam beta1 (both networks); default 0.5, resnet 0")
     beta2: float | None = _opt(None, "Adam beta2 (both networks; at the start, with --schedules); default 0.999, "
                                      "resnet 0.9")
@@ -118,7 +120,7 @@ class TrainConfig:
             if value < 1:
                 raise ConfigError(f"{flag} must be a positive integer, got {value}")
         for flag, value in (("--lr-g", self.lr_g), ("--lr-d", self.lr_d)):
-            if not 0.0 < value < 1.0:
+            if value is not None and not 0.0 < value < 1.0:
                 raise ConfigError(f"{flag} must be in (0, 1), got {value}")
         if not 0.0 < self.lr_final < 1.0:
             raise ConfigError(f"--lr-final must be in (0, 1), got {self.lr_final}")
