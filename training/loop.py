@@ -21,7 +21,7 @@ from .checkpoints import list_states, load_latest_state, remove_partial_states, 
 from .config import TrainConfig, parse_policy
 from .data import ImageDataset, load_dataset, split_holdout
 from .diversity import collapse_warning, spread
-from .errors import ConfigError
+from .errors import CheckpointError, ConfigError
 from .losses import discriminator_loss, generator_loss, gradient_penalty, zero_centred_penalty
 from .networks import NetworkSpec, build_discriminator, build_generator
 from .release import CalibrationSet, write_release
@@ -202,6 +202,16 @@ def _amp_dtype(config: TrainConfig, device: torch.device) -> torch.dtype | None:
     return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
 
 
+def _resume(trainer: Trainer, run_dir: Path) -> None:
+    try:
+        trainer.load_state_dict(load_latest_state(run_dir))
+    except RuntimeError as error:  # e.g. a conditional dcgan run from before D normalised its class embedding
+        detail = [line.strip() for line in str(error).splitlines() if line.strip()][-1].rstrip(".")
+        raise CheckpointError(f"{run_dir}: its newest state does not fit the networks this version of ganserve "
+                              f"builds ({detail}); resume it with the version that wrote it, or start a new "
+                              "run") from None
+
+
 def train(config: TrainConfig, run_dir: Path, resume: bool = False, progress: bool = True) -> Path:
     """Train (or continue training) into `run_dir`; returns the release folder."""
     config.resolved(config.resolution).validate()
@@ -225,7 +235,7 @@ def _train(config: TrainConfig, run_dir: Path, resume: bool, progress: bool, ctx
         if len(held_out) else CalibrationSet.from_dataset(train_set, "training data (no holdout)",
                                                           bool(trainer.spec.num_classes))
     if resume:
-        trainer.load_state_dict(load_latest_state(run_dir))
+        _resume(trainer, run_dir)
     elif list_states(run_dir):
         raise ConfigError(f"{run_dir} already holds a run; continue it with --resume {run_dir}, or choose "
                           "another --run-dir (nothing was overwritten)")

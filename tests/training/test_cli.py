@@ -19,6 +19,17 @@ def test_dry_run_prints_resolved_config_and_writes_nothing(tmp_path, capsys):
     assert list(tmp_path.iterdir()) == []
 
 
+@pytest.mark.parametrize("arch, lr", [("dcgan", 5e-4), ("mlp", 2e-4), ("resnet", 2e-4)])
+def test_each_architecture_fills_in_its_measured_recipe(arch, lr, tmp_path, capsys):
+    # docs/quality.md: dcgan's rate won the CPU-budget study; the tutorial's mlp keeps its own.
+    assert main(["train", "--dry-run", "--arch", arch, "--out", str(tmp_path)]) == 0
+    printed = json.loads(capsys.readouterr().out)
+    assert (printed["lr_g"], printed["lr_d"], printed["batch_size"]) == (lr, lr, 64)
+    assert main(["train", "--dry-run", "--arch", arch, "--lr-d", "1e-3", "--out", str(tmp_path)]) == 0
+    printed = json.loads(capsys.readouterr().out)
+    assert (printed["lr_g"], printed["lr_d"]) == (lr, 1e-3)
+
+
 def test_bad_option_is_one_line_and_exit_2(capsys):
     assert main(["train", "--dry-run", "--lr-g", "5"]) == 2
     err = capsys.readouterr().err.strip()
@@ -72,3 +83,20 @@ def _initial_generator_weights() -> dict:
 
     torch.manual_seed(0)
     return build_generator(NetworkSpec("dcgan", 100, 1, 8, 0, 8)).state_dict()
+
+
+def test_resuming_a_state_of_another_network_layout_is_one_line(tmp_path, capsys):
+    # A conditional dcgan state written before D's class embedding was spectral-normalised.
+    run = tmp_path / "run"
+    train(tiny_config(steps=1, checkpoint_every=1, conditional=True), run, progress=False)
+    path = run / "state-00000001.pt"
+    state = load_state(path)
+    embed = "head.embed.parametrizations.weight."
+    state["D"]["head.embed.weight"] = state["D"].pop(embed + "original")
+    for key in [k for k in state["D"] if k.startswith(embed)]:
+        del state["D"][key]
+    torch.save(state, path)
+    assert main(["train", "--resume", str(run), "--steps", "2", "--no-progress"]) == 2
+    errors = [line for line in capsys.readouterr().err.splitlines() if "error" in line]
+    assert len(errors) == 1 and errors[0].startswith(f"ganserve train: error: {run}: its newest state does not fit")
+    assert 'Unexpected key(s) in state_dict: "head.embed.weight"' in errors[0]
