@@ -36,7 +36,7 @@ def curves(result: dict, out: Path) -> None:
     axes.set_ylabel("Fréchet distance (1,000 images)")
     axes.set_yscale("log")
     axes.grid(True, which="both", alpha=0.3)
-    axes.legend()
+    axes.legend(fontsize="small", ncol=2)  # two columns: a study of many recipes keeps its curves visible
     axes.set_title(f"{result['data']}: every seed of every recipe")
     figure.tight_layout()
     figure.savefig(out, dpi=110)
