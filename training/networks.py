@@ -44,9 +44,7 @@ def build_discriminator(spec: NetworkSpec, spectral_norm: bool = False) -> nn.Mo
     net = builders.get(spec.arch, DCGANDiscriminator)(spec)
     if spectral_norm:
         for module in net.modules():
-            # The projection's class embedding too (as SNGAN's projection D): unnormalised, its class
-            # term outgrew the normalised rest of D and G collapsed to one image per class.
-            if isinstance(module, (nn.Conv2d, nn.Linear, nn.Embedding)):
+            if isinstance(module, (nn.Conv2d, nn.Linear)):
                 _spectral_norm(module)
     return net
 
@@ -110,8 +108,6 @@ class Projection(nn.Module):
         super().__init__()
         self.linear = nn.Linear(features, 1)
         self.embed = nn.Embedding(num_classes, features) if num_classes else None
-        if self.embed is not None:  # a linear layer's scale, so the class term starts as small as w.h
-            nn.init.normal_(self.embed.weight, std=features ** -0.5)
 
     def forward(self, h: torch.Tensor, labels: torch.Tensor | None) -> torch.Tensor:
         logits = self.linear(h).squeeze(1)  # (N,)
