@@ -55,7 +55,7 @@ RECIPES = {
     "lr5e-4": [*LR5, *B64],
     "lr1e-3": ["--lr-g", "1e-3", "--lr-d", "1e-3", *B64],
     "lr2e-4-cosine": [*LR2, *B64, *COSINE],
-    "lr2e-4-cond": [*LR2, *B64, "--conditional"],  # run again once D's class embedding was normalised
+    "lr2e-4-cond": [*LR2, *B64, "--conditional"],
     "lr2e-4-cond-cosine": [*LR2, *B64, "--conditional", *COSINE],
     "lr2e-4-b32": [*LR2, "--batch-size", "32"],
     "lr5e-4-b32": [*LR5, "--batch-size", "32"],
