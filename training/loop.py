@@ -206,6 +206,8 @@ def _resume(trainer: Trainer, run_dir: Path) -> None:
     try:
         trainer.load_state_dict(load_latest_state(run_dir))
     except RuntimeError as error:  # a state written by a version whose networks had other layers or shapes
+        if "loading state_dict" not in str(error):
+            raise
         detail = [line.strip() for line in str(error).splitlines() if line.strip()][-1].rstrip(".")
         raise CheckpointError(f"{run_dir}: its newest state does not fit the networks this version of ganserve "
                               f"builds ({detail}); resume it with the version that wrote it, or start a new "
