@@ -1,7 +1,9 @@
 """The figures docs/quality.md shows for a quality study: FD against one core's seconds for
-every run (from --curves), and the last sample grids of two recipes side by side.
+every run (from --curves), and the last sample grids of two recipes side by side; and the
+default model's picture (seeds 0-99 next to the first 100 real digits).
 
     python benchmarks/quality_figures.py results/quality-mnist28-resnet.json --grids default resnet-w16-lazy8
+    python benchmarks/quality_figures.py --digits-sheet models/digits
 
 Several results files of one data set are pooled (their runs together), as `quality_study.py --table` pools them.
 """
@@ -10,8 +12,12 @@ from __future__ import annotations
 
 import argparse
 import json
+import subprocess
+import sys
+import tempfile
 from pathlib import Path
 
+import numpy as np
 from PIL import Image
 
 from common import WORK
@@ -58,12 +64,51 @@ def grids(result: dict, recipes: list[str], out: Path) -> None:
     sheet.save(out)
 
 
+def tile(images: np.ndarray, columns: int = 10, scale: int = 6, pad: int = 1) -> Image.Image:
+    """(N, H, W) uint8 -> one greyscale grid with `pad` black pixels between images, each pixel
+    `scale` x `scale` (nearest: the pixels stay visible)."""
+    n, height, width = images.shape
+    rows = -(-n // columns)
+    sheet = np.zeros((rows * (height + pad) + pad, columns * (width + pad) + pad), np.uint8)
+    for i, image in enumerate(images):
+        top, left = pad + i // columns * (height + pad), pad + i % columns * (width + pad)
+        sheet[top:top + height, left:left + width] = image
+    return Image.fromarray(sheet).resize((sheet.shape[1] * scale, sheet.shape[0] * scale), Image.NEAREST)
+
+
+def digits_sheet(model: Path, out: Path) -> None:
+    """Seeds 0-99 of an exported digits model (left) beside the first 100 real digits (right)."""
+    from training.data import load_dataset
+
+    with tempfile.TemporaryDirectory() as folder:
+        subprocess.run([str(Path(sys.executable).with_name("ganserve")), "sample", str(model), "--seeds", "0-99",
+                        "--format", "npz", "--out", folder, "--no-progress"], check=True)
+        generated = np.concatenate([np.load(part)["images"] for part in sorted(Path(folder).glob("*.npz"))])
+    real = load_dataset("digits").pixels[:100]  # (100, 1, 8, 8): uint8 levels or floats in [-1, 1]
+    if real.dtype != np.uint8:
+        real = np.round((np.asarray(real) + 1) * 127.5).clip(0, 255).astype(np.uint8)
+    pictures = [tile(generated.reshape(100, 8, 8)), tile(real.reshape(100, 8, 8))]
+    gap = 36
+    sheet = Image.new("L", (pictures[0].width * 2 + gap, pictures[0].height), 128)
+    sheet.paste(pictures[0], (0, 0))
+    sheet.paste(pictures[1], (pictures[0].width + gap, 0))
+    sheet.save(out)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("results", type=Path, nargs="+", metavar="RESULT.json")
+    parser.add_argument("results", type=Path, nargs="*", metavar="RESULT.json")
     parser.add_argument("--grids", nargs="+", metavar="RECIPE", default=[])
     parser.add_argument("--name", default="quality-resnet", help="docs/NAME-curves.png, docs/NAME-grids.png")
+    parser.add_argument("--digits-sheet", type=Path, metavar="MODEL",
+                        help="write docs/digits-samples.png from this exported digits model instead")
     args = parser.parse_args()
+    if args.digits_sheet:
+        digits_sheet(args.digits_sheet, DOCS / "digits-samples.png")
+        print("wrote", DOCS / "digits-samples.png")
+        return
+    if not args.results:
+        parser.error("give RESULT.json files, or --digits-sheet MODEL")
     loaded = [json.loads(path.read_text()) for path in args.results]
     result = {**loaded[0], "runs": [run for one in loaded for run in one["runs"]]}
     curves(result, DOCS / f"{args.name}-curves.png")
