@@ -153,27 +153,59 @@ class MLPDiscriminator(nn.Module):
         return self.head(self.body(images), labels)
 
 
+class ClassModulation(nn.Module):
+    """A per-class gain and bias on a normalised feature map (conditional normalisation, as in
+    SNGAN's and BigGAN's generators). Near the identity at the start: for a class embedding of
+    unit variance, each channel's gain and bias move by about 0.1, so the label matters from the
+    first step without drowning z."""
+
+    def __init__(self, embed_dim: int, channels: int):
+        super().__init__()
+        self.gain = nn.Linear(embed_dim, channels)
+        self.bias = nn.Linear(embed_dim, channels)
+        for layer in (self.gain, self.bias):
+            nn.init.normal_(layer.weight, std=0.1 / embed_dim ** 0.5)
+            nn.init.zeros_(layer.bias)
+
+    def forward(self, h: torch.Tensor, embedding: torch.Tensor) -> torch.Tensor:
+        return h * (1 + self.gain(embedding))[:, :, None, None] + self.bias(embedding)[:, :, None, None]
+
+
 class DCGANGenerator(nn.Module):
-    """z -> linear to (C0, s, s) -> [transposed conv 4x4 stride 2, PixelNorm, ReLU] x k -> 3x3 conv -> tanh."""
+    """z -> linear to (C0, s, s) -> [transposed conv 4x4 stride 2, PixelNorm, ReLU] x k -> 3x3 conv -> tanh.
+
+    Conditional models take the class through every PixelNorm (a per-class gain and bias), not
+    through z: joined to z at the input, the class alone decided the image and G drew one digit
+    per class whatever z was (docs/quality.md, "The learning rate and the batch")."""
 
     def __init__(self, spec: NetworkSpec):
         super().__init__()
         self.spec = spec
         self.start, ups = dcgan_stages(spec.resolution)
         chans = _stage_channels(spec.width, ups)
-        self.input = ConditionalInput(spec.latent_dim, spec.num_classes)
-        self.project = nn.Linear(self.input.out_dim, chans[0] * self.start * self.start)
+        self.embed = nn.Embedding(spec.num_classes, spec.latent_dim) if spec.num_classes else None
+        self.project = nn.Linear(spec.latent_dim, chans[0] * self.start * self.start)
         blocks: list[nn.Module] = [PixelNorm(), nn.ReLU()]
         for c_in, c_out in zip(chans[:-1], chans[1:]):
             blocks += [nn.ConvTranspose2d(c_in, c_out, 4, stride=2, padding=1), PixelNorm(), nn.ReLU()]
         self.body = nn.Sequential(*blocks)
+        self.modulations = nn.ModuleList(ClassModulation(spec.latent_dim, c) for c in chans) \
+            if spec.num_classes else None
         self.to_image = nn.Sequential(nn.Conv2d(chans[-1], spec.channels, 3, padding=1), nn.Tanh())
 
     def forward(self, z: torch.Tensor, labels: torch.Tensor | None = None,
                 label_weights: torch.Tensor | None = None) -> torch.Tensor:
-        h = self.project(self.input(z, labels, label_weights))
-        h = h.view(z.shape[0], -1, self.start, self.start)  # (N, C0, s, s)
-        return self.to_image(self.body(h))  # (N, C, H, W)
+        h = self.project(z).view(z.shape[0], -1, self.start, self.start)  # (N, C0, s, s)
+        if self.embed is None:
+            return self.to_image(self.body(h))  # (N, C, H, W)
+        # (N, latent): one class's embedding, or a blend of them (label interpolation)
+        embedding = label_weights @ self.embed.weight if label_weights is not None else self.embed(labels)
+        modulations = iter(self.modulations)
+        for layer in self.body:
+            h = layer(h)
+            if isinstance(layer, PixelNorm):
+                h = next(modulations)(h, embedding)
+        return self.to_image(h)
 
 
 class ResNetDiscriminator(nn.Module):
