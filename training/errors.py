@@ -17,3 +17,12 @@ class ConfigError(UserError):
 
 class CheckpointError(UserError):
     """A checkpoint or release that cannot be loaded safely."""
+
+
+def layout_mismatch(error: RuntimeError) -> str | None:
+    """What PyTorch's load_state_dict said when saved weights do not fit the network this
+    version builds (missing, unexpected or reshaped layers), on one line; None for any other error."""
+    if "loading state_dict" not in str(error):
+        return None
+    lines = [line.strip().rstrip(".") for line in str(error).splitlines()[1:] if line.strip()]
+    return "; ".join(lines)

@@ -21,7 +21,7 @@ from .checkpoints import list_states, load_latest_state, remove_partial_states, 
 from .config import TrainConfig, parse_policy
 from .data import ImageDataset, load_dataset, split_holdout
 from .diversity import collapse_warning, spread
-from .errors import CheckpointError, ConfigError
+from .errors import CheckpointError, ConfigError, layout_mismatch
 from .losses import discriminator_loss, generator_loss, gradient_penalty, zero_centred_penalty
 from .networks import NetworkSpec, build_discriminator, build_generator
 from .release import CalibrationSet, write_release
@@ -206,9 +206,9 @@ def _resume(trainer: Trainer, run_dir: Path) -> None:
     try:
         trainer.load_state_dict(load_latest_state(run_dir))
     except RuntimeError as error:  # a state written by a version whose networks had other layers or shapes
-        if "loading state_dict" not in str(error):
+        detail = layout_mismatch(error)
+        if detail is None:
             raise
-        detail = [line.strip() for line in str(error).splitlines() if line.strip()][-1].rstrip(".")
         raise CheckpointError(f"{run_dir}: its newest state does not fit the networks this version of ganserve "
                               f"builds ({detail}); resume it with the version that wrote it, or start a new "
                               "run") from None

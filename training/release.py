@@ -23,7 +23,7 @@ from torch.nn.utils import parametrize
 from serving.formats.files import replace_folder, sha256_file
 
 from . import __version__
-from .errors import CheckpointError
+from .errors import CheckpointError, layout_mismatch
 from .networks import NetworkSpec, build_discriminator, build_generator
 from .samples import to_uint8
 
@@ -75,13 +75,22 @@ class Release:
             return CalibrationSet(archive["images"], labels, entry["split"])
 
     def build_generator(self) -> nn.Module:
-        net = build_generator(self.spec)
-        net.load_state_dict(self.generator_state, strict=True)
-        return net.eval().requires_grad_(False)
+        return self._loaded(build_generator(self.spec), self.generator_state, GENERATOR_FILE)
 
     def build_discriminator(self) -> nn.Module:
         net = build_discriminator(self.spec, spectral_norm=False)  # weights were released normalised
-        net.load_state_dict(self.discriminator_state, strict=True)
+        return self._loaded(net, self.discriminator_state, DISCRIMINATOR_FILE)
+
+    def _loaded(self, net: nn.Module, state: dict, file_name: str) -> nn.Module:
+        try:
+            net.load_state_dict(state, strict=True)
+        except RuntimeError as error:  # weights of a version whose networks had other layers or shapes
+            detail = layout_mismatch(error)
+            if detail is None:
+                raise
+            raise CheckpointError(f"{self.path / file_name}: these weights do not fit the networks this version "
+                                  f"of ganserve builds ({detail}); use the version that trained them, or train "
+                                  "again") from None
         return net.eval().requires_grad_(False)
 
 

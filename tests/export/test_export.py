@@ -157,6 +157,27 @@ def test_pickled_weights_are_refused_even_with_a_matching_hash(tmp_path):
         export_model(release, ExportOptions(out=tmp_path / "out"))
 
 
+def test_weights_of_an_earlier_network_layout_are_refused_in_one_line(tmp_path, capsys):
+    # As conditional dcgan releases were before the class moved into G's normalisations: the
+    # class embedding joined to z at the input (input.embed, project over 2 x latent).
+    from safetensors.torch import load_file, save_file
+
+    release = make_release(tmp_path / "run", num_classes=3)
+    weights = release / "generator.safetensors"
+    state = {key: value for key, value in load_file(str(weights)).items() if not key.startswith("modulations.")}
+    state["input.embed.weight"] = state.pop("embed.weight")
+    state["project.weight"] = torch.cat([state["project.weight"]] * 2, dim=1)
+    save_file(state, str(weights))
+    config = json.loads((release / "config.json").read_text())
+    config["files"]["generator.safetensors"] = sha256_file(weights)
+    (release / "config.json").write_text(json.dumps(config))
+    assert main(["export", str(release), "--out", str(tmp_path / "out")]) == 2
+    errors = [line for line in capsys.readouterr().err.splitlines() if "error" in line]
+    assert len(errors) == 1 and "generator.safetensors: these weights do not fit the networks" in errors[0]
+    assert '"input.embed.weight"' in errors[0] and "use the version that trained them" in errors[0]
+    assert not (tmp_path / "out").exists()
+
+
 def test_calibration_data_of_the_wrong_shape_is_refused(tmp_path):
     release = make_release(tmp_path / "run")
     np.savez(tmp_path / "other.npz", images=np.zeros((10, 16, 16), np.uint8))
