@@ -1,9 +1,11 @@
 """The figures docs/quality.md shows for a quality study: FD against one core's seconds for
 every run (from --curves), and the last sample grids of two recipes side by side; and the
-default model's picture (seeds 0-99 next to the first 100 real digits).
+default model's picture (seeds 0-99 next to the first 100 real digits) and a conditional
+model's class blends.
 
     python benchmarks/quality_figures.py results/quality-mnist28-resnet.json --grids default resnet-w16-lazy8
     python benchmarks/quality_figures.py --digits-sheet models/digits
+    python benchmarks/quality_figures.py --interpolation-sheet models/cdigits
 
 Several results files of one data set are pooled (their runs together), as `quality_study.py --table` pools them.
 """
@@ -95,6 +97,23 @@ def digits_sheet(model: Path, out: Path) -> None:
     sheet.save(out)
 
 
+CLASS_BLENDS = [(0, 1), (1, 7), (3, 8), (4, 9)]  # the rows of docs/label-interpolation.png
+
+
+def interpolation_sheet(model: Path, out: Path, seed: int = 5, frames: int = 10) -> None:
+    """One row per class pair: seed `seed` of a conditional model, its class blended from one to the other."""
+    strips = []
+    with tempfile.TemporaryDirectory() as folder:
+        for first, last in CLASS_BLENDS:
+            strip = Path(folder) / f"{first}-{last}.png"
+            subprocess.run([str(Path(sys.executable).with_name("ganserve")), "interpolate", str(model),
+                            "--from", str(seed), "--to", str(seed), "--label", str(first), "--label-to", str(last),
+                            "--frames", str(frames), "--out", str(strip)], check=True, stdout=subprocess.DEVNULL)
+            strips.append(np.asarray(Image.open(strip).convert("L")))
+    sheet = np.concatenate(strips)
+    Image.fromarray(sheet).resize((sheet.shape[1] * 6, sheet.shape[0] * 6), Image.NEAREST).save(out)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("results", type=Path, nargs="*", metavar="RESULT.json")
@@ -102,13 +121,18 @@ def main() -> None:
     parser.add_argument("--name", default="quality-resnet", help="docs/NAME-curves.png, docs/NAME-grids.png")
     parser.add_argument("--digits-sheet", type=Path, metavar="MODEL",
                         help="write docs/digits-samples.png from this exported digits model instead")
+    parser.add_argument("--interpolation-sheet", type=Path, metavar="MODEL",
+                        help="write docs/label-interpolation.png from this conditional digits model instead")
     args = parser.parse_args()
-    if args.digits_sheet:
-        digits_sheet(args.digits_sheet, DOCS / "digits-samples.png")
-        print("wrote", DOCS / "digits-samples.png")
+    if args.digits_sheet or args.interpolation_sheet:
+        for model, draw, name in ((args.digits_sheet, digits_sheet, "digits-samples.png"),
+                                  (args.interpolation_sheet, interpolation_sheet, "label-interpolation.png")):
+            if model:
+                draw(model, DOCS / name)
+                print("wrote", DOCS / name)
         return
     if not args.results:
-        parser.error("give RESULT.json files, or --digits-sheet MODEL")
+        parser.error("give RESULT.json files, --digits-sheet MODEL or --interpolation-sheet MODEL")
     loaded = [json.loads(path.read_text()) for path in args.results]
     result = {**loaded[0], "runs": [run for one in loaded for run in one["runs"]]}
     curves(result, DOCS / f"{args.name}-curves.png")

@@ -2,8 +2,9 @@
 
 Each recipe's speed is measured first, alone on an idle machine, on one core; its step count
 is then budget x speed, so every recipe gets the same seconds of one core whatever else the
-machine does while the runs proceed (two at a time, one core each). Every finished run is
-scored with `ganserve eval RUN --json` and the figures go to results/quality-DATA.json.
+machine does while the runs proceed (two at a time by default, one core each; `--parallel N`
+for more). Every finished run is scored with `ganserve eval RUN --json` and the figures go to
+results/quality-DATA.json.
 
     python benchmarks/quality_study.py --data digits --budget 120 --seeds 0 1 2
     python benchmarks/quality_study.py --data idx:../shared/data --budget 360 --recipes tutorial w32
@@ -62,6 +63,10 @@ RECIPES = {
     "lr5e-4-b16": [*LR5, "--batch-size", "16"],
     # twice the EMA horizon: 0.9995 at batch 32 averages over as many images as 0.999 at batch 64
     "lr5e-4-b32-ema9995": [*LR5, "--batch-size", "32", "--ema-decay", "0.9995"],
+    # conditional dcgan since the class reaches G through conditional normalisation (the lr2e-4-cond
+    # runs above are of the earlier G, which joined the class embedding to z and collapsed)
+    "lr5e-4-cond": [*LR5, *B64, "--conditional"],
+    "lr5e-4-b32-cond": [*LR5, "--batch-size", "32", "--conditional"],
     # R3GAN's recipe (docs/DESIGN.md): --arch resnet fills in rpgan, R1+R2, its schedules, EMA half-life
     "resnet": ["--arch", "resnet"],
     "resnet-w16": ["--arch", "resnet", "--width", "16"],
@@ -164,6 +169,9 @@ def main() -> None:
     parser.add_argument("--evaluate-only", action="store_true",
                         help="score runs already trained into the work folder (with --speeds-from for the steps) "
                              "instead of training them")
+    parser.add_argument("--parallel", type=int, default=2,
+                        help="runs at a time, one core each (default: 2); more than the cores share them, "
+                             "which costs wall time, not budget: the step counts are fixed beforehand")
     parser.add_argument("--table", type=Path, nargs="+", metavar="RESULT.json",
                         help="only print results files (same data and budget; their runs pooled) as Markdown")
     args = parser.parse_args()
@@ -188,7 +196,7 @@ def main() -> None:
         for _, _, run_dir in jobs:
             subprocess.run(["rm", "-rf", str(run_dir)], check=True)
         warm_classifier(args.data)
-        with ThreadPoolExecutor(max_workers=2) as pool:  # two runs at a time, one core each
+        with ThreadPoolExecutor(max_workers=args.parallel) as pool:  # one core each
             list(pool.map(lambda job: train(job[2], args.data, RECIPES[job[0]], steps[job[0]], job[1], args.curves),
                           jobs))
 
