@@ -17,8 +17,8 @@ pytestmark = pytest.mark.slow
 GANSERVE = str(Path(sys.executable).with_name("ganserve"))
 
 
-def _sample(model_dir, out, *extra, **kwargs):
-    return [GANSERVE, "sample", str(model_dir), "--seeds", "0-1499", "--out", str(out), "--batch-size", "64",
+def _sample(model_dir, out, *extra, seeds="0-1499"):
+    return [GANSERVE, "sample", str(model_dir), "--seeds", seeds, "--out", str(out), "--batch-size", "64",
             "--workers", "1", "--no-progress", *extra]
 
 
@@ -68,7 +68,10 @@ def test_a_full_disk_stops_it_in_one_line_and_resume_finishes(model_dir, tmp_pat
 
 def test_ctrl_c_is_one_line_and_resume_finishes(model_dir, tmp_path):
     out = tmp_path / "out"
-    process = subprocess.Popen(_sample(model_dir, out, "--workers", "2"), stdout=subprocess.PIPE,
+    # 7,500 images: enough that the run cannot end between its first manifest line and the signal,
+    # even when this test's own polling is slowed by a busy machine (1,500 once did)
+    seeds = "0-7499"
+    process = subprocess.Popen(_sample(model_dir, out, "--workers", "2", seeds=seeds), stdout=subprocess.PIPE,
                                stderr=subprocess.PIPE, text=True, start_new_session=True)
     deadline = time.monotonic() + 60
     while not (out / "manifest.jsonl").is_file() and time.monotonic() < deadline:
@@ -76,5 +79,5 @@ def test_ctrl_c_is_one_line_and_resume_finishes(model_dir, tmp_path):
     os.killpg(process.pid, signal.SIGINT)  # the terminal sends it to the whole group, the PNG workers too
     _, err = process.communicate(timeout=60)
     assert process.returncode == 130 and err.strip().splitlines() == ["ganserve sample: interrupted"], err
-    resumed = subprocess.run(_sample(model_dir, out, "--resume"), capture_output=True, text=True)
+    resumed = subprocess.run(_sample(model_dir, out, "--resume", seeds=seeds), capture_output=True, text=True)
     assert resumed.returncode == 0, resumed.stderr
