@@ -69,6 +69,8 @@ def export_graph(graph: nn.Module, example: dict[str, torch.Tensor], output_name
     quiet = logging.getLogger("torch.onnx._internal.exporter._registration")
     with contextlib.redirect_stdout(io.StringIO()), warnings.catch_warnings(), _level(quiet, logging.ERROR):
         warnings.simplefilter("ignore", FutureWarning)
+        # z and labels share the batch axis, and the exporter says it keeps one name for both
+        warnings.filterwarnings("ignore", message=".*shares the same shape constraints", category=UserWarning)
         program = torch.onnx.export(graph.eval(), (), kwargs=example, dynamo=True, opset_version=OPSET,
                                     input_names=list(example), output_names=[output_name],
                                     dynamic_shapes=dynamic, external_data=False, verbose=False,

@@ -157,6 +157,16 @@ def test_pickled_weights_are_refused_even_with_a_matching_hash(tmp_path):
         export_model(release, ExportOptions(out=tmp_path / "out"))
 
 
+def test_a_conditional_export_prints_no_exporter_warnings(tmp_path):
+    import warnings
+
+    release = make_release(tmp_path / "run", num_classes=3)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        export_model(release, ExportOptions(out=tmp_path / "out", calibration_samples=20))
+    assert [str(w.message) for w in caught if issubclass(w.category, UserWarning)] == []
+
+
 def test_weights_of_an_earlier_network_layout_are_refused_in_one_line(tmp_path, capsys):
     # As conditional dcgan releases were before the class moved into G's normalisations: the
     # class embedding joined to z at the input (input.embed, project over 2 x latent).
