@@ -66,18 +66,26 @@ def test_a_full_disk_stops_it_in_one_line_and_resume_finishes(model_dir, tmp_pat
         subprocess.run(["umount", str(disk)], capture_output=True)
 
 
+def _default_sigint():
+    """Ctrl-C's default action in the child, as a terminal starts a command: a SIGINT ignored by
+    the test runner would be inherited, and Python then installs no KeyboardInterrupt at all."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def test_ctrl_c_is_one_line_and_resume_finishes(model_dir, tmp_path):
     out = tmp_path / "out"
     # 7,500 images: enough that the run cannot end between its first manifest line and the signal,
     # even when this test's own polling is slowed by a busy machine (1,500 once did)
     seeds = "0-7499"
     process = subprocess.Popen(_sample(model_dir, out, "--workers", "2", seeds=seeds), stdout=subprocess.PIPE,
-                               stderr=subprocess.PIPE, text=True, start_new_session=True)
+                               stderr=subprocess.PIPE, text=True, start_new_session=True,
+                               preexec_fn=_default_sigint)
     deadline = time.monotonic() + 60
     while not (out / "manifest.jsonl").is_file() and time.monotonic() < deadline:
         time.sleep(0.02)
     os.killpg(process.pid, signal.SIGINT)  # the terminal sends it to the whole group, the PNG workers too
-    _, err = process.communicate(timeout=60)
-    assert process.returncode == 130 and err.strip().splitlines() == ["ganserve sample: interrupted"], err
+    printed, err = process.communicate(timeout=60)
+    assert process.returncode == 130 and err.strip().splitlines() == ["ganserve sample: interrupted"], \
+        (process.returncode, err, printed)
     resumed = subprocess.run(_sample(model_dir, out, "--resume", seeds=seeds), capture_output=True, text=True)
     assert resumed.returncode == 0, resumed.stderr
