@@ -23,6 +23,9 @@ import numpy as np
 from PIL import Image
 
 from common import WORK
+from serving.formats.pixels import to_levels
+
+GANSERVE = str(Path(sys.executable).with_name("ganserve"))
 
 DOCS = Path(__file__).resolve().parents[1] / "docs"
 
@@ -83,12 +86,10 @@ def digits_sheet(model: Path, out: Path) -> None:
     from training.data import load_dataset
 
     with tempfile.TemporaryDirectory() as folder:
-        subprocess.run([str(Path(sys.executable).with_name("ganserve")), "sample", str(model), "--seeds", "0-99",
+        subprocess.run([GANSERVE, "sample", str(model), "--seeds", "0-99",
                         "--format", "npz", "--out", folder, "--no-progress"], check=True)
         generated = np.concatenate([np.load(part)["images"] for part in sorted(Path(folder).glob("*.npz"))])
-    real = load_dataset("digits").pixels[:100]  # (100, 1, 8, 8): uint8 levels or floats in [-1, 1]
-    if real.dtype != np.uint8:
-        real = np.round((np.asarray(real) + 1) * 127.5).clip(0, 255).astype(np.uint8)
+    real = to_levels(load_dataset("digits").pixels[:100]).astype(np.uint8)  # (100, 1, 8, 8)
     pictures = [tile(generated.reshape(100, 8, 8)), tile(real.reshape(100, 8, 8))]
     gap = 36
     sheet = Image.new("L", (pictures[0].width * 2 + gap, pictures[0].height), 128)
@@ -106,7 +107,7 @@ def interpolation_sheet(model: Path, out: Path, seed: int = 5, frames: int = 10)
     with tempfile.TemporaryDirectory() as folder:
         for first, last in CLASS_BLENDS:
             strip = Path(folder) / f"{first}-{last}.png"
-            subprocess.run([str(Path(sys.executable).with_name("ganserve")), "interpolate", str(model),
+            subprocess.run([GANSERVE, "interpolate", str(model),
                             "--from", str(seed), "--to", str(seed), "--label", str(first), "--label-to", str(last),
                             "--frames", str(frames), "--out", str(strip)], check=True, stdout=subprocess.DEVNULL)
             strips.append(np.asarray(Image.open(strip).convert("L")))

@@ -84,6 +84,12 @@ class PixelNorm(nn.Module):
         return x * torch.rsqrt((x * x).mean(dim=1, keepdim=True) + 1e-8)
 
 
+def class_embedding(embed: nn.Embedding, labels: torch.Tensor | None,
+                    label_weights: torch.Tensor | None) -> torch.Tensor:
+    """One class's embedding per row, or with label_weights (N, classes) a blend of them (label interpolation)."""
+    return label_weights @ embed.weight if label_weights is not None else embed(labels)
+
+
 class ConditionalInput(nn.Module):
     """Appends a learned class embedding to z (a no-op for unconditional models)."""
 
@@ -96,9 +102,7 @@ class ConditionalInput(nn.Module):
                 label_weights: torch.Tensor | None = None) -> torch.Tensor:
         if self.embed is None:
             return z
-        if label_weights is not None:  # (N, classes): a blend of class embeddings (label interpolation)
-            return torch.cat([z, label_weights @ self.embed.weight], dim=1)
-        return torch.cat([z, self.embed(labels)], dim=1)  # (N, 2 * latent_dim)
+        return torch.cat([z, class_embedding(self.embed, labels, label_weights)], dim=1)  # (N, 2 * latent_dim)
 
 
 class Projection(nn.Module):
@@ -198,8 +202,7 @@ class DCGANGenerator(nn.Module):
         h = self.project(z).view(z.shape[0], -1, self.start, self.start)  # (N, C0, s, s)
         if self.embed is None:
             return self.to_image(self.body(h))  # (N, C, H, W)
-        # (N, latent): one class's embedding, or a blend of them (label interpolation)
-        embedding = label_weights @ self.embed.weight if label_weights is not None else self.embed(labels)
+        embedding = class_embedding(self.embed, labels, label_weights)  # (N, latent)
         modulations = iter(self.modulations)
         for layer in self.body:
             h = layer(h)
