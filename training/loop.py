@@ -9,7 +9,7 @@ import copy
 import json
 import logging
 import time
-from contextlib import nullcontext
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 
 import torch
@@ -29,6 +29,16 @@ from .samples import save_grid
 
 log = logging.getLogger(__name__)
 SAMPLE_COUNT = 64  # images in each sample grid (fixed latents, so grids are comparable over time)
+
+
+@contextmanager
+def frozen(net: torch.nn.Module):
+    """Within the block, no gradients for net's weights: G's step would compute D's and throw them away."""
+    net.requires_grad_(False)
+    try:
+        yield
+    finally:
+        net.requires_grad_(True)
 
 
 class Trainer:
@@ -80,7 +90,8 @@ class Trainer:
 
         z, fake_labels = self._latents(mine)
         with self._autocast():
-            fake = self.G(z, fake_labels).detach()
+            with torch.no_grad():  # D's step needs no gradient through G: no graph to build
+                fake = self.G(z, fake_labels)
             real_logits = self.D(self._augment(real, mine, now), labels)
             fake_logits = self.D(self._augment(fake, mine, now), fake_labels)
             loss_d = discriminator_loss(cfg.loss, real_logits.float(), fake_logits.float())
@@ -97,14 +108,14 @@ class Trainer:
         self._update(self.D, self.opt_d, loss_d + penalty)
 
         z, fake_labels = self._latents(mine)
-        with self._autocast():
+        with frozen(self.D), self._autocast():  # G's step needs D's gradient for its input only
             g_logits = self.D(self._augment(self.G(z, fake_labels), mine, now), fake_labels).float()
             paired = None
             if cfg.loss == "rpgan":  # the relativistic loss pairs each fake with a real image
                 with torch.no_grad():
                     paired = self.D(self._augment(real, mine, now), labels).float()
             loss_g = generator_loss(cfg.loss, g_logits, paired)
-        self._update(self.G, self.opt_g, loss_g)
+            self._update(self.G, self.opt_g, loss_g)
         self.scaler.update()
         self._update_ema(now)
         self.step_count += 1
