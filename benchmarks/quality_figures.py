@@ -119,6 +119,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("results", type=Path, nargs="*", metavar="RESULT.json")
     parser.add_argument("--grids", nargs="+", metavar="RECIPE", default=[])
+    parser.add_argument("--only", nargs="+", metavar="RECIPE",
+                        help="draw the curves of these recipes only (results files often hold others too)")
     parser.add_argument("--name", default="quality-resnet", help="docs/NAME-curves.png, docs/NAME-grids.png")
     parser.add_argument("--digits-sheet", type=Path, metavar="MODEL",
                         help="write docs/digits-samples.png from this exported digits model instead")
@@ -135,7 +137,8 @@ def main() -> None:
     if not args.results:
         parser.error("give RESULT.json files, --digits-sheet MODEL or --interpolation-sheet MODEL")
     loaded = [json.loads(path.read_text()) for path in args.results]
-    result = {**loaded[0], "runs": [run for one in loaded for run in one["runs"]]}
+    runs = [run for one in loaded for run in one["runs"] if not args.only or run["recipe"] in args.only]
+    result = {**loaded[0], "runs": runs}
     curves(result, DOCS / f"{args.name}-curves.png")
     if args.grids:
         grids(result, args.grids, DOCS / f"{args.name}-grids.png")

@@ -63,6 +63,10 @@ RECIPES = {
     "lr5e-4-b16": [*LR5, "--batch-size", "16"],
     # twice the EMA horizon: 0.9995 at batch 32 averages over as many images as 0.999 at batch 64
     "lr5e-4-b32-ema9995": [*LR5, "--batch-size", "32", "--ema-decay", "0.9995"],
+    # momentum off (as BigGAN and StyleGAN2 train), and D seeing shifted digits (DiffAugment's translation)
+    "lr5e-4-b32-beta0": [*LR5, "--batch-size", "32", "--beta1", "0.0", "--beta2", "0.99"],
+    "lr5e-4-b32-translate": [*LR5, "--batch-size", "32", "--augment", "translation"],
+    "lr5e-4-beta0": [*LR5, *B64, "--beta1", "0.0", "--beta2", "0.99"],
     # conditional dcgan since the class reaches G through conditional normalisation (the lr2e-4-cond
     # runs above are of the earlier G, which joined the class embedding to z and collapsed)
     "lr5e-4-cond": [*LR5, *B64, "--conditional"],
