@@ -16,11 +16,11 @@ AUGMENTATIONS = ("flip", "color", "translation", "cutout")  # training/augment.p
 # it trains best with (docs/quality.md). The resolved values are what config.json records.
 RECIPES = {
     "dcgan": {"spectral_norm": True, "loss": "nonsat", "r1_gamma": 0.0, "r2_gamma": 0.0, "lr_g": 5e-4, "lr_d": 5e-4,
-              "beta1": 0.5, "beta2": 0.999, "schedules": False},
+              "beta1": 0.0, "beta2": 0.99, "schedules": False},
     "resnet": {"spectral_norm": False, "loss": "rpgan", "r1_gamma": 0.1, "r2_gamma": 0.1, "lr_g": 2e-4,
                "lr_d": 2e-4, "beta1": 0.0, "beta2": 0.9, "schedules": True, "ema_half_life": 10.0},
 }
-RECIPES["mlp"] = {**RECIPES["dcgan"], "lr_g": 2e-4, "lr_d": 2e-4}  # the tutorial's rates
+RECIPES["mlp"] = {**RECIPES["dcgan"], "lr_g": 2e-4, "lr_d": 2e-4, "beta1": 0.5, "beta2": 0.999}  # the tutorial's Adam
 
 
 def _opt(default, help_text: str):
@@ -57,9 +57,10 @@ class TrainConfig:
                                     "(it won at the CPU budget, docs/quality.md), mlp and resnet 2e-4")
     lr_d: float | None = _opt(None, "Adam learning rate of D (at the start, with --schedules); default: dcgan 5e-4, "
                                     "mlp and resnet 2e-4")
-    beta1: float | None = _opt(None, "Adam beta1 (both networks); default 0.5, resnet 0")
-    beta2: float | None = _opt(None, "Adam beta2 (both networks; at the start, with --schedules); default 0.999, "
-                                     "resnet 0.9")
+    beta1: float | None = _opt(None, "Adam beta1 (both networks); default: dcgan and resnet 0 (it won at the "
+                                      "CPU budget, docs/quality.md), mlp 0.5")
+    beta2: float | None = _opt(None, "Adam beta2 (both networks; at the start, with --schedules); default: "
+                                     "dcgan 0.99, resnet 0.9, mlp 0.999")
     batch_size: int = _opt(64, "global batch: split across processes under torchrun")
     steps: int = _opt(10000, "generator updates")
     ema_decay: float = _opt(0.999, "EMA of G's weights (what gets released); 0 copies G")

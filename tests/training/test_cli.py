@@ -19,12 +19,14 @@ def test_dry_run_prints_resolved_config_and_writes_nothing(tmp_path, capsys):
     assert list(tmp_path.iterdir()) == []
 
 
-@pytest.mark.parametrize("arch, lr", [("dcgan", 5e-4), ("mlp", 2e-4), ("resnet", 2e-4)])
-def test_each_architecture_fills_in_its_measured_recipe(arch, lr, tmp_path, capsys):
-    # docs/quality.md: dcgan's rate won the CPU-budget study; the tutorial's mlp keeps its own.
+@pytest.mark.parametrize("arch, lr, betas", [("dcgan", 5e-4, [0.0, 0.99]), ("mlp", 2e-4, [0.5, 0.999]),
+                                             ("resnet", 2e-4, [0.0, 0.9])])
+def test_each_architecture_fills_in_its_measured_recipe(arch, lr, betas, tmp_path, capsys):
+    # docs/quality.md: dcgan's rate and betas won the CPU-budget study; the tutorial's mlp keeps its own.
     assert main(["train", "--dry-run", "--arch", arch, "--out", str(tmp_path)]) == 0
     printed = json.loads(capsys.readouterr().out)
     assert (printed["lr_g"], printed["lr_d"], printed["batch_size"]) == (lr, lr, 64)
+    assert [printed["beta1"], printed["beta2"]] == betas
     assert main(["train", "--dry-run", "--arch", arch, "--lr-d", "1e-3", "--out", str(tmp_path)]) == 0
     printed = json.loads(capsys.readouterr().out)
     assert (printed["lr_g"], printed["lr_d"]) == (lr, 1e-3)
