@@ -26,15 +26,19 @@ from training.config import TrainConfig
 
 GANSERVE = str(Path(sys.executable).with_name("ganserve"))
 
-# Every dcgan recipe names its learning rates and batch: defaults change after the studies that
-# measure them (dcgan's Adam 2e-4 became 5e-4), and a recipe must keep meaning what was run.
+# Every dcgan recipe names its learning rates, Adam's betas and batch: defaults change after the
+# studies that measure them (dcgan's Adam 2e-4 became 5e-4, its beta1 0.5 became 0), and a recipe
+# must keep meaning what was run.
 B64 = ["--batch-size", "64"]
-LR2 = ["--lr-g", "2e-4", "--lr-d", "2e-4"]
-LR5 = ["--lr-g", "5e-4", "--lr-d", "5e-4"]
+MOMENTUM = ["--beta1", "0.5", "--beta2", "0.999"]
+NO_MOMENTUM = ["--beta1", "0.0", "--beta2", "0.99"]  # as BigGAN, StyleGAN2 and R3GAN train
+RATE5 = ["--lr-g", "5e-4", "--lr-d", "5e-4"]
+LR2 = ["--lr-g", "2e-4", "--lr-d", "2e-4", *MOMENTUM]
+LR5 = [*RATE5, *MOMENTUM]
 # The tutorial recipe the quality issue names: plain DCGAN, non-saturating loss, Adam 2e-4 /
 # beta1 0.5, no EMA, no spectral norm, no augmentation.
 TUTORIAL = ["--width", "64", "--no-spectral-norm", "--ema-decay", "0", "--loss", "nonsat",
-            *LR2, "--beta1", "0.5", "--augment", "", *B64]
+            *LR2, "--augment", "", *B64]
 COSINE = ["--schedules", "--lr-final", "2e-5", "--beta2-final", "0.999"]  # annealed rates, beta2 kept
 RECIPES = {
     "tutorial": TUTORIAL,
@@ -47,14 +51,14 @@ RECIPES = {
     "w16-ema-sn": ["--width", "16", "--spectral-norm", "--ema-decay", "0.999", *LR2, *B64],
     "w16-ema": ["--width", "16", "--no-spectral-norm", "--ema-decay", "0.999", *LR2, *B64],
     "w32-ema-sn-ttur": ["--width", "32", "--spectral-norm", "--ema-decay", "0.999",
-                        "--lr-d", "4e-4", "--lr-g", "1e-4", *B64],
+                        "--lr-d", "4e-4", "--lr-g", "1e-4", *MOMENTUM, *B64],
     "w32-ema-sn-hinge": ["--width", "32", "--spectral-norm", "--ema-decay", "0.999", "--loss", "hinge", *LR2, *B64],
     "w32-ema-sn-aug": ["--width", "32", "--spectral-norm", "--ema-decay", "0.999",
                        "--augment", "translation,color", *LR2, *B64],
     # Learning rate and batch of dcgan width 16 (docs/quality.md, "The learning rate and the batch").
     "lr2e-4": [*LR2, *B64],
     "lr5e-4": [*LR5, *B64],
-    "lr1e-3": ["--lr-g", "1e-3", "--lr-d", "1e-3", *B64],
+    "lr1e-3": ["--lr-g", "1e-3", "--lr-d", "1e-3", *MOMENTUM, *B64],
     "lr2e-4-cosine": [*LR2, *B64, *COSINE],
     "lr2e-4-cond": [*LR2, *B64, "--conditional"],
     "lr2e-4-cond-cosine": [*LR2, *B64, "--conditional", *COSINE],
@@ -63,10 +67,10 @@ RECIPES = {
     "lr5e-4-b16": [*LR5, "--batch-size", "16"],
     # twice the EMA horizon: 0.9995 at batch 32 averages over as many images as 0.999 at batch 64
     "lr5e-4-b32-ema9995": [*LR5, "--batch-size", "32", "--ema-decay", "0.9995"],
-    # momentum off (as BigGAN and StyleGAN2 train), and D seeing shifted digits (DiffAugment's translation)
-    "lr5e-4-b32-beta0": [*LR5, "--batch-size", "32", "--beta1", "0.0", "--beta2", "0.99"],
+    # momentum off (the default since), and D seeing shifted digits (DiffAugment's translation)
+    "lr5e-4-b32-beta0": [*RATE5, *NO_MOMENTUM, "--batch-size", "32"],
     "lr5e-4-b32-translate": [*LR5, "--batch-size", "32", "--augment", "translation"],
-    "lr5e-4-beta0": [*LR5, *B64, "--beta1", "0.0", "--beta2", "0.99"],
+    "lr5e-4-beta0": [*RATE5, *NO_MOMENTUM, *B64],
     # conditional dcgan since the class reaches G through conditional normalisation (the lr2e-4-cond
     # runs above are of the earlier G, which joined the class embedding to z and collapsed)
     "lr5e-4-cond": [*LR5, *B64, "--conditional"],
