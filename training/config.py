@@ -57,8 +57,8 @@ class TrainConfig:
                                     "(it won at the CPU budget, docs/quality.md), mlp and resnet 2e-4")
     lr_d: float | None = _opt(None, "Adam learning rate of D (at the start, with --schedules); default: dcgan 5e-4, "
                                     "mlp and resnet 2e-4")
-    beta1: float | None = _opt(None, "Adam beta1 (both networks); default: dcgan and resnet 0 (it won at the "
-                                      "CPU budget, docs/quality.md), mlp 0.5")
+    beta1: float | None = _opt(None, "Adam beta1 (both networks); default: dcgan 0 (it won at the CPU budget, "
+                                      "docs/quality.md), resnet 0 (R3GAN's), mlp 0.5")
     beta2: float | None = _opt(None, "Adam beta2 (both networks; at the start, with --schedules); default: "
                                      "dcgan 0.99, resnet 0.9, mlp 0.999")
     batch_size: int = _opt(64, "global batch: split across processes under torchrun")

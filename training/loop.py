@@ -34,11 +34,14 @@ SAMPLE_COUNT = 64  # images in each sample grid (fixed latents, so grids are com
 @contextmanager
 def frozen(net: torch.nn.Module):
     """Within the block, no gradients for net's weights: G's step would compute D's and throw them away."""
-    net.requires_grad_(False)
+    trainable = [p for p in net.parameters() if p.requires_grad]
+    for p in trainable:
+        p.requires_grad_(False)
     try:
         yield
     finally:
-        net.requires_grad_(True)
+        for p in trainable:
+            p.requires_grad_(True)
 
 
 class Trainer:
@@ -108,14 +111,15 @@ class Trainer:
         self._update(self.D, self.opt_d, loss_d + penalty)
 
         z, fake_labels = self._latents(mine)
-        with frozen(self.D), self._autocast():  # G's step needs D's gradient for its input only
-            g_logits = self.D(self._augment(self.G(z, fake_labels), mine, now), fake_labels).float()
-            paired = None
-            if cfg.loss == "rpgan":  # the relativistic loss pairs each fake with a real image
-                with torch.no_grad():
-                    paired = self.D(self._augment(real, mine, now), labels).float()
-            loss_g = generator_loss(cfg.loss, g_logits, paired)
-            self._update(self.G, self.opt_g, loss_g)
+        with frozen(self.D):  # G's step needs D's gradient for its input only
+            with self._autocast():
+                g_logits = self.D(self._augment(self.G(z, fake_labels), mine, now), fake_labels).float()
+                paired = None
+                if cfg.loss == "rpgan":  # the relativistic loss pairs each fake with a real image
+                    with torch.no_grad():
+                        paired = self.D(self._augment(real, mine, now), labels).float()
+                loss_g = generator_loss(cfg.loss, g_logits, paired)
+            self._update(self.G, self.opt_g, loss_g)  # backward outside autocast, as for D's step
         self.scaler.update()
         self._update_ema(now)
         self.step_count += 1
