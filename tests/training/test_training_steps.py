@@ -36,6 +36,21 @@ def test_same_seed_same_step_on_cpu():
     assert all(torch.equal(x, y) for x, y in zip(a.G.parameters(), b.G.parameters()))
 
 
+@pytest.mark.parametrize("extra", [{}, {"conditional": True}, {"resolution": 16, "channels": 3}])
+def test_dcgan_trains_in_channels_last_with_the_same_values_as_contiguous(extra):
+    fast, plain = _trainer(seed=3, **extra), _trainer(seed=3, **extra)
+    plain.use_layout(torch.contiguous_format)
+    for net in (fast.G, fast.D):
+        kernels = [p for p in net.parameters() if p.dim() == 4 and p.shape[1] > 1]
+        assert kernels and all(p.is_contiguous(memory_format=torch.channels_last) for p in kernels)
+        assert not any(p.is_contiguous() for p in kernels)
+    for _ in range(3):
+        fast.step(), plain.step()
+    for net in ("G", "D", "G_ema"):  # the layout changes the order of float sums, nothing more
+        for a, b in zip(getattr(fast, net).parameters(), getattr(plain, net).parameters()):
+            torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
+
+
 def test_conditional_needs_labels(tmp_path):
     import numpy as np
 
