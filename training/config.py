@@ -74,7 +74,11 @@ class TrainConfig:
                                         "run): learning rates to --lr-final, Adam beta2 to --beta2-final, R1/R2 "
                                         "to --gamma-final of their start, the EMA half-life and --augment-p ramped "
                                         "from 0; default: on for resnet")
-    lr_final: float = _opt(5e-5, "with --schedules: the learning rates at the end of the run")
+    lr_decay_from: float | None = _opt(None, "fraction of the run after which the learning rates fall along a "
+                                             "half cosine to --lr-final (1: never); default: 0 with --schedules "
+                                             "(over the whole run), else 1")
+    lr_final: float = _opt(5e-5, "the learning rates at the end of the run, where they decay (--schedules or "
+                                 "--lr-decay-from)")
     beta2_final: float = _opt(0.99, "with --schedules: Adam beta2 at the end of the run")
     gamma_final: float = _opt(0.1, "with --schedules: R1/R2 at the end, as a fraction of their start")
     # run bookkeeping
@@ -98,7 +102,10 @@ class TrainConfig:
         width = self.width
         if width is None:
             width = resnet_width(self.resolution or resolution or 32) if self.arch == "resnet" else 16
-        return dataclasses.replace(self, **recipe, width=width)
+        resolved = dataclasses.replace(self, **recipe, width=width)
+        if resolved.lr_decay_from is None:
+            resolved = dataclasses.replace(resolved, lr_decay_from=0.0 if resolved.schedules else 1.0)
+        return resolved
 
     def validate(self) -> TrainConfig:
         """Raise ConfigError naming the flag, the value and what is allowed."""
@@ -123,6 +130,8 @@ class TrainConfig:
         for flag, value in (("--lr-g", self.lr_g), ("--lr-d", self.lr_d)):
             if value is not None and not 0.0 < value < 1.0:
                 raise ConfigError(f"{flag} must be in (0, 1), got {value}")
+        if self.lr_decay_from is not None and not 0.0 <= self.lr_decay_from <= 1.0:
+            raise ConfigError(f"--lr-decay-from must be a fraction of the run in [0, 1], got {self.lr_decay_from}")
         if not 0.0 < self.lr_final < 1.0:
             raise ConfigError(f"--lr-final must be in (0, 1), got {self.lr_final}")
         for flag, value in (("--beta1", self.beta1), ("--beta2", self.beta2), ("--ema-decay", self.ema_decay),

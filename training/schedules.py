@@ -1,11 +1,16 @@
-"""R3GAN's schedules (`--schedules`): the optimiser's and the loss's settings as functions of
-the step alone, so a resumed run takes exactly the values an uninterrupted one would.
+"""R3GAN's schedules (`--schedules`) and the learning-rate decay: the optimiser's and the
+loss's settings as functions of the step alone, so a resumed run takes exactly the values an
+uninterrupted one would.
 
-Each goes along a half cosine from its start to its end over the run (`--steps`): learning
-rates from --lr-g/--lr-d to --lr-final, Adam's beta2 from --beta2 to --beta2-final, the
-R1/R2 weights from --r1-gamma/--r2-gamma to --gamma-final of that, and the EMA half-life
-and the augmentation probability from 0 up to --ema-half-life and --augment-p. Without
---schedules every value stays at its start (and the augmentation probability at --augment-p).
+With --schedules each goes along a half cosine from its start to its end over the run
+(`--steps`): Adam's beta2 from --beta2 to --beta2-final, the R1/R2 weights from
+--r1-gamma/--r2-gamma to --gamma-final of that, and the EMA half-life and the augmentation
+probability from 0 up to --ema-half-life and --augment-p. Without --schedules each stays at
+its start (and the augmentation probability at --augment-p).
+
+The learning rates hold --lr-g/--lr-d until --lr-decay-from of the run, then fall along a half
+cosine to --lr-final at its end; a resolved config decays over the whole run with --schedules
+(R3GAN's) and never without, unless --lr-decay-from says otherwise.
 
     >>> at(config, step=0).lr_g, at(config, config.steps).lr_g
     (0.0002, 5e-05)
@@ -33,14 +38,23 @@ def cosine(step: int, steps: int, start: float, end: float) -> float:
     return end + (start - end) * 0.5 * (1.0 + math.cos(math.pi * progress))
 
 
+def decay(step: int, steps: int, start: float, end: float, decay_from: float) -> float:
+    """`start` until `decay_from` of the run, then half a cosine to `end` at its last step."""
+    first = round(decay_from * steps)
+    if first >= steps:
+        return start
+    return cosine(step - first, steps - first, start, end)
+
+
 def at(config, step: int) -> Settings:
     """The settings for `step` of a resolved config (TrainConfig.resolved)."""
-    half_life = config.ema_half_life * 1000 if config.ema_half_life else None
-    if not config.schedules:
-        return Settings(config.lr_g, config.lr_d, config.beta2, 1.0, half_life, config.augment_p)
     n = config.steps
-    return Settings(lr_g=cosine(step, n, config.lr_g, config.lr_final),
-                    lr_d=cosine(step, n, config.lr_d, config.lr_final),
+    half_life = config.ema_half_life * 1000 if config.ema_half_life else None
+    lr_g = decay(step, n, config.lr_g, config.lr_final, config.lr_decay_from)
+    lr_d = decay(step, n, config.lr_d, config.lr_final, config.lr_decay_from)
+    if not config.schedules:
+        return Settings(lr_g, lr_d, config.beta2, 1.0, half_life, config.augment_p)
+    return Settings(lr_g=lr_g, lr_d=lr_d,
                     beta2=cosine(step, n, config.beta2, config.beta2_final),
                     gamma_scale=cosine(step, n, 1.0, config.gamma_final),
                     ema_half_life_images=cosine(step, n, 0.0, half_life) if half_life else None,

@@ -35,13 +35,15 @@ def test_exact_resume_is_bit_identical_on_cpu(tmp_path):
     assert torch.equal(a["rng"]["latent"], b["rng"]["latent"])
 
 
-def test_a_resnet_run_with_schedules_resumes_bit_identically(tmp_path):
+@pytest.mark.parametrize("options", [dict(arch="resnet", augment="flip,translation", penalty_every=2),
+                                     dict(lr_decay_from=0.5)], ids=["resnet-schedules", "dcgan-lr-decay"])
+def test_a_run_with_schedules_resumes_bit_identically(tmp_path, options):
     """Schedules are functions of the step: resuming from a middle state of the same run
     (its own --steps) continues exactly as the run went on without stopping."""
     import shutil
 
     straight = tmp_path / "straight"
-    config = tiny_config(arch="resnet", steps=6, checkpoint_every=3, augment="flip,translation", penalty_every=2)
+    config = tiny_config(steps=6, checkpoint_every=3, **options)
     train(config, straight, progress=False)
     resumed = tmp_path / "resumed"
     shutil.copytree(straight, resumed)

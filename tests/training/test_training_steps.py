@@ -128,6 +128,21 @@ def test_schedules_are_functions_of_the_step():
     assert at(flat, 0) == at(flat, 100)
 
 
+def test_learning_rates_hold_then_fall_from_lr_decay_from():
+    from training.errors import ConfigError
+    from training.schedules import at
+
+    config = tiny_config(steps=100, lr_decay_from=0.6, lr_final=5e-5).resolved()  # dcgan: 5e-4, no --schedules
+    lrs = [at(config, step).lr_g for step in (0, 30, 60, 80, 100, 120)]
+    assert lrs[:3] == [5e-4] * 3 and lrs[3] == pytest.approx((5e-4 + 5e-5) / 2)
+    assert lrs[4] == lrs[5] == pytest.approx(5e-5) and at(config, 80).lr_d == lrs[3]
+    assert at(config, 80).beta2 == at(config, 0).beta2 == 0.99  # only the rates move without --schedules
+    assert tiny_config(steps=100).resolved().lr_decay_from == 1.0  # never, unless asked
+    assert tiny_config(arch="resnet", steps=100).resolved().lr_decay_from == 0.0  # R3GAN's: over the whole run
+    with pytest.raises(ConfigError, match=r"--lr-decay-from must be a fraction of the run in \[0, 1\], got 1.5"):
+        tiny_config(lr_decay_from=1.5).validate()
+
+
 def test_flip_augmentation_mirrors_about_half_the_images():
     from training.augment import augment
 
