@@ -21,12 +21,19 @@ def spread(images: torch.Tensor) -> float:
     return float(images.float().std(dim=0).mean() / 2)
 
 
-def collapse_warning(step: int, diversity: float, real_diversity: float) -> str | None:
-    """One paragraph of advice when the samples have collapsed, else None."""
+def collapse_warning(step: int, diversity: float, real_diversity: float, augmented: bool = False) -> str | None:
+    """One paragraph of advice when the samples have collapsed, else None. A run whose D already sees
+    augmented images can recover on its own (docs/quality.md: on 509 photos, dcgan with flip,translation
+    was back to the photos' diversity by step 1,200), so it is told to watch before starting again."""
     if step < WARN_FROM_STEP or real_diversity <= 0 or diversity >= COLLAPSED_BELOW * real_diversity:
         return None
-    return (f"step {step}: the generator has likely collapsed: its samples vary {diversity:.3f} across latents "
-            f"against {real_diversity:.3f} for real images ({diversity / real_diversity:.0%}). Look at the "
-            "latest grid in samples/: one image repeated is collapse, noise or blank images mean it is still "
-            "early. For collapse, train a new run with --augment flip,translation (a small set), a lower "
-            "--lr-g/--lr-d, more images, or --arch resnet (R1/R2-regularised, slower on a CPU)")
+    found = (f"step {step}: the generator has likely collapsed: its samples vary {diversity:.3f} across latents "
+             f"against {real_diversity:.3f} for real images ({diversity / real_diversity:.0%}). Look at the "
+             "latest grid in samples/: one image repeated is collapse, noise or blank images mean it is still "
+             "early. ")
+    if augmented:
+        return found + ("With --augment a run can recover within about a thousand steps: watch the diversity "
+                        "figure; if it stays this low past step 1,000, train a new run with a lower --lr-g/--lr-d, "
+                        "more images, or --arch resnet (R1/R2-regularised, slower on a CPU)")
+    return found + ("For collapse, train a new run with --augment flip,translation (a small set), a lower "
+                    "--lr-g/--lr-d, more images, or --arch resnet (R1/R2-regularised, slower on a CPU)")

@@ -329,7 +329,8 @@ class _StepLogger:
                 log.info("step %d/%d  loss_d %.3f  loss_g %.3f  %.0f img/s  diversity %.3f (real %.3f)", step,
                          self.config.steps, losses["loss_d"], losses["loss_g"], record["images_per_s"],
                          record["diversity"], self.real_diversity)
-            warning = None if self.warned else collapse_warning(step, record["diversity"], self.real_diversity)
+            warning = None if self.warned else collapse_warning(step, record["diversity"], self.real_diversity,
+                                                                  augmented=bool(self.config.augment))
             if warning:
                 self.warned = True
                 log.warning(warning)

@@ -1,6 +1,7 @@
 import json
 import logging
 
+import pytest
 import torch
 from tqdm import tqdm
 
@@ -22,6 +23,9 @@ def test_collapse_is_warned_only_past_the_first_steps_and_far_below_the_real_spr
     assert collapse_warning(WARN_FROM_STEP, 0.1, 0.3) is None  # a third of the real spread: not collapse
     message = collapse_warning(WARN_FROM_STEP, 0.01, 0.3)
     assert "collapsed" in message and "0.010" in message and "0.300" in message and "--arch resnet" in message
+    assert "train a new run with --augment flip,translation" in message
+    augmented = collapse_warning(WARN_FROM_STEP, 0.01, 0.3, augmented=True)  # it may recover: watch first
+    assert "0.010" in augmented and "past step 1,000" in augmented and "with --augment flip" not in augmented
 
 
 def test_training_logs_diversity_and_without_a_bar_prints_its_progress(tmp_path, caplog):
@@ -35,8 +39,10 @@ def test_training_logs_diversity_and_without_a_bar_prints_its_progress(tmp_path,
     assert any(m.startswith("step 2/2") and "diversity" in m for m in messages)
 
 
-def test_a_collapsed_generator_is_warned_about_once(tmp_path, caplog):
-    config = tiny_config()
+@pytest.mark.parametrize("augment, advice", [("", "train a new run with --augment"),
+                                            ("translation", "can recover within about a thousand steps")])
+def test_a_collapsed_generator_is_warned_about_once(tmp_path, caplog, augment, advice):
+    config = tiny_config(augment=augment)
     data = load_dataset(config.data)
     trainer = Trainer(config, data, distributed.Context(0, 1, torch.device("cpu")))
     for parameter in trainer.G_ema.parameters():  # every latent now gives the same image
@@ -48,5 +54,5 @@ def test_a_collapsed_generator_is_warned_about_once(tmp_path, caplog):
         logger.step(WARN_FROM_STEP, losses, trainer)
         logger.step(WARN_FROM_STEP + 1, losses, trainer)
     warnings = [r for r in caplog.records if "collapsed" in r.getMessage()]
-    assert len(warnings) == 1
+    assert len(warnings) == 1 and advice in warnings[0].getMessage()
     assert json.loads((tmp_path / "metrics.jsonl").read_text().splitlines()[0])["diversity"] == 0.0
