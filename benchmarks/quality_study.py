@@ -75,9 +75,8 @@ RECIPES = {
     # network in the same seconds takes more steps (its speed: lr5e-4-beta0's x the measured speedup)
     "lr5e-4-beta0-nhwc": [*RATE5, *NO_MOMENTUM, *B64],
     # the default's flags with its learning rates held for the first 60% of the run, then a half cosine down to a
-    # tenth (the default's curves flattened, or rose, in their last third); and with twice its EMA horizon
+    # tenth (the default's curves flattened, or rose, in their last third)
     "lr5e-4-beta0-decay60": [*RATE5, *NO_MOMENTUM, *B64, "--lr-decay-from", "0.6", "--lr-final", "5e-5"],
-    "lr5e-4-beta0-ema9995": [*RATE5, *NO_MOMENTUM, *B64, "--ema-decay", "0.9995"],
     # conditional dcgan since the class reaches G through conditional normalisation (the lr2e-4-cond
     # runs above are of the earlier G, which joined the class embedding to z and collapsed)
     "lr5e-4-cond": [*LR5, *B64, "--conditional"],
@@ -89,9 +88,9 @@ RECIPES = {
     # R1/R2 every 8th D step (scaled by 8, as StyleGAN2's lazy regularisation): 2.2x the images/s
     "resnet-w16-lazy8": ["--arch", "resnet", "--width", "16", "--penalty-every", "8"],
 }
-# Recipes that differ from another only in what costs nothing per step (a learning-rate schedule, the EMA's
-# decay) take its measured speed under --speeds-from.
-SAME_SPEED = {"lr5e-4-beta0-decay60": "lr5e-4-beta0-nhwc", "lr5e-4-beta0-ema9995": "lr5e-4-beta0-nhwc"}
+# Recipes that differ from another only in what costs nothing per step (a learning-rate schedule) take its
+# measured speed under --speeds-from.
+SAME_SPEED = {"lr5e-4-beta0-decay60": "lr5e-4-beta0-nhwc"}
 CURVE_POINTS = 6  # evaluations per run (--eval-every), for the curves of FD against training time
 QUIET = ["--no-progress", "--sample-every", "100000", "--checkpoint-every", "100000", "--log-every", "20"]
 

@@ -41,7 +41,7 @@ def cosine(step: int, steps: int, start: float, end: float) -> float:
 def decay(step: int, steps: int, start: float, end: float, decay_from: float) -> float:
     """`start` until `decay_from` of the run, then half a cosine to `end` at its last step."""
     first = round(decay_from * steps)
-    if first >= steps:
+    if step < first or first >= steps:
         return start
     return cosine(step - first, steps - first, start, end)
 
