@@ -32,14 +32,18 @@ GANSERVE = str(Path(sys.executable).with_name("ganserve"))
 B64 = ["--batch-size", "64"]
 MOMENTUM = ["--beta1", "0.5", "--beta2", "0.999"]
 NO_MOMENTUM = ["--beta1", "0.0", "--beta2", "0.99"]  # as BigGAN, StyleGAN2 and R3GAN train
-RATE5 = ["--lr-g", "5e-4", "--lr-d", "5e-4"]
-LR2 = ["--lr-g", "2e-4", "--lr-d", "2e-4", *MOMENTUM]
+# Every dcgan recipe below ran with its rates held for the whole run; the default decays them from 60% of it
+# since (lr5e-4-beta0-decay60), so the rate lists pin the hold. A later --lr-decay-from overrides it.
+HELD = ["--lr-decay-from", "1"]
+RATE5 = ["--lr-g", "5e-4", "--lr-d", "5e-4", *HELD]
+LR2 = ["--lr-g", "2e-4", "--lr-d", "2e-4", *MOMENTUM, *HELD]
 LR5 = [*RATE5, *MOMENTUM]
 # The tutorial recipe the quality issue names: plain DCGAN, non-saturating loss, Adam 2e-4 /
 # beta1 0.5, no EMA, no spectral norm, no augmentation.
 TUTORIAL = ["--width", "64", "--no-spectral-norm", "--ema-decay", "0", "--loss", "nonsat",
             *LR2, "--augment", "", *B64]
-COSINE = ["--schedules", "--lr-final", "2e-5", "--beta2-final", "0.999"]  # annealed rates, beta2 kept
+COSINE = ["--schedules", "--lr-decay-from", "0", "--lr-final", "2e-5", "--beta2-final", "0.999"]  # annealed rates,
+# over the whole run (beta2 kept)
 RECIPES = {
     "tutorial": TUTORIAL,
     "tutorial-w16": [*TUTORIAL[2:], "--width", "16"],  # the tutorial recipe at the default's width
@@ -51,14 +55,14 @@ RECIPES = {
     "w16-ema-sn": ["--width", "16", "--spectral-norm", "--ema-decay", "0.999", *LR2, *B64],
     "w16-ema": ["--width", "16", "--no-spectral-norm", "--ema-decay", "0.999", *LR2, *B64],
     "w32-ema-sn-ttur": ["--width", "32", "--spectral-norm", "--ema-decay", "0.999",
-                        "--lr-d", "4e-4", "--lr-g", "1e-4", *MOMENTUM, *B64],
+                        "--lr-d", "4e-4", "--lr-g", "1e-4", *MOMENTUM, *HELD, *B64],
     "w32-ema-sn-hinge": ["--width", "32", "--spectral-norm", "--ema-decay", "0.999", "--loss", "hinge", *LR2, *B64],
     "w32-ema-sn-aug": ["--width", "32", "--spectral-norm", "--ema-decay", "0.999",
                        "--augment", "translation,color", *LR2, *B64],
     # Learning rate and batch of dcgan width 16 (docs/quality.md, "The learning rate and the batch").
     "lr2e-4": [*LR2, *B64],
     "lr5e-4": [*LR5, *B64],
-    "lr1e-3": ["--lr-g", "1e-3", "--lr-d", "1e-3", *MOMENTUM, *B64],
+    "lr1e-3": ["--lr-g", "1e-3", "--lr-d", "1e-3", *MOMENTUM, *HELD, *B64],
     "lr2e-4-cosine": [*LR2, *B64, *COSINE],
     "lr2e-4-cond": [*LR2, *B64, "--conditional"],
     "lr2e-4-cond-cosine": [*LR2, *B64, "--conditional", *COSINE],
