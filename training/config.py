@@ -16,11 +16,13 @@ AUGMENTATIONS = ("flip", "color", "translation", "cutout")  # training/augment.p
 # it trains best with (docs/quality.md). The resolved values are what config.json records.
 RECIPES = {
     "dcgan": {"spectral_norm": True, "loss": "nonsat", "r1_gamma": 0.0, "r2_gamma": 0.0, "lr_g": 5e-4, "lr_d": 5e-4,
-              "beta1": 0.0, "beta2": 0.99, "schedules": False},
+              "beta1": 0.0, "beta2": 0.99, "schedules": False, "lr_decay_from": 0.6},
     "resnet": {"spectral_norm": False, "loss": "rpgan", "r1_gamma": 0.1, "r2_gamma": 0.1, "lr_g": 2e-4,
-               "lr_d": 2e-4, "beta1": 0.0, "beta2": 0.9, "schedules": True, "ema_half_life": 10.0},
+               "lr_d": 2e-4, "beta1": 0.0, "beta2": 0.9, "schedules": True, "ema_half_life": 10.0,
+               "lr_decay_from": 1.0},
 }
-RECIPES["mlp"] = {**RECIPES["dcgan"], "lr_g": 2e-4, "lr_d": 2e-4, "beta1": 0.5, "beta2": 0.999}  # the tutorial's Adam
+RECIPES["mlp"] = {**RECIPES["dcgan"], "lr_g": 2e-4, "lr_d": 2e-4, "beta1": 0.5, "beta2": 0.999,  # the tutorial's
+                  "lr_decay_from": 1.0}  # Adam, at a constant rate
 
 
 def _opt(default, help_text: str):
@@ -76,7 +78,8 @@ class TrainConfig:
                                         "from 0; default: on for resnet")
     lr_decay_from: float | None = _opt(None, "fraction of the run after which the learning rates fall along a "
                                              "half cosine to --lr-final (1: never); default: 0 with --schedules "
-                                             "(over the whole run), else 1")
+                                             "(over the whole run, as R3GAN), else dcgan 0.6 (it won at the CPU "
+                                             "budget, docs/quality.md), mlp and resnet 1")
     lr_final: float = _opt(5e-5, "the learning rates at the end of the run, where they decay (--schedules or "
                                  "--lr-decay-from)")
     beta2_final: float = _opt(0.99, "with --schedules: Adam beta2 at the end of the run")
@@ -102,10 +105,10 @@ class TrainConfig:
         width = self.width
         if width is None:
             width = resnet_width(self.resolution or resolution or 32) if self.arch == "resnet" else 16
-        resolved = dataclasses.replace(self, **recipe, width=width)
-        if resolved.lr_decay_from is None:
-            resolved = dataclasses.replace(resolved, lr_decay_from=0.0 if resolved.schedules else 1.0)
-        return resolved
+        schedules = recipe.get("schedules", self.schedules)
+        if self.lr_decay_from is None and schedules:
+            recipe["lr_decay_from"] = 0.0  # --schedules anneals the rates over the whole run, as R3GAN
+        return dataclasses.replace(self, **recipe, width=width)
 
     def validate(self) -> TrainConfig:
         """Raise ConfigError naming the flag, the value and what is allowed."""
@@ -162,6 +165,9 @@ class TrainConfig:
         unknown = sorted(set(values) - known)
         if unknown:
             raise ConfigError(f"unknown training option(s) {unknown}; known: {sorted(known)}")
+        if "lr_decay_from" not in values and "schedules" in values:
+            # a run saved before --lr-decay-from existed: its rates decayed with --schedules only
+            values = {**values, "lr_decay_from": 0.0 if values["schedules"] else 1.0}
         return cls(**values)
 
 

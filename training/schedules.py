@@ -9,8 +9,9 @@ probability from 0 up to --ema-half-life and --augment-p. Without --schedules ea
 its start (and the augmentation probability at --augment-p).
 
 The learning rates hold --lr-g/--lr-d until --lr-decay-from of the run, then fall along a half
-cosine to --lr-final at its end; a resolved config decays over the whole run with --schedules
-(R3GAN's) and never without, unless --lr-decay-from says otherwise.
+cosine to --lr-final at its end: unless --lr-decay-from says otherwise, over the whole run with
+--schedules (R3GAN's), else from 60% of it for dcgan (docs/quality.md) and never for mlp and
+resnet. The decay follows --steps, so extending a run with --resume re-times it.
 
     >>> at(config, step=0).lr_g, at(config, config.steps).lr_g
     (0.0002, 5e-05)

@@ -38,10 +38,11 @@ def test_augmentation_is_differentiable():
 
 def test_training_with_augmentation_resumes_exactly(tmp_path):
     straight, resumed = tmp_path / "a", tmp_path / "b"
-    train(tiny_config(steps=4, checkpoint_every=2, augment="color,translation,cutout"), straight, progress=False)
-    train(tiny_config(steps=2, checkpoint_every=2, augment="color,translation,cutout"), resumed, progress=False)
-    train(tiny_config(steps=4, checkpoint_every=2, augment="color,translation,cutout"), resumed, resume=True,
-          progress=False)
+    # extended from 2 steps to 4: at a constant rate (a decay follows --steps, so it would be re-timed)
+    options = dict(checkpoint_every=2, augment="color,translation,cutout", lr_decay_from=1.0)
+    train(tiny_config(steps=4, **options), straight, progress=False)
+    train(tiny_config(steps=2, **options), resumed, progress=False)
+    train(tiny_config(steps=4, **options), resumed, resume=True, progress=False)
     a, b = load_state(straight / "state-00000004.pt"), load_state(resumed / "state-00000004.pt")
     assert all(torch.equal(a["G"][k], b["G"][k]) for k in a["G"])
 

@@ -23,11 +23,14 @@ def _assert_same_tensors(a: dict, b: dict):
 
 
 def test_exact_resume_is_bit_identical_on_cpu(tmp_path):
+    # the run is extended from 3 steps to 6, which re-times a learning-rate decay (it follows --steps): a
+    # constant rate is what makes the extended run the same as the straight one
+    constant = dict(checkpoint_every=3, lr_decay_from=1.0)
     straight = tmp_path / "straight"
-    train(tiny_config(steps=6, checkpoint_every=3), straight, progress=False)
+    train(tiny_config(steps=6, **constant), straight, progress=False)
     interrupted = tmp_path / "interrupted"
-    train(tiny_config(steps=3, checkpoint_every=3), interrupted, progress=False)
-    train(tiny_config(steps=6, checkpoint_every=3), interrupted, resume=True, progress=False)
+    train(tiny_config(steps=3, **constant), interrupted, progress=False)
+    train(tiny_config(steps=6, **constant), interrupted, resume=True, progress=False)
     a = load_state(straight / "state-00000006.pt")
     b = load_state(interrupted / "state-00000006.pt")
     for net in ("G", "D", "G_ema"):
@@ -36,7 +39,7 @@ def test_exact_resume_is_bit_identical_on_cpu(tmp_path):
 
 
 @pytest.mark.parametrize("options", [dict(arch="resnet", augment="flip,translation", penalty_every=2),
-                                     dict(lr_decay_from=0.5)], ids=["resnet-schedules", "dcgan-lr-decay"])
+                                     dict()], ids=["resnet-schedules", "dcgan-lr-decay"])
 def test_a_run_with_schedules_resumes_bit_identically(tmp_path, options):
     """Schedules are functions of the step: resuming from a middle state of the same run
     (its own --steps) continues exactly as the run went on without stopping."""
@@ -52,6 +55,24 @@ def test_a_run_with_schedules_resumes_bit_identically(tmp_path, options):
     a, b = load_state(straight / "state-00000006.pt"), load_state(resumed / "state-00000006.pt")
     for net in ("G", "D", "G_ema"):
         _assert_same_tensors(a[net], b[net])
+
+
+def test_a_run_saved_before_lr_decay_from_resumes_at_its_constant_rate(tmp_path):
+    """config.json of an earlier version has no lr_decay_from: dcgan's rates were constant then, and a
+    resumed run keeps them so (today's dcgan recipe would decay them)."""
+    import json
+
+    from serving.cli import main
+    from training.config import TrainConfig
+
+    run = tmp_path / "run"
+    train(tiny_config(steps=1, checkpoint_every=1), run, progress=False)
+    saved = json.loads((run / "config.json").read_text())
+    assert saved.pop("lr_decay_from") == 0.6  # today's recipe, written resolved
+    (run / "config.json").write_text(json.dumps(saved))
+    assert TrainConfig.from_dict(saved).resolved().lr_decay_from == 1.0
+    assert main(["train", "--resume", str(run), "--steps", "2", "--no-progress"]) == 0
+    assert load_latest_state(run)["step"] == 2
 
 
 def test_state_round_trip_loads_strictly(tmp_path):

@@ -53,6 +53,21 @@ def test_resume_can_extend_steps(tmp_path):
     assert len((run / "metrics.jsonl").read_text().splitlines()) == 3
 
 
+def test_extending_a_decaying_run_says_the_decay_moves(tmp_path, capsys):
+    """dcgan's rates decay from 60% of --steps: a longer run starts its decay later, so the rate at
+    the saved step goes back up; the user is told before it happens. A constant rate says nothing."""
+    run = tmp_path / "run"
+    train(tiny_config(steps=10, checkpoint_every=10), run, progress=False)
+    assert main(["train", "--resume", str(run), "--steps", "20", "--dry-run"]) == 0
+    err = capsys.readouterr().err.strip()
+    assert err == ("note: the learning rates decay from 0.6 of --steps, so changing --steps from 10 to 20 re-times "
+                   "the decay: G's rate at step 10 becomes 0.0005 (it was 5e-05), falling to --lr-final from step 12")
+    constant = tmp_path / "constant"
+    train(tiny_config(steps=1, checkpoint_every=1, lr_decay_from=1.0), constant, progress=False)
+    assert main(["train", "--resume", str(constant), "--steps", "3", "--dry-run"]) == 0
+    assert capsys.readouterr().err == ""
+
+
 def test_ganserve_help_lists_the_commands():
     out = subprocess.run([sys.executable, "-m", "serving.cli", "--help"], capture_output=True, text=True).stdout
     for command in ("train", "export", "serve", "sample", "score"):

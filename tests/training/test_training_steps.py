@@ -124,7 +124,7 @@ def test_schedules_are_functions_of_the_step():
     assert (start.ema_half_life_images, end.ema_half_life_images) == (0.0, pytest.approx(2000.0))
     assert (start.augment_p, end.augment_p) == (0.0, pytest.approx(1.0))
     assert at(config, 50) == at(config, 50) and cosine(150, 100, 1.0, 0.0) == 0.0
-    flat = tiny_config(steps=100).resolved()  # dcgan: no schedules
+    flat = tiny_config(steps=100, lr_decay_from=1.0).resolved()  # dcgan without its decay: nothing moves
     assert at(flat, 0) == at(flat, 100)
 
 
@@ -137,8 +137,11 @@ def test_learning_rates_hold_then_fall_from_lr_decay_from():
     assert lrs[:3] == [5e-4] * 3 and lrs[3] == pytest.approx((5e-4 + 5e-5) / 2)
     assert lrs[4] == lrs[5] == pytest.approx(5e-5) and at(config, 80).lr_d == lrs[3]
     assert at(config, 80).beta2 == at(config, 0).beta2 == 0.99  # only the rates move without --schedules
-    assert tiny_config(steps=100).resolved().lr_decay_from == 1.0  # never, unless asked
+    assert tiny_config(steps=100).resolved().lr_decay_from == 0.6  # dcgan's recipe (docs/quality.md)
+    assert tiny_config(arch="mlp", steps=100).resolved().lr_decay_from == 1.0  # the tutorial's constant rate
     assert tiny_config(arch="resnet", steps=100).resolved().lr_decay_from == 0.0  # R3GAN's: over the whole run
+    assert tiny_config(schedules=True, steps=100).resolved().lr_decay_from == 0.0  # --schedules: so for dcgan too
+    assert tiny_config(arch="resnet", schedules=False, steps=100).resolved().lr_decay_from == 1.0
     with pytest.raises(ConfigError, match=r"--lr-decay-from must be a fraction of the run in \[0, 1\], got 1.5"):
         tiny_config(lr_decay_from=1.5).validate()
 
