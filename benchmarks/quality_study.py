@@ -235,10 +235,11 @@ def main() -> None:
 
     runs = []
     for name, seed, run_dir in jobs:
-        figures = evaluate(run_dir, args.num_samples, args.eval_seeds[0])
-        more = {} if len(args.eval_seeds) == 1 else {"fd_by_eval_seed": {
-            str(s): figures["generated"]["fd"] if s == args.eval_seeds[0]
-            else evaluate(run_dir, args.num_samples, s)["generated"]["fd"] for s in args.eval_seeds}}
+        first, *others = args.eval_seeds
+        figures = evaluate(run_dir, args.num_samples, first)
+        fds = {str(first): figures["generated"]["fd"],
+               **{str(s): evaluate(run_dir, args.num_samples, s)["generated"]["fd"] for s in others}}
+        more = {"fd_by_eval_seed": fds} if others else {}
         runs.append({"recipe": name, "seed": seed, **figures, **more,
                      **({"curve": curve(run_dir, speeds[name], batch_size(RECIPES[name]))} if args.curves else {})})
         print(name, seed, {k: figures["generated"][k] for k in ("fd", "precision", "coverage", "classes_covered")},

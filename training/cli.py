@@ -88,25 +88,26 @@ def resolve(args) -> tuple:
             raise ConfigError(f"--resume continues the run's saved config; {flags} cannot change "
                               "(start a new run instead)")
         before = TrainConfig.from_dict(json.loads(saved.read_text()))
-        config = TrainConfig.from_dict({**before.to_dict(), **given}).validate()
-        _note_a_retimed_decay(before.resolved(), config.resolved())
+        config = dataclasses.replace(before, **given).validate()
+        _note_a_retimed_decay(config.resolved(), saved_steps=before.steps)
         return config, args.resume
     config = TrainConfig(**given).validate()
     return config, args.run_dir or next_run_dir(args.out, config)
 
 
-def _note_a_retimed_decay(before, after) -> None:
-    """A learning-rate decay follows --steps, so extending a run moves it: say so before it happens."""
+def _note_a_retimed_decay(config, saved_steps: int) -> None:
+    """A learning-rate decay follows --steps, so extending a run moves it: say so before it happens.
+    `config` is the resumed run's, resolved; only --steps may differ from the saved one."""
     from .schedules import decay
 
-    if before.steps == after.steps or after.lr_decay_from >= 1.0:
+    if config.steps == saved_steps or config.lr_decay_from >= 1.0:
         return
-    step = min(before.steps, after.steps)  # where the longer (or shorter) run takes over
-    was = decay(step, before.steps, before.lr_g, before.lr_final, before.lr_decay_from)
-    now = decay(step, after.steps, after.lr_g, after.lr_final, after.lr_decay_from)
-    print(f"note: the learning rates decay from {after.lr_decay_from:g} of --steps, so changing --steps from "
-          f"{before.steps} to {after.steps} re-times the decay: G's rate at step {step} becomes {now:.3g} "
-          f"(it was {was:.3g}), falling to --lr-final from step {round(after.lr_decay_from * after.steps)}",
+    step = min(saved_steps, config.steps)  # where the longer (or shorter) run takes over
+    was = decay(step, saved_steps, config.lr_g, config.lr_final, config.lr_decay_from)
+    now = decay(step, config.steps, config.lr_g, config.lr_final, config.lr_decay_from)
+    print(f"note: the learning rates decay from {config.lr_decay_from:g} of --steps, so changing --steps from "
+          f"{saved_steps} to {config.steps} re-times the decay: G's rate at step {step} becomes {now:.3g} "
+          f"(it was {was:.3g}), falling to --lr-final from step {round(config.lr_decay_from * config.steps)}",
           file=sys.stderr)
 
 

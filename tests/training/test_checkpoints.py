@@ -71,8 +71,10 @@ def test_a_run_saved_before_lr_decay_from_resumes_at_its_constant_rate(tmp_path)
     assert saved.pop("lr_decay_from") == 0.6  # today's recipe, written resolved
     (run / "config.json").write_text(json.dumps(saved))
     assert TrainConfig.from_dict(saved).resolved().lr_decay_from == 1.0
-    assert main(["train", "--resume", str(run), "--steps", "2", "--no-progress"]) == 0
-    assert load_latest_state(run)["step"] == 2
+    assert main(["train", "--resume", str(run), "--steps", "4", "--no-progress"]) == 0
+    state = load_latest_state(run)
+    # step 3 of 4 ran at the constant 5e-4; decayed from 0.6 it would have been (5e-4 + 5e-5) / 2
+    assert state["step"] == 4 and state["opt_g"]["param_groups"][0]["lr"] == 5e-4
 
 
 def test_state_round_trip_loads_strictly(tmp_path):
