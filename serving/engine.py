@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 
-from .errors import ServingError
+from .errors import NoDiscriminator, ServingError
 from .formats.model_card import ModelCard
 from .requests import GenerateRequest, ScoreRequest, generate_request, interpolate_request, score_request
 from .runtime import spot_check
@@ -53,7 +53,8 @@ class Engine:
         # float16 graphs only pay off on GPUs; on the CPU they are slower and less exact.
         self._fp16 = precision == "fp16" or (precision == "auto" and on_gpu)
         self.generator = self._open("generator", precision)
-        self.discriminator = self._open("discriminator", precision)
+        # A model imported without its discriminator serves generation only (requests.py refuses the rest)
+        self.discriminator = self._open("discriminator", precision) if self.card.has_discriminator else None
         self._blend: Graph | None = None
         self.provider = self.generator.provider
         self.precision = "fp16" if self.generator.path.name.endswith(".fp16.onnx") else "fp32"
@@ -97,6 +98,9 @@ class Engine:
 
     def run_discriminator(self, feeds: dict[str, np.ndarray]) -> np.ndarray:
         """feeds {images, labels?} -> logits float32 (N,)."""
+        if self.discriminator is None:
+            raise NoDiscriminator(f"model {self.card.name!r} has no discriminator (it was imported as a generator "
+                                  "only), so it cannot score images")
         if not len(feeds["images"]):
             return np.empty(0, np.float32)
         return self.discriminator.run(feeds).astype(np.float32, copy=False)
@@ -117,14 +121,17 @@ class Engine:
             sizes = sorted({min(size, max(2, WARM_UP_PIXELS // pixels)) for size in sizes})
         for count in sizes:
             images = self.generate(list(range(count)))
-            self.score(images, self._default_labels(list(range(count))))
+            if self.discriminator is not None:
+                self.score(images, self.default_labels(list(range(count))))
         # Only small graphs can lose to the thread hand-off of a split; a big one always gains
         # from more cores, and probing it would cost seconds at start-up.
-        if (self.generator.splits_batches or self.discriminator.splits_batches) and pixels <= SPLIT_PROBE_MAX_PIXELS:
+        if self.generator.splits_batches and pixels <= SPLIT_PROBE_MAX_PIXELS:
             seeds = list(range(64))
-            feeds = generator_feeds(latents(seeds, self.card.latent_dim), self._default_labels(seeds))
+            feeds = generator_feeds(latents(seeds, self.card.latent_dim), self.default_labels(seeds))
             self.generator.keep_split_if_faster(feeds)
-            self.discriminator.keep_split_if_faster(discriminator_feeds(self.run_generator(feeds), feeds.get("labels")))
+            if self.discriminator is not None:
+                self.discriminator.keep_split_if_faster(discriminator_feeds(self.run_generator(feeds),
+                                                                            feeds.get("labels")))
         self.spot_check = self._check_against_export()
         self.ready = True
 
@@ -137,7 +144,7 @@ class Engine:
             saved = {key: archive[key] for key in archive.files}
         seeds = [int(seed) for seed in saved["seeds"]]
         images = self.generate(seeds)
-        logits, _ = self.score(images, self._default_labels(seeds))
+        logits = self.score(images, self.default_labels(seeds))[0] if self.discriminator is not None else None
         figures = spot_check.compare(saved, images, logits, self.precision)
         if figures["verdict"] == "broken":
             raise ServingError(f"{path.name}: onnxruntime {ort.__version__} on {self.provider} gives images "
@@ -149,7 +156,7 @@ class Engine:
                         figures["max_level_diff"], seeds, figures["levels_allowed"])
         return figures
 
-    def _default_labels(self, seeds: list[int]) -> np.ndarray | None:
+    def default_labels(self, seeds: list[int]) -> np.ndarray | None:
         return label_array(seeds, None, self.card.num_classes)
 
     # --- the model-level API ----------------------------------------------------------------
@@ -198,7 +205,7 @@ class Engine:
             if truncation not in self._burn_in:
                 seeds = list(burn_in_seeds())
                 feeds = generator_feeds(latents(seeds, self.card.latent_dim, truncation),
-                                        self._default_labels(seeds))
+                                        self.default_labels(seeds))
                 images = self.run_generator(feeds)
                 self._burn_in[truncation] = self.run_discriminator(discriminator_feeds(images, feeds.get("labels")))
             return self._burn_in[truncation]
@@ -213,6 +220,13 @@ class Engine:
     def info(self) -> dict:
         """The model card as `/model` shows it."""
         return self.card.view(self.runtime())
+
+    def close(self) -> None:
+        """Let go of the graphs' thread pools now (the sessions go with the last reference):
+        a server that swaps versions unloads the old one without waiting for the GC."""
+        for graph in (self.generator, self.discriminator, self._blend):
+            if graph is not None:
+                graph.close()
 
 
 def _at_once(run):

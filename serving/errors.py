@@ -10,3 +10,7 @@ class ServingError(Exception):
 
 class ModelFolderError(ServingError):
     """A model folder that cannot be served (missing files, wrong hashes, newer format)."""
+
+
+class NoDiscriminator(ServingError):
+    """A request that needs D, of a model imported as a generator only."""

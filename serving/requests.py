@@ -24,7 +24,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .errors import ServingError
+from .errors import NoDiscriminator, ServingError
 
 MAX_SEED = 2**63 - 1
 MIN_TRUNCATION, MAX_TRUNCATION = 0.1, 10.0
@@ -259,10 +259,10 @@ def generate_request(card, *, n=1, seed=None, seeds=None, class_label=None, labe
             raise ServingError(f"{spell('seed')}: {first} + n - 1 passes the largest seed 2**63-1; use a smaller "
                                "seed")
         seeds = list(range(first, first + n))
+    mode = sampling_mode(keep_top, drs_accept, drs_max_candidates, max_images, spell)
     return GenerateRequest(seeds=seeds, labels=resolve_labels(card.num_classes, len(seeds), class_label, labels,
                                                               fields, spell),
-                           truncation=_truncation(truncation, spell),
-                           mode=sampling_mode(keep_top, drs_accept, drs_max_candidates, max_images, spell),
+                           truncation=_truncation(truncation, spell), mode=mode_for(card, mode, spell),
                            format=fields["format"].check(format, spell("format")))
 
 
@@ -278,6 +278,16 @@ def sampling_mode(keep_top=None, drs_accept=None, drs_max_candidates=16, max_ima
         candidates = max(1, round(1.0 / fields["keep_top"].check(keep_top, spell("keep_top"))))
         return BestOf(candidates) if candidates > 1 else Plain()
     return Plain()
+
+
+def mode_for(card, mode: Mode, spell: Spell = _same) -> Mode:
+    """`mode`, if the model can run it: guided modes need a discriminator, which a model
+    imported as a generator only does not have."""
+    if isinstance(mode, Plain) or card.has_discriminator:
+        return mode
+    name = "keep_top" if isinstance(mode, BestOf) else "drs_accept"
+    raise NoDiscriminator(f"{spell(name)}: model {card.name!r} has no discriminator (it was imported as a generator "
+                          f"only), so it cannot pick images by D; leave {spell(name)} out")
 
 
 def resolve_labels(num_classes: int, count: int, class_label, labels, fields: dict[str, Field],
@@ -342,6 +352,9 @@ def interpolate_request(card, *, seed_from=None, seed_to=None, frames=8, class_l
 def score_request(card, images: np.ndarray, labels=None, names: list[str] | None = None,
                   max_images: int | None = None, spell: Spell = _same, source: str = "images") -> ScoreRequest:
     """`images`: uint8 (N, H, W, C), decoded by the caller; `source`: the field they came in."""
+    if not card.has_discriminator:
+        raise NoDiscriminator(f"model {card.name!r} has no discriminator (it was imported as a generator only), so "
+                              "it cannot score images; import it with its discriminator to score")
     height, width, channels = card.image_shape
     if not isinstance(images, np.ndarray) or images.dtype != np.uint8 or images.ndim != 4 or \
             images.shape[1:] != (height, width, channels):

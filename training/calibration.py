@@ -47,6 +47,9 @@ def fit_platt(real_logits: np.ndarray, fake_logits: np.ndarray) -> dict:
         "method": "platt",
         "a": a,
         "b": b,
+        # what the export measured, for the swap gate (serving/repository/gate.py) to hold a version to
+        "reference": {"generated": reference_scores(probabilities[truth == 0]),
+                      "real": reference_scores(probabilities[truth == 1])},
         "auroc": auroc,
         "brier": float(np.mean((probabilities - truth) ** 2)),
         "num_real": int(len(real_logits)),
@@ -54,3 +57,11 @@ def fit_platt(real_logits: np.ndarray, fake_logits: np.ndarray) -> dict:
         "degenerate": bool(warnings),
         "warnings": warnings,
     }
+
+
+def reference_scores(p_real: np.ndarray) -> dict:
+    """The 5th, 50th and 95th percentiles and the mean of calibrated scores: what a model's
+    images scored at export, recorded in model.json."""
+    p05, p50, p95 = np.percentile(p_real, [5, 50, 95])
+    return {"p05": round(float(p05), 5), "p50": round(float(p50), 5), "p95": round(float(p95), 5),
+            "mean": round(float(p_real.mean()), 5), "count": int(len(p_real))}

@@ -19,7 +19,11 @@ from pathlib import Path
 from ..errors import ModelFolderError
 from .files import sha256_file, write_atomically
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # the newest format this ganserve serves
+# Cards with a discriminator are still written as format 1, which every ganserve serves; a
+# generator-only card (an imported model) is format 2, so an older ganserve refuses it in one
+# line ("upgrade ganserve") instead of failing on the missing discriminator.
+WITH_DISCRIMINATOR_FORMAT, GENERATOR_ONLY_FORMAT = 1, 2
 CARD_FILE = "model.json"
 
 
@@ -50,9 +54,9 @@ _CHECKS = {
                "an object of graphs, each with file, inputs and output"),
     "files": (lambda v: isinstance(v, dict) and all(isinstance(h, str) for h in v.values()),
               "an object of file name -> sha256"),
-    "calibration": (lambda v: isinstance(v, dict) and all(isinstance(v.get(k), (int, float)) and
-                                                          not isinstance(v.get(k), bool) for k in ("a", "b")),
-                    "an object with numbers a and b"),
+    "calibration": (lambda v: v is None or (isinstance(v, dict) and all(
+                        isinstance(v.get(k), (int, float)) and not isinstance(v.get(k), bool) for k in ("a", "b"))),
+                    "an object with numbers a and b (null for a model without a discriminator)"),
     "parity": (lambda v: isinstance(v, dict), "an object"),
     "source": (lambda v: isinstance(v, dict), "an object"),
     "export": (lambda v: isinstance(v, dict), "an object"),
@@ -72,17 +76,22 @@ class ModelCard:
     channels: int
     graphs: dict  # key (generator, discriminator, ...) -> {file, inputs, output, precision}
     files: dict  # file name -> sha256 of every file the folder serves
-    calibration: dict  # p(real) = sigmoid(a * logit + b), with how it was fitted
+    calibration: dict | None  # p(real) = sigmoid(a * logit + b), with how it was fitted; None without D
     parity: dict  # per graph: ONNX Runtime against PyTorch at export
     source: dict  # the release it came from
     export: dict  # exporter, opset, versions, date
-    format_version: int = FORMAT_VERSION
+    format_version: int = WITH_DISCRIMINATOR_FORMAT
     folder: Path | None = field(default=None, compare=False)  # where it was read from
 
     @property
     def image_shape(self) -> tuple[int, int, int]:
         """(height, width, channels) of the uint8 images both graphs speak."""
         return self.height, self.width, self.channels
+
+    @property
+    def has_discriminator(self) -> bool:
+        """Imported generators may come without one: then nothing that needs D is offered."""
+        return "discriminator" in self.graphs
 
     @property
     def platt(self) -> tuple[float, float]:
@@ -127,9 +136,13 @@ class ModelCard:
         return card
 
     def _check_files(self, path: Path, verify_hashes: bool) -> None:
-        for key in ("generator", "discriminator"):
+        needed = ("generator",) if self.format_version >= GENERATOR_ONLY_FORMAT else ("generator", "discriminator")
+        for key in needed:
             if self.graphs.get(key, {}).get("file") not in self.files:
                 raise ModelFolderError(f"{path}: the {key} graph is not among the hashed files")
+        if self.has_discriminator and self.calibration is None:
+            raise ModelFolderError(f"{path}: field 'calibration' must be an object with numbers a and b for a model "
+                                   "with a discriminator")
         for entry in self.graphs.values():
             if entry["file"] not in self.files:
                 raise ModelFolderError(f"{path}: graph file {entry['file']!r} is not among the hashed files")
@@ -141,6 +154,14 @@ class ModelCard:
                 raise ModelFolderError(f"{file}: sha256 does not match {CARD_FILE}; refusing to serve a file "
                                        "that is damaged or was replaced")
 
+    def summary(self) -> dict:
+        """What /models shows of each version: enough to tell models apart."""
+        return {"card_version": self.version, "architecture": self.architecture,
+                "image": {"height": self.height, "width": self.width, "channels": self.channels},
+                "latent_dim": self.latent_dim, "num_classes": self.num_classes,
+                "has_discriminator": self.has_discriminator,
+                "auroc": (self.calibration or {}).get("auroc"), "source": self.source.get("imported_from", "export")}
+
     def view(self, runtime: dict) -> dict:
         """The card as `/model` shows it, with what the runtime actually uses (`runtime`:
         device_requested, provider, precision, fell_back, ...)."""
@@ -148,4 +169,5 @@ class ModelCard:
                 "image": {"height": self.height, "width": self.width, "channels": self.channels, "dtype": "uint8",
                           "layout": "NHWC"},
                 "latent_dim": self.latent_dim, "num_classes": self.num_classes, "class_names": self.class_names,
-                **runtime, "calibration": self.calibration, "parity": self.parity, "source": self.source}
+                "has_discriminator": self.has_discriminator, **runtime, "calibration": self.calibration,
+                "parity": self.parity, "source": self.source}

@@ -112,6 +112,10 @@ class Batcher:
                 start += count
             handed_out_at = time.perf_counter() if self._pending else None
 
+    def close(self) -> None:
+        """Stop the worker thread once its last run is done (a version being unloaded)."""
+        self._executor.shutdown(wait=False)
+
     def _run_and_encode(self, feeds: dict[str, np.ndarray], wanted: np.ndarray) -> tuple[np.ndarray, list]:
         output = self.run(feeds)
         encoded = self.encode(output[wanted]) if wanted.any() else []

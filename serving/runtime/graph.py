@@ -88,6 +88,12 @@ class Graph:
             return list(batch_buckets(self.max_batch))
         return sorted({1, min(self.max_batch, 64)})
 
+    def close(self) -> None:
+        """Stop the split runs' threads; the sessions are freed with the last reference."""
+        if self._pool is not None:
+            self._pool.shutdown(wait=False)
+            self._pool, self._twin = None, None
+
     def keep_split_if_faster(self, feeds: dict[str, np.ndarray]) -> None:
         """Tiny graphs (the mlp) lose more to thread hand-offs than they gain from more cores:
         keep the twin only if split runs beat one serial run on these feeds."""

@@ -19,18 +19,23 @@ LEVELS_BROKEN = 32  # past this the runtime computes something else: refuse
 
 
 def reference(run_generator, run_discriminator, generator_feeds: dict, discriminator_labels) -> dict:
-    """What the export's runtime makes of SEEDS: written into the model folder."""
+    """What the export's runtime makes of SEEDS: written into the model folder. A model without
+    a discriminator (`run_discriminator` None) saves images only."""
     images = run_generator(generator_feeds)
-    logits = run_discriminator({"images": images, **({"labels": discriminator_labels}
-                                                     if discriminator_labels is not None else {})})
-    return {"seeds": np.asarray(SEEDS, np.int64), "images": images, "logits": logits.astype(np.float32)}
+    saved = {"seeds": np.asarray(SEEDS, np.int64), "images": images}
+    if run_discriminator is not None:
+        logits = run_discriminator({"images": images, **({"labels": discriminator_labels}
+                                                         if discriminator_labels is not None else {})})
+        saved["logits"] = logits.astype(np.float32)
+    return saved
 
 
-def compare(saved: dict, images: np.ndarray, logits: np.ndarray, precision: str) -> dict:
+def compare(saved: dict, images: np.ndarray, logits: np.ndarray | None, precision: str) -> dict:
     """The figures /model reports; 'verdict' is ok, differs (warn) or broken (refuse)."""
     level_diff = int(np.abs(saved["images"].astype(np.int16) - images.astype(np.int16)).max())
-    logit_diff = float(np.abs(saved["logits"] - logits).max())
+    logit_diff = float(np.abs(saved["logits"] - logits).max()) if logits is not None else None
     allowed = LEVELS_ALLOWED.get(precision, LEVELS_ALLOWED["fp32"])
     verdict = "ok" if level_diff <= allowed else ("broken" if level_diff > LEVELS_BROKEN else "differs")
     return {"seeds": [int(s) for s in saved["seeds"]], "max_level_diff": level_diff,
-            "max_logit_diff": round(logit_diff, 6), "levels_allowed": allowed, "verdict": verdict}
+            "max_logit_diff": None if logit_diff is None else round(logit_diff, 6), "levels_allowed": allowed,
+            "verdict": verdict}

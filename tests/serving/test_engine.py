@@ -96,8 +96,8 @@ def test_a_newer_format_is_refused(model_dir, tmp_path):
     copy = tmp_path / "copy"
     shutil.copytree(model_dir, copy)
     card = json.loads((copy / "model.json").read_text())
-    (copy / "model.json").write_text(json.dumps({**card, "format_version": 2}))
-    with pytest.raises(ModelFolderError, match="format_version 2 is newer"):
+    (copy / "model.json").write_text(json.dumps({**card, "format_version": 3}))
+    with pytest.raises(ModelFolderError, match="format_version 3 is newer"):
         Engine(copy)
 
 
