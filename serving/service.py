@@ -9,8 +9,9 @@ declares the model (a model-store tag is pinned into the bento), replaces BentoM
 timeout middleware with one that cleans up after itself (serving/http/timeout.py), and, in
 BentoML's own process, makes the folder through which the workers report readiness
 (serving/http/readiness.py).
-Each worker loads and warms its engine in a background thread, so /livez answers at once and
-/readyz turns 200 only when every worker's engine is ready.
+Each worker loads, warms and gates its models in a background thread (serving/repository/),
+so /livez answers at once and /readyz turns 200 only when every worker serves the default
+model.
 """
 
 from __future__ import annotations
@@ -21,7 +22,6 @@ import threading
 
 import bentoml
 
-from .engine import Engine
 from .errors import ServingError
 from .http import auth, readiness, timeout
 from .http.app import ROUTES, Serving, create_app
@@ -59,14 +59,14 @@ class GanService:
         bento_model = bentoml.models.BentoModel(SETTINGS.model)
 
     def __init__(self) -> None:
+        # an unknown tag never gets here: BentoML stops the start with a non-zero exit that names it
+        root = SETTINGS.model if SETTINGS.model_is_folder else self.bento_model.path
+        SERVING.prepare(root, bentoml.server_context.worker_index, readiness.server_folder())
         threading.Thread(target=self._load, name="ganserve-load", daemon=True).start()
 
     def _load(self) -> None:
         try:
-            # an unknown tag never gets here: BentoML stops the start with a non-zero exit that names it
-            folder = SETTINGS.model if SETTINGS.model_is_folder else self.bento_model.path
-            engine = Engine(folder, device=SETTINGS.device, max_batch=SETTINGS.max_batch,
-                            threads=SETTINGS.threads or None)
+            SERVING.start()
         except ServingError as error:  # e.g. a file whose sha256 does not match: never served
             self._refuse(f"the model cannot be served: {error}")
             return
@@ -74,13 +74,17 @@ class GanService:
             log.exception("ganserve: loading %s failed", SETTINGS.model)
             self._refuse(f"the model cannot be served: {type(error).__name__}: {error}")
             return
-        SERVING.attach(engine)
         readiness.mark_ready(bentoml.server_context.worker_index)
-        # Everything made while starting (the framework, the model) lives as long as the worker:
+        # Everything made while starting (the framework, the models) lives as long as the worker:
         # keep the cyclic GC from re-scanning it in the middle of requests.
         gc.freeze()
-        log.info("ganserve: serving %s %s on %s (%s)%s", engine.card.name, engine.card.version, engine.provider,
-                 engine.precision, "; fell back from the device asked for" if engine.fell_back else "")
+        registry = SERVING.registry
+        for name, state in sorted(registry.models.items()):
+            if state.loaded is not None:
+                engine = state.loaded.engine
+                log.info("ganserve: serving %s version %s on %s (%s)%s%s", name, state.live.version, engine.provider,
+                         engine.precision, "; fell back from the device asked for" if engine.fell_back else "",
+                         " (the default model)" if name == registry.default else "")
 
     @staticmethod
     def _refuse(reason: str) -> None:
@@ -94,7 +98,7 @@ class GanService:
 
     def __is_ready__(self) -> bool:
         """200 on /readyz only when every worker of this server has its engine warm."""
-        return (SERVING.engine is not None and SERVING.engine.ready
+        return (SERVING.registry is not None and SERVING.registry.ready
                 and readiness.all_ready(SETTINGS.workers, bentoml.server_context.worker_index))
 
 
@@ -116,4 +120,22 @@ def _require_keys() -> None:
                  ", ".join(open_paths))
 
 
+def _admin_keys() -> None:
+    """The admin routes' keys, when an admin key file is set (serving/http/admin.py)."""
+    if not SETTINGS.admin_keys_file:
+        return
+    try:
+        keys = auth.read_keys(SETTINGS.admin_keys_file)
+        api_keys = auth.read_keys(SETTINGS.api_keys_file) if SETTINGS.api_keys_file else ()
+    except auth.KeyFileError as error:
+        raise SystemExit(f"ganserve: {error}") from None
+    if set(keys) & set(api_keys):
+        raise SystemExit(f"ganserve: {SETTINGS.admin_keys_file}: an admin key is also an API key; admin keys must "
+                         "be their own")
+    SERVING.admin_keys = keys
+    if bentoml.server_context.worker_index in (None, 1):
+        log.info("ganserve: admin routes on (/admin/models/NAME/load, .../rollback), %d admin keys", len(keys))
+
+
 _require_keys()
+_admin_keys()

@@ -26,9 +26,22 @@ def _int(name: str, default: int, low: int = 1) -> int:
     return value
 
 
+def _seconds(name: str, default: float) -> float:
+    raw = os.environ.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise SystemExit(f"{name}={raw!r}: expected a number of seconds") from None
+    if not 0 <= value < float("inf"):
+        raise SystemExit(f"{name}={raw!r}: must be 0 (off) or a positive number of seconds")
+    return value
+
+
 @dataclass(frozen=True)
 class Settings:
-    model: str  # a model folder path or a BentoML model tag
+    model: str  # a model folder, a repository of them (serving/repository/layout.py), or a BentoML model tag
     device: str  # auto | cpu | cuda | tensorrt
     max_images: int  # most images one generate request may ask for
     max_score_images: int  # most images one score request may send
@@ -43,6 +56,10 @@ class Settings:
     tracing: bool  # BentoML's OpenTelemetry spans on ganserve's routes (off: they cost 22% of a worker's CPU)
     api_keys_file: str | None = None  # one key per line; None: the server is open (serving/http/auth.py)
     protect_metrics: bool = False  # /metrics needs a key too
+    default_model: str | None = None  # what the plain routes serve; None: the only model (or the first by name)
+    poll_seconds: float = 10.0  # how often the repository is scanned for new versions (0: never)
+    max_loaded_models: int = 0  # models kept in memory per worker, least recently used unloaded (0: no bound)
+    admin_keys_file: str | None = None  # keys of the admin routes; None: they are off (serving/http/admin.py)
 
     @property
     def model_is_folder(self) -> bool:
@@ -72,6 +89,10 @@ class Settings:
             tracing=os.environ.get("GANSERVE_TRACING", "0") == "1",
             api_keys_file=os.environ.get("GANSERVE_API_KEYS_FILE") or None,
             protect_metrics=os.environ.get("GANSERVE_PROTECT_METRICS", "0") == "1",
+            default_model=os.environ.get("GANSERVE_DEFAULT_MODEL") or None,
+            poll_seconds=_seconds("GANSERVE_POLL_SECONDS", 10.0),
+            max_loaded_models=_int("GANSERVE_MAX_LOADED_MODELS", 0, low=0),
+            admin_keys_file=os.environ.get("GANSERVE_ADMIN_KEYS_FILE") or None,
         )
 
 

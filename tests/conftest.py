@@ -150,3 +150,14 @@ def conditional_model_dir(tmp_path_factory) -> Path:
     release = make_release(root / "run", num_classes=3, seed=1)
     export_model(release, ExportOptions(out=root / "models" / "tinyc", calibration_samples=20))
     return root / "models" / "tinyc"
+
+
+@pytest.fixture(scope="session")
+def other_model_dir(tmp_path_factory) -> Path:
+    """Another unconditional 8x8 model, with other weights: a second version of `model_dir`."""
+    from export.exporter import ExportOptions, export_model
+
+    root = tmp_path_factory.mktemp("model-b")
+    release = make_release(root / "run", seed=2)
+    export_model(release, ExportOptions(out=root / "models" / "tiny", calibration_samples=20))
+    return root / "models" / "tiny"

@@ -15,6 +15,7 @@ from pathlib import Path
 
 from ..errors import ServingError
 from ..formats.model_card import ModelCard
+from ..repository.layout import resolve_model_folder, scan
 from ..requests import INTERPOLATE_FIELDS, generate_fields
 from ..runtime.providers import DEVICES
 from ..settings import worker_layout
@@ -27,6 +28,8 @@ INTERPOLATE_FLAGS = {"seed_from": "--from", "seed_to": "--to", "frames": "--fram
                      "label_to": "--label-to", "truncation": "--truncation", "frame_ms": "--frame-ms",
                      "format": "--out"}
 SCORE_FLAGS = {"labels": "--labels", "images": "IMAGES"}
+MODEL_HELP = ("model folder written by 'ganserve export' or 'ganserve import', or a model of a repository: DIR/NAME "
+              "(its newest version) or DIR/NAME/VERSION")
 
 
 def _spelling(flags: dict[str, str]):
@@ -34,11 +37,15 @@ def _spelling(flags: dict[str, str]):
 
 
 def register(subparsers) -> None:
-    serve = subparsers.add_parser("serve", help="serve a model over HTTP (BentoML)",
-                                  description="Serve MODEL (a model folder or a BentoML model tag) with "
-                                              "/generate, /interpolate, /score, /model, /docs, /readyz, /livez and "
-                                              "/metrics.")
-    serve.add_argument("model", metavar="MODEL", help="model folder (models/NAME) or BentoML model tag")
+    serve = subparsers.add_parser("serve", help="serve a model, or a repository of models, over HTTP (BentoML)",
+                                  description="Serve MODEL (a model folder, a repository of model folders, or a "
+                                              "BentoML model tag) with /generate, /interpolate, /score, /model, "
+                                              "/models, /docs, /readyz, /livez and /metrics. In a repository, "
+                                              "DIR/NAME is a model and DIR/NAME/1, DIR/NAME/2, ... its versions (the "
+                                              "highest is the newest); the plain routes serve the default model, "
+                                              "/models/NAME/... any of them.")
+    serve.add_argument("model", metavar="MODEL",
+                       help="model folder (models/NAME), repository (models/), or BentoML model tag")
     serve.add_argument("--port", type=int, default=3000, help="default: 3000")
     serve.add_argument("--host", default="0.0.0.0", help="default: 0.0.0.0 (every interface)")
     serve.add_argument("--workers", type=int, default=0,
@@ -52,12 +59,24 @@ def register(subparsers) -> None:
                        help="require 'Authorization: Bearer KEY' with one of the keys in FILE (one per line) on "
                             "every route but /livez, /readyz and /metrics (default: no keys, the server is open)")
     serve.add_argument("--protect-metrics", action="store_true", help="with --api-key-file: /metrics needs a key too")
+    serve.add_argument("--default-model", metavar="NAME",
+                       help="the repository's model that /generate, /score, ... serve (default: the only model, or "
+                            "the first by name)")
+    serve.add_argument("--poll-seconds", type=float, default=10.0, metavar="S",
+                       help="scan the repository for new versions every S seconds; each is verified and gated on "
+                            "quality before it replaces the live one (default: 10; 0: never, only admin loads)")
+    serve.add_argument("--max-loaded-models", type=int, default=0, metavar="N",
+                       help="keep at most N models in memory per worker, unloading the least recently used; the "
+                            "next request loads it again (default 0: no bound)")
+    serve.add_argument("--admin-key-file", type=Path, metavar="FILE",
+                       help="turn on the admin routes (/admin/models/NAME/load, .../rollback) for requests with "
+                            "'Authorization: Bearer KEY', KEY one of FILE's keys (default: the admin routes are off)")
     serve.set_defaults(handler=run_serve)
 
     sample = subparsers.add_parser("sample", help="write many generated images to files",
                                    description="Generate images for a list of seeds into --out, with a "
                                                "manifest (seed, label, file, sha256). Resumable and shardable.")
-    sample.add_argument("model", metavar="MODEL", type=Path, help="model folder written by 'ganserve export'")
+    sample.add_argument("model", metavar="MODEL", type=Path, help=MODEL_HELP)
     sample.add_argument("--seeds", required=True, help="seeds and ranges, e.g. 0-99999 or 0-99,200")
     sample.add_argument("--out", type=Path, required=True, help="output folder")
     sample.add_argument("--format", default="png", choices=["png", "npz", "tar"],
@@ -88,7 +107,7 @@ def register(subparsers) -> None:
     interpolate = subparsers.add_parser("interpolate", help="frames between two seeds (PNG strip or GIF)",
                                         description="Spherical interpolation between two seeds' latents; the "
                                                     "first and last frames are the seeds' own images.")
-    interpolate.add_argument("model", metavar="MODEL", type=Path, help="model folder written by 'ganserve export'")
+    interpolate.add_argument("model", metavar="MODEL", type=Path, help=MODEL_HELP)
     interpolate.add_argument("--from", dest="seed_from", type=int, required=True, metavar="SEED",
                              help=INTERPOLATE_FIELDS["seed_from"].description)
     interpolate.add_argument("--to", dest="seed_to", type=int, required=True, metavar="SEED",
@@ -104,7 +123,7 @@ def register(subparsers) -> None:
     score = subparsers.add_parser("score", help="score image files with the model's calibrated D",
                                   description="Print, per image, D's logit and the calibrated probability "
                                               "that it looks like the model's training data.")
-    score.add_argument("model", metavar="MODEL", type=Path, help="model folder written by 'ganserve export'")
+    score.add_argument("model", metavar="MODEL", type=Path, help=MODEL_HELP)
     score.add_argument("images", metavar="IMAGES", type=Path, nargs="+", help="PNG or JPEG files")
     score.add_argument("--labels", help="labels for conditional models, one per image (e.g. 3,1,4 or 0-9)")
     score.add_argument("--resize", action="store_true", help="convert images of another size or colour type")
@@ -115,7 +134,7 @@ def register(subparsers) -> None:
 def run_serve(args) -> int:
     model = Path(args.model)
     if model.is_dir():
-        ModelCard.read(model)  # fail here, in one line, rather than inside the server
+        _check_repository(model, args.default_model)  # fail here, in one line, rather than inside the server
         reference = str(model.resolve())
     elif not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*(:[A-Za-z0-9._-]+)?", args.model):
         raise ServingError(f"MODEL: {args.model!r} is neither a model folder nor a BentoML model tag")
@@ -123,8 +142,10 @@ def run_serve(args) -> int:
         reference = args.model
         _check_store_has(reference)
     for flag, value, low in (("--port", args.port, 1), ("--workers", args.workers, 0),
-                             ("--threads", args.threads, 0), ("--max-images", args.max_images, 1)):
-        if value < low:
+                             ("--threads", args.threads, 0), ("--max-images", args.max_images, 1),
+                             ("--poll-seconds", args.poll_seconds, 0),
+                             ("--max-loaded-models", args.max_loaded_models, 0)):
+        if not value >= low:  # NaN too
             raise ServingError(f"{flag}: {value} is not allowed; use at least {low}")
     if args.protect_metrics and not args.api_key_file:
         raise ServingError("--protect-metrics needs --api-key-file")
@@ -135,11 +156,22 @@ def run_serve(args) -> int:
         read_keys(args.api_key_file)  # a missing or empty file fails here, in one line
         keys_file = {"GANSERVE_API_KEYS_FILE": str(args.api_key_file.resolve()),
                      "GANSERVE_PROTECT_METRICS": "1" if args.protect_metrics else "0"}
+    if args.admin_key_file:
+        from ..http.auth import read_keys
+
+        admin = set(read_keys(args.admin_key_file))
+        if args.api_key_file and admin & set(read_keys(args.api_key_file)):
+            raise ServingError(f"--admin-key-file {args.admin_key_file}: an admin key is also an API key; admin keys "
+                               "must be their own")
+        keys_file["GANSERVE_ADMIN_KEYS_FILE"] = str(args.admin_key_file.resolve())
+    if args.default_model:
+        keys_file["GANSERVE_DEFAULT_MODEL"] = args.default_model
     _check_port_free(args.host, args.port)
     workers, threads = worker_layout(args.device, args.workers, args.threads)
     env = {**os.environ, **keys_file, "GANSERVE_MODEL": reference, "GANSERVE_DEVICE": args.device,
            "GANSERVE_WORKERS": str(workers), "GANSERVE_THREADS": str(threads),
-           "GANSERVE_MAX_IMAGES": str(args.max_images), "GANSERVE_ACCESS_LOG": "1" if args.access_log else "0"}
+           "GANSERVE_MAX_IMAGES": str(args.max_images), "GANSERVE_ACCESS_LOG": "1" if args.access_log else "0",
+           "GANSERVE_POLL_SECONDS": str(args.poll_seconds), "GANSERVE_MAX_LOADED_MODELS": str(args.max_loaded_models)}
     print(usage_examples(args.port), flush=True)
     bentoml = shutil.which("bentoml", path=str(Path(sys.executable).parent)) or shutil.which("bentoml")
     if bentoml is None:
@@ -147,6 +179,18 @@ def run_serve(args) -> int:
     os.execve(bentoml, [bentoml, "serve", "serving.service:GanService", "--host", args.host,
                         "--port", str(args.port)], env)
     return 0  # not reached
+
+
+def _check_repository(folder: Path, default: str | None) -> None:
+    """A model folder is verified whole; in a repository, the default model must exist and
+    the rest is checked by the server, which lists what it refused at /models."""
+    listing = scan(folder)
+    if listing.kind == "model folder":
+        ModelCard.read(folder)
+        return
+    if default is not None and default not in listing.models:
+        raise ServingError(f"--default-model: {default!r} is not a model in {folder} (it holds "
+                           f"{', '.join(sorted(listing.models))})")
 
 
 def _check_store_has(tag: str) -> None:
@@ -190,7 +234,7 @@ def usage_examples(port: int) -> str:
 
 def run_sample_command(args) -> int:
     from ..engine import Engine
-    from ..requests import check_labels, parse_labels, parse_seeds, sampling_mode
+    from ..requests import check_labels, mode_for, parse_labels, parse_seeds, sampling_mode
     from .sampler import SampleJob, merge_shards, parse_shard, run_sample, shard_of
 
     for flag, value in (("--batch-size", args.batch_size), ("--part-size", args.part_size)):
@@ -211,7 +255,8 @@ def run_sample_command(args) -> int:
     labels = parse_labels(args.labels) if args.labels else None
     mode = sampling_mode(args.keep_top, args.drs_accept, args.drs_max_candidates, spell=spell)
     truncation = None if args.truncation is None else GENERATE["truncation"].check(args.truncation, "--truncation")
-    engine = Engine(args.model, device=args.device, max_batch=args.batch_size)
+    engine = Engine(_model_folder(args.model), device=args.device, max_batch=args.batch_size)
+    mode = mode_for(engine.card, mode, spell)
     if labels is not None:
         labels = check_labels(engine.card.num_classes, labels, spell)
     job = SampleJob(seeds=shard_of(seeds, index, count), out=args.out, format=args.format, labels=labels,
@@ -235,7 +280,7 @@ def run_interpolate(args) -> int:
         raise ServingError(f"--out: {args.out} must end in .png (a strip) or .gif (an animation)")
     label, label_to = (_one_label(text, flag) for text, flag in ((args.label, "--label"),
                                                                   (args.label_to, "--label-to")))
-    engine = Engine(args.model, warmup=False)
+    engine = Engine(_model_folder(args.model), warmup=False)
     request = interpolate_request(engine.card, seed_from=args.seed_from, seed_to=args.seed_to, frames=args.frames,
                                   class_label=label, label_to=label_to, truncation=args.truncation, format=fmt,
                                   frame_ms=args.frame_ms, spell=spell)
@@ -245,6 +290,14 @@ def run_interpolate(args) -> int:
     classes = f", class {label} to {label_to}" if label_to is not None else ""
     print(f"wrote {len(frames)} frames from seed {args.seed_from} to seed {args.seed_to}{classes} to {args.out}")
     return 0
+
+
+def _model_folder(path: Path) -> Path:
+    """The folder to open for MODEL; says on stderr which version of a repository's model it took."""
+    folder, note = resolve_model_folder(path)
+    if note:
+        print(f"ganserve: {note} ({folder})", file=sys.stderr)
+    return folder
 
 
 def _one_label(text: str | None, flag: str) -> int | None:
@@ -265,7 +318,7 @@ def run_score(args) -> int:
     from ..formats.images import decode_image
     from ..requests import parse_labels, score_request
 
-    engine = Engine(args.model, device="cpu", warmup=False)
+    engine = Engine(_model_folder(args.model), device="cpu", warmup=False)
     labels = parse_labels(args.labels) if args.labels else None
     images = []
     for path in args.images:

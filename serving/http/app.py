@@ -1,4 +1,9 @@
-"""The HTTP routes: /generate, /interpolate, /score, /model, and the API docs.
+"""The HTTP routes: /generate, /interpolate, /score, /model, /models, and the API docs.
+
+The plain routes serve the default model; the same routes under /models/NAME serve model NAME
+of the repository, and under /models/NAME/versions/VERSION they serve it only while VERSION
+is the live one (a pin: 409 otherwise). Every answer names the model and version that made it
+(X-Model-Name, X-Model-Version). Operators' routes (/admin/...) are in admin.py.
 
 Each route reads its body (`parsing.py`), builds a request with the same builder the command
 line uses (`serving/requests.py`), runs a mode (`serving/sampling/modes.py`) whose graph calls
@@ -14,7 +19,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import functools
 import logging
+from pathlib import Path
 
 import numpy as np
 from starlette.applications import Starlette
@@ -25,7 +32,9 @@ from starlette.routing import Route
 from ..engine import Engine
 from ..errors import ServingError
 from ..formats.images import encode_frames
-from ..formats.png import encode_pngs
+from ..repository.layout import VersionOnDisk
+from ..repository.registry import NotReady, Registry
+from ..repository.rollout import Rollout
 from ..requests import (
     INTERPOLATE_FIELDS,
     Plain,
@@ -38,56 +47,88 @@ from ..requests import (
 from ..sampling import modes
 from ..sampling.latents import discriminator_feeds
 from ..settings import Settings
-from . import openapi
-from .batcher import Batcher
+from . import admin, openapi
 from .bodies import MEDIA_TYPES, images_body, needs_pngs
-from .metrics import BATCH_ROWS, EVENT_LOOP_LAG, IMAGES_GENERATED, IMAGES_SCORED, PROBABILITY
+from .metrics import EVENT_LOOP_LAG, IMAGES_GENERATED, IMAGES_SCORED, LIVE_VERSION, MODEL_EVENTS, PROBABILITY
 from .parsing import ClientGone, json_fields, read_body, score_form
+from .served import Served
 
 log = logging.getLogger("bentoml.ganserve")  # BentoML shows its own namespace's logs
 RETRY_AFTER_S = 1
 
 
-class NotReady(ServingError):
-    status_code = 503
-
-
 class Serving:
-    """The model behind the routes: nothing until `attach` gives it a loaded engine, which it
-    wraps with one batcher per graph and the modes' graph calls through them."""
+    """The models behind the routes: a repository (serving/repository/) whose live versions the
+    routes use, and the task that brings new versions in. `prepare` is quick (the service's
+    constructor calls it); `start` loads and gates, and blocks (the worker's load thread)."""
 
     def __init__(self, settings: Settings):
         self.settings = settings
-        self.engine: Engine | None = None
+        self.registry: Registry | None = None
+        self.rollout: Rollout | None = None
         self.load_error: str | None = None
         self.generate_fields = generate_fields(settings.max_images)
         self.score_fields = score_fields(settings.max_score_images)
+        self.admin_keys: tuple[bytes, ...] | None = None  # set by the service when admin operations are on
+        self._live_labels: dict[str, str] = {}
 
-    def attach(self, engine: Engine) -> None:
+    def prepare(self, root: str | None = None, worker: int | None = None, folder: Path | None = None) -> None:
+        """`root`: the model folder or repository (default: the settings' model); `folder`: the
+        server's shared folder, through which operators' commands reach every worker."""
         s = self.settings
-        self.generate_batcher = Batcher(engine.run_generator, s.max_batch, s.max_queue,
-                                        BATCH_ROWS.labels(graph="generator").observe, s.batch_wait_ms / 1000,
-                                        encode=encode_pngs, max_wait_s=s.max_queue_seconds)
-        self.score_batcher = Batcher(engine.run_discriminator, s.max_batch, s.max_queue,
-                                     BATCH_ROWS.labels(graph="discriminator").observe, s.batch_wait_ms / 1000,
-                                     max_wait_s=s.max_queue_seconds)
-        self.graphs = modes.Graphs(engine.card.latent_dim, engine.card.num_classes, self.generate_batcher.submit,
-                                   self.score_batcher.submit, engine.probability,
-                                   _off_the_loop(engine.acceptance_rule), _off_the_loop(engine.run_blend))
-        self.engine = engine
+        self.registry = Registry(root or s.model, self._open_version, s.default_model, s.max_loaded_models,
+                                 self._count)
+        self.rollout = Rollout(self.registry, s.poll_seconds, folder, worker, s.workers)
 
-    def ready_engine(self) -> Engine:
-        if self.engine is None:
-            raise NotReady(self.load_error or "the model is still loading; retry when /readyz answers 200")
-        return self.engine
+    def start(self, root: str | None = None) -> None:
+        if self.registry is None:
+            self.prepare(root)
+        self.registry.start()
+
+    def _open_version(self, version: VersionOnDisk) -> Served:
+        s = self.settings
+        engine = Engine(version.folder, device=s.device, max_batch=s.max_batch, threads=s.threads or None)
+        return Served(version.model, version.version, engine, s)
+
+    def _count(self, model: str, version: str, event: str) -> None:
+        MODEL_EVENTS.labels(model=model, event=event).inc()
+        if event == "live":
+            if model in self._live_labels:
+                LIVE_VERSION.labels(model=model, version=self._live_labels[model]).set(0)
+            LIVE_VERSION.labels(model=model, version=version).set(1)
+            self._live_labels[model] = version
+
+    def ready_registry(self) -> Registry:
+        if self.load_error is not None:
+            raise NotReady(self.load_error)
+        if self.registry is None or not self.registry.ready:
+            raise NotReady("the model is still loading; retry when /readyz answers 200")
+        return self.registry
+
+    def use(self, request: Request) -> _Using:
+        """`async with serving.use(request) as served`: the version the request's path names
+        (the default model's live version on the plain routes), held while the request runs."""
+        params = request.path_params
+        return _Using(self, params.get("name"), params.get("version"))
 
 
-def _off_the_loop(function):
-    """Rare, slow calls (fitting a rejection rule, the blend graph) run in a thread, not on the loop."""
-    async def call(*args):
-        return await asyncio.get_running_loop().run_in_executor(None, function, *args)
+class _Using:
+    __slots__ = ("serving", "name", "version", "served")
 
-    return call
+    def __init__(self, serving: Serving, name: str | None, version: str | None):
+        self.serving, self.name, self.version, self.served = serving, name, version, None
+
+    async def __aenter__(self) -> Served:
+        registry = self.serving.ready_registry()
+        served = registry.lookup(self.name, self.version) or await registry.bring_in(self.name)
+        if self.version is not None and served.version != self.version:  # a newer one came in meanwhile
+            registry.lookup(self.name, self.version)
+        served.in_flight += 1
+        self.served = served
+        return served
+
+    async def __aexit__(self, *exc) -> None:
+        self.served.in_flight -= 1
 
 
 def create_app(serving: Serving) -> Starlette:
@@ -97,25 +138,22 @@ def create_app(serving: Serving) -> Starlette:
     async def generate(request: Request) -> Response:
         payload = json_fields(await read_body(request, limit), request.headers.get("content-type", ""),
                               "/generate", serving.generate_fields)
-        engine = serving.ready_engine()
-        wanted = generate_request(engine.card, **payload, max_images=serving.settings.max_images)
-        graphs, encoded = serving.graphs, []
-        if isinstance(wanted.mode, Plain) and needs_pngs(wanted.format, len(wanted.seeds)):
-            async def generate_and_encode(feeds):  # PNGs encoded with the rest of the run, off the loop
-                images, pngs = await serving.generate_batcher.submit(feeds, encode=True)
-                encoded.append(pngs)
-                return images
+        async with serving.use(request) as served:
+            wanted = generate_request(served.engine.card, **payload, max_images=serving.settings.max_images)
+            graphs, encoded = served.graphs, []
+            if isinstance(wanted.mode, Plain) and needs_pngs(wanted.format, len(wanted.seeds)):
+                async def generate_and_encode(feeds):  # PNGs encoded with the rest of the run, off the loop
+                    images, pngs = await served.generate_batcher.submit(feeds, encode=True)
+                    encoded.append(pngs)
+                    return images
 
-            graphs = dataclasses.replace(graphs, generate=generate_and_encode)
-        sampled = await modes.generate(wanted, graphs)
+                graphs = dataclasses.replace(graphs, generate=generate_and_encode)
+            sampled = await modes.generate(wanted, graphs)
         IMAGES_GENERATED.inc(len(sampled.images))
         labels = None if sampled.labels is None else sampled.labels.tolist()
-        card = engine.card
-        body = images_body(sampled.images, wanted.seeds, labels, wanted.format,
-                           {"name": card.name, "version": card.version}, sampled.stats,
+        body = images_body(sampled.images, wanted.seeds, labels, wanted.format, served.identity, sampled.stats,
                            encoded[0] if encoded else None)
-        headers = {"X-Seeds": ",".join(map(str, wanted.seeds)), "X-Model-Version": card.version,
-                   "X-Model-Name": card.name}
+        headers = {"X-Seeds": ",".join(map(str, wanted.seeds)), **served.headers()}
         if labels is not None:
             headers["X-Labels"] = ",".join(map(str, labels))
         if sampled.stats:
@@ -126,36 +164,44 @@ def create_app(serving: Serving) -> Starlette:
     async def interpolate(request: Request) -> Response:
         payload = json_fields(await read_body(request, limit), request.headers.get("content-type", ""),
                               "/interpolate", INTERPOLATE_FIELDS)
-        engine = serving.ready_engine()
-        wanted = interpolate_request(engine.card, **payload)
-        frames = await modes.interpolate(wanted, serving.graphs)
+        async with serving.use(request) as served:
+            wanted = interpolate_request(served.engine.card, **payload)
+            frames = await modes.interpolate(wanted, served.graphs)
         IMAGES_GENERATED.inc(len(frames))
         body = await asyncio.get_running_loop().run_in_executor(None, encode_frames, frames, wanted.format,
                                                                 wanted.frame_ms)
         return Response(body, media_type=MEDIA_TYPES[wanted.format],
-                        headers={"X-Seeds": f"{wanted.seed_from},{wanted.seed_to}",
-                                 "X-Model-Version": engine.card.version})
+                        headers={"X-Seeds": f"{wanted.seed_from},{wanted.seed_to}", **served.headers()})
 
     async def score(request: Request) -> Response:
         body = await read_body(request, limit)
-        engine = serving.ready_engine()
-        form = score_form(body, request.headers.get("content-type", ""), serving.score_fields, engine.card.image_shape)
-        wanted = score_request(engine.card, form["images"], form["labels"],
-                               max_images=serving.settings.max_score_images, source=form["source"])
-        labels = None if wanted.labels is None else np.asarray(wanted.labels, np.int64)
-        logits = await serving.score_batcher.submit(discriminator_feeds(wanted.images, labels))
+        async with serving.use(request) as served:
+            engine = served.engine
+            if not engine.card.has_discriminator:
+                score_request(engine.card, None)  # its 4xx says the model has no discriminator
+            form = score_form(body, request.headers.get("content-type", ""), serving.score_fields,
+                              engine.card.image_shape)
+            wanted = score_request(engine.card, form["images"], form["labels"],
+                                   max_images=serving.settings.max_score_images, source=form["source"])
+            labels = None if wanted.labels is None else np.asarray(wanted.labels, np.int64)
+            logits = await served.score_batcher.submit(discriminator_feeds(wanted.images, labels))
         probabilities = engine.probability(logits)
         IMAGES_SCORED.inc(len(logits))
         for p in probabilities:
             PROBABILITY.observe(float(p))
         results = [{"image": name, "logit": float(logit), "p_real": float(p)}
                    for name, logit, p in zip(wanted.names, logits, probabilities)]
-        return JSONResponse({"model": {"name": engine.card.name, "version": engine.card.version},
-                             "results": results}, headers={"X-Model-Version": engine.card.version})
+        return JSONResponse({"model": served.identity, "results": results}, headers=served.headers())
 
     async def model(request: Request) -> Response:
         json_fields(await read_body(request, limit), request.headers.get("content-type", ""), "/model", {})
-        return JSONResponse(serving.ready_engine().info())
+        async with serving.use(request) as served:
+            return JSONResponse({**served.engine.info(), "served_as": served.identity}, headers=served.headers())
+
+    async def models(request: Request) -> Response:
+        view = serving.ready_registry().view()
+        return JSONResponse({**view, "poll_seconds": serving.settings.poll_seconds,
+                             "admin": serving.admin_keys is not None})
 
     async def docs_json(request: Request) -> Response:
         return JSONResponse(docs)
@@ -163,17 +209,21 @@ def create_app(serving: Serving) -> Starlette:
     async def docs_page(request: Request) -> Response:
         return HTMLResponse(openapi.docs_page())
 
-    routes = [Route("/generate", _answering(generate), methods=["POST"]),
-              Route("/interpolate", _answering(interpolate), methods=["POST"]),
-              Route("/score", _answering(score), methods=["POST"]),
-              Route("/model", _answering(model), methods=["GET", "POST"]),
-              Route("/docs.json", docs_json, methods=["GET"]),
-              Route("/docs", docs_page, methods=["GET"]),
-              Route("/", docs_page, methods=["GET"])]
-    return _Routes(routes=routes, lifespan=_watch_the_loop)
+    routes = [Route("/models", _answering(models), methods=["GET"])]
+    for prefix in ("", "/models/{name}", "/models/{name}/versions/{version}"):
+        routes += [Route(f"{prefix}/generate", _answering(generate), methods=["POST"]),
+                   Route(f"{prefix}/interpolate", _answering(interpolate), methods=["POST"]),
+                   Route(f"{prefix}/score", _answering(score), methods=["POST"]),
+                   Route(f"{prefix}/model", _answering(model), methods=["GET", "POST"])]
+    routes += [*admin.routes(serving, _answering),
+               Route("/docs.json", docs_json, methods=["GET"]),
+               Route("/docs", docs_page, methods=["GET"]),
+               Route("/", docs_page, methods=["GET"])]
+    return _Routes(routes=routes, lifespan=functools.partial(_lifespan, serving))
 
 
-ROUTES = ("/generate", "/interpolate", "/score", "/model")  # the API's routes (docs aside)
+# The API's routes (docs aside), as the ends of paths: the plain routes and every model's.
+ROUTES = ("/generate", "/interpolate", "/score", "/model")
 
 
 class _Routes(Starlette):
@@ -188,9 +238,10 @@ LAG_PROBE_S = 0.025
 
 
 @contextlib.asynccontextmanager
-async def _watch_the_loop(app: Starlette):
-    """Measure, for as long as the worker serves, how late the event loop wakes a sleeping
-    probe: a request held up behind work on the loop shows here (ganserve_event_loop_lag_seconds)."""
+async def _lifespan(serving: Serving, app: Starlette):
+    """For as long as the worker serves: measure how late the event loop wakes a sleeping
+    probe (a request held up behind work on the loop shows in ganserve_event_loop_lag_seconds),
+    and bring new model versions in (serving/repository/rollout.py)."""
     async def probe():
         loop = asyncio.get_running_loop()
         while True:
@@ -198,11 +249,17 @@ async def _watch_the_loop(app: Starlette):
             await asyncio.sleep(LAG_PROBE_S)
             EVENT_LOOP_LAG.observe(max(0.0, loop.time() - due))
 
-    task = asyncio.create_task(probe())
+    async def roll_out():
+        while serving.rollout is None:
+            await asyncio.sleep(0.1)
+        await serving.rollout.run()
+
+    tasks = [asyncio.create_task(probe()), asyncio.create_task(roll_out())]
     try:
         yield
     finally:
-        task.cancel()
+        for task in tasks:
+            task.cancel()
 
 
 def _answering(route):

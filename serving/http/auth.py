@@ -40,14 +40,19 @@ def read_keys(path: str | Path) -> tuple[bytes, ...]:
     return tuple(key.encode() for key in keys)
 
 
+ADMIN_PREFIX = "/admin/"  # operators' routes check their own keys (serving/http/admin.py)
+
+
 class BearerAuth:
-    """401 with WWW-Authenticate for a request without a known key; probes pass."""
+    """401 with WWW-Authenticate for a request without a known key; probes pass, and so do the
+    admin routes, which take only the admin keys."""
 
     def __init__(self, app, keys: tuple[bytes, ...], open_paths: tuple[str, ...] = PROBES):
         self.app, self.keys, self.open_paths = app, keys, open_paths
 
     async def __call__(self, scope, receive, send):
-        if scope["type"] != "http" or scope["path"] in self.open_paths or self._allowed(scope):
+        if scope["type"] != "http" or scope["path"] in self.open_paths or scope["path"].startswith(ADMIN_PREFIX) \
+                or holds_key(scope["headers"], self.keys):
             await self.app(scope, receive, send)
             return
         body = json.dumps({"error": "this server needs an API key: send the header 'Authorization: Bearer KEY'",
@@ -57,12 +62,14 @@ class BearerAuth:
                                 (b"www-authenticate", b'Bearer realm="ganserve"')]})
         await send({"type": "http.response.body", "body": body})
 
-    def _allowed(self, scope) -> bool:
-        given = next((value for name, value in scope["headers"] if name == b"authorization"), b"")
-        scheme, _, key = given.partition(b" ")
-        if scheme.lower() != b"bearer" or not key:
-            return False
-        matched = False
-        for known in self.keys:  # all of them, whatever matched: the time says nothing about which
-            matched |= hmac.compare_digest(key.strip(), known)
-        return matched
+
+def holds_key(headers, keys: tuple[bytes, ...]) -> bool:
+    """Whether `Authorization: Bearer KEY` names one of `keys` (headers: ASGI's (name, value) pairs)."""
+    given = next((value for name, value in headers if name == b"authorization"), b"")
+    scheme, _, key = given.partition(b" ")
+    if scheme.lower() != b"bearer" or not key:
+        return False
+    matched = False
+    for known in keys:  # all of them, whatever matched: the time says nothing about which
+        matched |= hmac.compare_digest(key.strip(), known)
+    return matched

@@ -2,7 +2,7 @@
 
 Kept in their own module so they are registered once per process."""
 
-from prometheus_client import Counter, Histogram
+from prometheus_client import Counter, Gauge, Histogram
 
 IMAGES_GENERATED = Counter("ganserve_images_generated_total", "Images returned by /generate")
 IMAGES_SCORED = Counter("ganserve_images_scored_total", "Images scored by /score")
@@ -14,3 +14,9 @@ EVENT_LOOP_LAG = Histogram("ganserve_event_loop_lag_seconds",
                            "How late the event loop woke a probe that sleeps 25 ms (work that holds the loop)",
                            buckets=[0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0])
 
+MODEL_EVENTS = Counter("ganserve_model_versions_total",
+                       "Model versions that went live, or were refused at load (verification, warm-up, spot check) or "
+                       "at the quality gate", labelnames=["model", "event"])
+# Across worker processes, the highest value: while workers switch, both versions read 1.
+LIVE_VERSION = Gauge("ganserve_model_live", "1 for the version of each model that is live",
+                     labelnames=["model", "version"], multiprocess_mode="livemax")

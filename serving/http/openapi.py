@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from .. import __version__
 from ..requests import INTERPOLATE_FIELDS, Field, generate_fields, score_fields
+from .admin import LOAD_FIELDS
 
 TITLE = "ganserve"
 DESCRIPTION = (
@@ -14,6 +15,11 @@ DESCRIPTION = (
     "whose `error` names the field, the value received and what is allowed.")
 
 _ERROR = {"type": "object", "properties": {"error": {"type": "string"}}, "required": ["error"]}
+_NAME = {"name": "name", "in": "path", "required": True, "description": "a model of the repository (GET /models)",
+         "schema": {"type": "string"}}
+_VERSION = {"name": "version", "in": "path", "required": True,
+            "description": "the version the request is pinned to: served while it is live, 409 otherwise",
+            "schema": {"type": "string"}}
 
 
 def _schema(field: Field, maximum: float | None = None) -> dict:
@@ -49,6 +55,9 @@ def _object(fields: dict[str, Field]) -> dict:
 
 def _errors(*statuses: int) -> dict:
     reasons = {400: "a field is missing, unknown or out of range (the message says which)",
+               401: "an API key (or on /admin routes, an admin key) is needed",
+               404: "no such model or version in the repository (or the admin routes are off)",
+               409: "the pinned version is not the live one, or the version asked for was refused",
                413: "the request body is larger than GANSERVE_MAX_BODY_BYTES",
                415: "the body is not of the content type this route takes",
                503: "the model is still loading, or the queue is full; retry after Retry-After seconds"}
@@ -66,49 +75,78 @@ def document(max_images: int, max_score_images: int) -> dict:
     scores = {"type": "object", "properties": {"model": {"type": "object"}, "results": {"type": "array", "items": {
         "type": "object", "properties": {"image": {"type": "string"}, "logit": {"type": "number"},
                                          "p_real": {"type": "number", "minimum": 0, "maximum": 1}}}}}}
+    model_headers = {"X-Model-Name": {"description": "the model that answered", "schema": {"type": "string"}},
+                     "X-Model-Version": {"description": "its version", "schema": {"type": "string"}}}
     seeds_header = {"X-Seeds": {"description": "the seeds used, comma-separated", "schema": {"type": "string"}},
-                    "X-Model-Version": {"schema": {"type": "string"}}}
+                    **model_headers}
+    operations = {
+        "/generate": {"post": {
+            "summary": "Generate images",
+            "description": "One PNG for n=1, a grid for n>1, or zip/json/npy by `format`. The seeds used come "
+                           "back in X-Seeds (a random first seed when none is given).",
+            "requestBody": {"content": {"application/json": {
+                "schema": _object(generate), "examples": {
+                    "one": {"value": {"seed": 42}}, "grid": {"value": {"n": 16, "seed": 0}},
+                    "zip": {"value": {"seeds": [1, 2, 3], "format": "zip"}},
+                    "best of 4": {"value": {"seed": 7, "keep_top": 0.25}}}}}},
+            "responses": {"200": {"description": "the images", "headers": seeds_header, "content": {
+                "image/png": binary, "application/zip": binary, "application/octet-stream": binary,
+                "application/json": {"schema": json_images}}}, **_errors(400, 413, 415, 503)}}},
+        "/interpolate": {"post": {
+            "summary": "Frames between two seeds",
+            "description": "Spherical interpolation between two seeds' latents: a PNG strip (left to right) "
+                           "or an animated GIF; the end frames are the seeds' own images.",
+            "requestBody": {"required": True, "content": {"application/json": {
+                "schema": _object(INTERPOLATE_FIELDS),
+                "example": {"seed_from": 3, "seed_to": 7, "frames": 8, "format": "gif"}}}},
+            "responses": {"200": {"description": "the frames", "headers": model_headers,
+                                  "content": {"image/png": binary, "image/gif": binary}},
+                          **_errors(400, 413, 415, 503)}}},
+        "/score": {"post": {
+            "summary": "Score images with the calibrated discriminator",
+            "description": "Per image, D's logit and p_real: how much it looks like this model's training "
+                           "data rather than its generator's output. Not a general deepfake detector. A model "
+                           "imported without a discriminator answers 400.",
+            "requestBody": {"required": True, "content": {"multipart/form-data": {
+                "schema": _object(score_fields(max_score_images))}}},
+            "responses": {"200": {"description": "one result per image", "headers": model_headers,
+                                  "content": {"application/json": {"schema": scores}}},
+                          **_errors(400, 413, 415, 503)}}},
+        "/model": {"post": {
+            "summary": "The model card",
+            "description": "Name, version, image shape, classes, the provider in use, parity and calibration.",
+            "responses": {"200": {"description": "the card", "headers": model_headers, "content": {
+                "application/json": {"schema": {"type": "object"}}}}, **_errors(400, 503)}}},
+    }
+    paths = dict(operations)
+    for prefix, parameters, more in (("/models/{name}", [_NAME], (404,)),
+                                     ("/models/{name}/versions/{version}", [_NAME, _VERSION], (404, 409))):
+        for route, operation in operations.items():
+            method, spec = next(iter(operation.items()))
+            paths[prefix + route] = {method: {
+                **spec, "summary": f"{spec['summary']}, by model" + (" and pinned version" if 409 in more else ""),
+                "parameters": parameters, "responses": {**spec["responses"], **_errors(*more)}}}
     return {
         "openapi": "3.1.0",
         "info": {"title": TITLE, "version": __version__, "description": DESCRIPTION},
         "paths": {
-            "/generate": {"post": {
-                "summary": "Generate images",
-                "description": "One PNG for n=1, a grid for n>1, or zip/json/npy by `format`. The seeds used come "
-                               "back in X-Seeds (a random first seed when none is given).",
-                "requestBody": {"content": {"application/json": {
-                    "schema": _object(generate), "examples": {
-                        "one": {"value": {"seed": 42}}, "grid": {"value": {"n": 16, "seed": 0}},
-                        "zip": {"value": {"seeds": [1, 2, 3], "format": "zip"}},
-                        "best of 4": {"value": {"seed": 7, "keep_top": 0.25}}}}}},
-                "responses": {"200": {"description": "the images", "headers": seeds_header, "content": {
-                    "image/png": binary, "application/zip": binary, "application/octet-stream": binary,
-                    "application/json": {"schema": json_images}}}, **_errors(400, 413, 415, 503)}}},
-            "/interpolate": {"post": {
-                "summary": "Frames between two seeds",
-                "description": "Spherical interpolation between two seeds' latents: a PNG strip (left to right) "
-                               "or an animated GIF; the end frames are the seeds' own images.",
-                "requestBody": {"required": True, "content": {"application/json": {
-                    "schema": _object(INTERPOLATE_FIELDS),
-                    "example": {"seed_from": 3, "seed_to": 7, "frames": 8, "format": "gif"}}}},
-                "responses": {"200": {"description": "the frames", "content": {"image/png": binary,
-                                                                              "image/gif": binary}},
-                              **_errors(400, 413, 415, 503)}}},
-            "/score": {"post": {
-                "summary": "Score images with the calibrated discriminator",
-                "description": "Per image, D's logit and p_real: how much it looks like this model's training "
-                               "data rather than its generator's output. Not a general deepfake detector.",
-                "requestBody": {"required": True, "content": {"multipart/form-data": {
-                    "schema": _object(score_fields(max_score_images))}}},
-                "responses": {"200": {"description": "one result per image",
-                                      "content": {"application/json": {"schema": scores}}},
-                              **_errors(400, 413, 415, 503)}}},
-            "/model": {"post": {
-                "summary": "The model card",
-                "description": "Name, version, image shape, classes, the provider in use, parity and calibration.",
-                "responses": {"200": {"description": "the card", "content": {"application/json": {
-                    "schema": {"type": "object"}}}}, **_errors(400, 503)}}},
-            "/readyz": {"get": {"summary": "200 once every worker has the model loaded and warm, 503 before",
+            **paths,
+            "/models": {"get": {
+                "summary": "The repository: every model, its versions, which is live, and why any was refused",
+                "responses": {"200": {"description": "the models", "content": {"application/json": {
+                    "schema": {"type": "object"}}}}, **_errors(503)}}},
+            "/admin/models/{name}/load": {"post": {
+                "summary": "Admin: load, verify, gate and switch to a version (off unless --admin-key-file)",
+                "parameters": [_NAME],
+                "requestBody": {"content": {"application/json": {"schema": _object(LOAD_FIELDS)}}},
+                "responses": {"200": {"description": "the version is live in every worker"},
+                              **_errors(400, 401, 404, 409, 413, 415, 503)}}},
+            "/admin/models/{name}/rollback": {"post": {
+                "summary": "Admin: back to the version live before this one (off unless --admin-key-file)",
+                "parameters": [_NAME],
+                "responses": {"200": {"description": "the earlier version is live in every worker"},
+                              **_errors(400, 401, 404, 409, 413, 415, 503)}}},
+            "/readyz": {"get": {"summary": "200 once every worker has the default model loaded and warm, 503 before",
                                 "responses": {"200": {"description": "ready"}, "503": {"description": "not yet"}}}},
             "/livez": {"get": {"summary": "200 while the process is up", "responses": {"200": {"description": "up"}}}},
             "/metrics": {"get": {"summary": "Prometheus metrics",

@@ -58,6 +58,12 @@ def _alive(mark: Path) -> bool:
     return True
 
 
+def server_folder() -> Path | None:
+    """The folder this server's workers share (None outside a BentoML server); operators'
+    commands reach every worker through it too (serving/repository/control.py)."""
+    return _folder()
+
+
 def _folder() -> Path | None:
     value = os.environ.get(FOLDER_VARIABLE)
     return Path(value) if value and Path(value).is_dir() else None

@@ -27,8 +27,8 @@ def settings_for(model_dir, **changes) -> Settings:
 
 @pytest.fixture(scope="module")
 def serving(model_dir):
-    serving = Serving(settings_for(model_dir))
-    serving.attach(Engine(model_dir, max_batch=64, threads=1))
+    serving = Serving(settings_for(model_dir, max_batch=64, threads=1))
+    serving.start()
     return serving
 
 

@@ -45,8 +45,8 @@ def test_a_resnet_trains_exports_serves_and_samples(tmp_path, resolution):
     engine = Engine(tmp_path / "model", threads=1)
     images = engine.generate([0, 1])
     assert images.shape == (2, resolution, resolution, 3) and images.dtype == np.uint8
-    serving = Serving(dataclasses.replace(Settings.from_env(), model=str(tmp_path / "model")))
-    serving.attach(engine)
+    serving = Serving(dataclasses.replace(Settings.from_env(), model=str(tmp_path / "model"), threads=1))
+    serving.start()
     with TestClient(create_app(serving)) as client:
         png = client.post("/generate", json={"seed": 1}).content
         assert np.array_equal(np.asarray(Image.open(io.BytesIO(png))), images[1])
