@@ -8,6 +8,7 @@ every check passed, so a failed export never leaves a half-written model folder.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import datetime
 import io
@@ -57,21 +58,9 @@ def export_model(source: Path, options: ExportOptions) -> dict:
     """Export, verify and write the model folder; returns model.json's content."""
     release = read_release(source)
     out = Path(options.out)
-    if out.exists() and not options.force:
-        raise ExportError(f"--out {out} already exists; pass --force to replace it")
-    name = options.name or out.name
-    if not re.fullmatch(r"[a-z0-9][a-z0-9._-]{0,62}", name):
-        raise ExportError(f"--name {name!r}: use 1-63 lowercase letters, digits, '.', '_' or '-', "
-                          "starting with a letter or digit")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    staging = out.with_name(f".{out.name}.tmp-{os.getpid()}")
-    shutil.rmtree(staging, ignore_errors=True)
-    staging.mkdir()
-    try:
+    name = checked_name(options.name or out.name)
+    with staged_model_folder(out, options.force) as staging:
         card = _export_into(staging, release, name, options)
-        replace_folder(staging, out)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
     card = card.to_json()
     if options.bentoml_name:
         card["bentoml_tag"] = save_to_bentoml(out, options.bentoml_name, card)
@@ -83,21 +72,8 @@ def _export_into(folder: Path, release: Release, name: str, options: ExportOptio
     generator, discriminator = release.build_generator(), release.build_discriminator()
     gen_graph, disc_graph = GeneratorGraph(generator), DiscriminatorGraph(discriminator)
     conditional = spec.num_classes > 0
-
-    def gen_inputs(batch: int) -> dict[str, np.ndarray]:
-        rng = np.random.default_rng(PARITY_SEED + batch)
-        feeds = {"z": rng.standard_normal((batch, spec.latent_dim), dtype=np.float32)}
-        if conditional:
-            feeds["labels"] = (np.arange(batch) % spec.num_classes).astype(np.int64)
-        return feeds
-
-    def disc_inputs(batch: int) -> dict[str, np.ndarray]:
-        feeds = gen_inputs(batch)
-        with torch.no_grad():
-            images = gen_graph(**{k: torch.from_numpy(v) for k, v in feeds.items()}).numpy()
-        images[batch // 2:] = np.random.default_rng(batch).integers(0, 256, images[batch // 2:].shape,
-                                                                      dtype=np.uint8)  # half noise
-        return {"images": images, **({"labels": feeds["labels"]} if conditional else {})}
+    gen_inputs = generator_inputs(spec.latent_dim, spec.num_classes)
+    disc_inputs = discriminator_inputs(gen_graph, gen_inputs)
 
     def blend_inputs(batch: int) -> dict[str, np.ndarray]:
         """Class blends from one-hot (the plain graph's images) to halfway between two classes."""
@@ -120,16 +96,12 @@ def _export_into(folder: Path, release: Release, name: str, options: ExportOptio
                                         disc_inputs, "logits", D_FP16_TOLERANCE, disc_graph)
     entries, parity = {}, {}
     for key, (graph, make_inputs, output, tolerance, *reference) in graphs.items():
-        file_name = key.replace("_fp16", ".fp16") + ".onnx"
-        export_graph(graph, _to_torch(make_inputs(2)), output, folder / file_name)
         # Rewritten and fp16 graphs are held to the plain float32 PyTorch graph: that is the model.
-        parity[key] = compare(reference[0] if reference else graph, folder / file_name, make_inputs,
-                              tolerance, f"{file_name}")
-        entries[key] = {"file": file_name, "inputs": _io_names(conditional, key), "output": output,
-                        "precision": "float16" if key.endswith("fp16") else "float32"}
+        entries[key], parity[key] = export_verified(folder, key, graph, make_inputs, output, tolerance,
+                                                    reference[0] if reference else graph, conditional)
     calibration = calibrate(folder, release, options, conditional)
     write_spot_check(folder, spec, conditional)
-    files = {p.name: sha256_file(p) for p in sorted([*folder.glob("*.onnx"), folder / spot_check.FILE])}
+    files = model_files(folder)
     card = ModelCard(
         name=name, version=f"s{release.config.get('step', 0)}-{files['generator.onnx'][:8]}", architecture=spec.arch,
         latent_dim=spec.latent_dim, num_classes=spec.num_classes,
@@ -143,6 +115,43 @@ def _export_into(folder: Path, release: Release, name: str, options: ExportOptio
                 "created": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")})
     card.write(folder)
     return card
+
+
+def generator_inputs(latent_dim: int, num_classes: int):
+    """batch -> G's parity feeds: fixed latents, and labels cycling through the classes."""
+    def make(batch: int) -> dict[str, np.ndarray]:
+        rng = np.random.default_rng(PARITY_SEED + batch)
+        feeds = {"z": rng.standard_normal((batch, latent_dim), dtype=np.float32)}
+        if num_classes:
+            feeds["labels"] = (np.arange(batch) % num_classes).astype(np.int64)
+        return feeds
+
+    return make
+
+
+def discriminator_inputs(gen_graph, gen_inputs):
+    """batch -> D's parity feeds: half G's images, half noise."""
+    def make(batch: int) -> dict[str, np.ndarray]:
+        feeds = gen_inputs(batch)
+        with torch.no_grad():
+            images = gen_graph(**{k: torch.from_numpy(v) for k, v in feeds.items()}).numpy()
+        images[batch // 2:] = np.random.default_rng(batch).integers(0, 256, images[batch // 2:].shape,
+                                                                      dtype=np.uint8)  # half noise
+        return {"images": images, **({"labels": feeds["labels"]} if "labels" in feeds else {})}
+
+    return make
+
+
+def export_verified(folder: Path, key: str, graph, make_inputs, output: str, tolerance: Tolerance, reference,
+                    conditional: bool) -> tuple[dict, dict]:
+    """Export `graph` as KEY.onnx and hold it to `reference` (PyTorch); returns its model.json
+    entry and parity record."""
+    file_name = key.replace("_fp16", ".fp16") + ".onnx"
+    export_graph(graph, _to_torch(make_inputs(2)), output, folder / file_name)
+    parity = compare(reference, folder / file_name, make_inputs, tolerance, file_name)
+    entry = {"file": file_name, "inputs": _io_names(conditional, key), "output": output,
+             "precision": "float16" if key.endswith("fp16") else "float32"}
+    return entry, parity
 
 
 def calibration_images(release: Release, options: ExportOptions, conditional: bool) -> tuple[CalibrationSet, str]:
@@ -173,34 +182,79 @@ def calibration_images(release: Release, options: ExportOptions, conditional: bo
 
 def calibrate(folder: Path, release: Release, options: ExportOptions, conditional: bool) -> dict:
     """Score held-out real images and generated ones with the exported graphs; fit Platt."""
-    spec = release.spec
     real_set, source = calibration_images(release, options, conditional)
     count = min(len(real_set.images), options.calibration_samples)
-    real = real_set.images[:count]
     real_labels = real_set.labels[:count] if conditional else None
-    split = real_set.split
+    fit = calibrate_graphs(folder, real_set.images[:count], real_labels, release.spec.latent_dim,
+                           release.spec.num_classes)
+    return {**fit, "split": real_set.split, "data": source}
+
+
+def calibrate_graphs(folder: Path, real: np.ndarray, real_labels: np.ndarray | None, latent_dim: int,
+                     num_classes: int) -> dict:
+    """D's logits on `real` and on as many of the folder's G's images, fitted by fit_platt."""
+    count, conditional = len(real), num_classes > 0
     rng = np.random.default_rng(PARITY_SEED)
     run_g, _ = open_runtime(folder / "generator.onnx")
     run_d, _ = open_runtime(folder / "discriminator.onnx")
-    fake_labels = rng.integers(0, spec.num_classes, count) if conditional else None
-    z = rng.standard_normal((count, spec.latent_dim), dtype=np.float32)
+    fake_labels = rng.integers(0, num_classes, count) if conditional else None
+    z = rng.standard_normal((count, latent_dim), dtype=np.float32)
     fake = _batched(run_g, {"z": z, **({"labels": fake_labels} if conditional else {})})
     real_logits = _batched(run_d, {"images": real, **({"labels": real_labels} if conditional else {})})
     fake_logits = _batched(run_d, {"images": fake, **({"labels": fake_labels} if conditional else {})})
-    return {**fit_platt(real_logits, fake_logits), "split": split, "data": source}
+    return fit_platt(real_logits, fake_logits)
 
 
-def write_spot_check(folder: Path, spec, conditional: bool) -> None:
+def generated_logits(folder: Path, count: int, latent_dim: int) -> np.ndarray:
+    """D's logits on `count` of the folder's G's images (an unconditional model)."""
+    rng = np.random.default_rng(PARITY_SEED)
+    run_g, _ = open_runtime(folder / "generator.onnx")
+    run_d, _ = open_runtime(folder / "discriminator.onnx")
+    return _batched(run_d, {"images": _batched(run_g, {"z": rng.standard_normal((count, latent_dim),
+                                                                                   dtype=np.float32)})})
+
+
+def write_spot_check(folder: Path, spec, conditional: bool, with_discriminator: bool = True) -> None:
     """What this machine's ONNX Runtime makes of two seeds, as the server makes them: the
-    server compares its own runtime's output with it at start-up (serving/runtime/spot_check.py)."""
+    server compares its own runtime's output with it at start-up (serving/runtime/spot_check.py).
+    `spec`: anything with latent_dim and num_classes."""
     seeds = list(spot_check.SEEDS)
     labels = label_array(seeds, None, spec.num_classes) if conditional else None
     run_g, _ = open_runtime(folder / "generator.onnx")
-    run_d, _ = open_runtime(folder / "discriminator.onnx")
+    run_d = open_runtime(folder / "discriminator.onnx")[0] if with_discriminator else None
     saved = spot_check.reference(run_g, run_d, generator_feeds(latents(seeds, spec.latent_dim), labels), labels)
     buffer = io.BytesIO()
     np.savez(buffer, **saved)
     (folder / spot_check.FILE).write_bytes(buffer.getvalue())
+
+
+def checked_name(name: str) -> str:
+    if not re.fullmatch(r"[a-z0-9][a-z0-9._-]{0,62}", name):
+        raise ExportError(f"--name {name!r}: use 1-63 lowercase letters, digits, '.', '_' or '-', "
+                          "starting with a letter or digit")
+    return name
+
+
+@contextlib.contextmanager
+def staged_model_folder(out: Path, force: bool):
+    """A temp folder beside `out` to write the model folder into; renamed over `out` only if the
+    block finishes (every check passed), so a failed export never leaves half a folder."""
+    if out.exists() and not force:
+        raise ExportError(f"--out {out} already exists; pass --force to replace it")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    staging = out.with_name(f".{out.name}.tmp-{os.getpid()}")
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir()
+    try:
+        yield staging
+        replace_folder(staging, out)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+def model_files(folder: Path) -> dict[str, str]:
+    """sha256 of every file a model folder serves: its graphs and its spot check."""
+    return {p.name: sha256_file(p) for p in sorted([*folder.glob("*.onnx"), folder / spot_check.FILE])}
 
 
 def _batched(run, feeds: dict[str, np.ndarray], batch: int = 256) -> np.ndarray:

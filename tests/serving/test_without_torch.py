@@ -52,7 +52,8 @@ def test_help_lists_every_command(no_torch_env):
         assert command in result.stdout
 
 
-@pytest.mark.parametrize("args", [["train", "--steps", "1"], ["export", "runs/x"], ["eval", "runs/x"]])
+@pytest.mark.parametrize("args", [["train", "--steps", "1"], ["export", "runs/x"], ["eval", "runs/x"],
+                                  ["import", "netG.pth"]])
 def test_training_commands_say_in_one_line_what_to_install(no_torch_env, tmp_path, args):
     result = _ganserve(no_torch_env, *args, cwd=tmp_path)
     lines = result.stderr.strip().splitlines()
@@ -70,6 +71,20 @@ def test_sample_score_and_interpolate_run(no_torch_env, model_dir, tmp_path):
     walked = _ganserve(no_torch_env, "interpolate", str(model_dir), "--from", "1", "--to", "2", "--frames", "3",
                        "--out", str(tmp_path / "walk.gif"))
     assert walked.returncode == 0 and (tmp_path / "walk.gif").stat().st_size > 0, walked.stderr
+
+
+def test_an_imported_model_samples_without_torch(no_torch_env, tmp_path):
+    from export.importer import ImportOptions, import_model
+    from tests.export.foreign_models import hand_built_generator
+
+    hand_built_generator(tmp_path / "g.onnx")
+    import_model(tmp_path / "g.onnx", ImportOptions(out=tmp_path / "imported"))  # import needs the train extra...
+    sampled = _ganserve(no_torch_env, "sample", str(tmp_path / "imported"), "--seeds", "0-2", "--out",
+                        str(tmp_path / "s"), "--no-progress", "--workers", "1")  # ...serving it does not
+    assert sampled.returncode == 0, sampled.stderr
+    assert len(list((tmp_path / "s").glob("seed*.png"))) == 3
+    scored = _ganserve(no_torch_env, "score", str(tmp_path / "imported"), str(tmp_path / "s" / "seed00000001.png"))
+    assert scored.returncode == 2 and "model 'imported' has no discriminator" in scored.stderr
 
 
 @pytest.mark.slow
