@@ -43,18 +43,21 @@ def trained_dcgan28(steps: int = 400) -> Path:
     return out
 
 
-def trained_default28(steps: int = 400) -> Path:
-    """The default recipe (width 16) at 28 px, trained briefly: the model a user serves first."""
+def trained_default28(steps: int = 400, seed: int = 0) -> Path:
+    """The default recipe (width 16) at 28 px, trained briefly: the model a user serves first.
+    Another seed: another version of it (the swap benchmark's)."""
     from export.exporter import ExportOptions, export_model
     from training.config import TrainConfig
     from training.loop import train
 
-    out = WORK / "models" / "default28"
+    name = "default28" if seed == 0 else f"default28-seed{seed}"
+    out = WORK / "models" / name
     if (out / "model.json").is_file():
         return out
-    config = TrainConfig(data=bench_data_spec(), resolution=28, steps=steps, checkpoint_every=steps, sample_every=steps)
-    train(config, WORK / "runs" / "default28", progress=sys.stderr.isatty())
-    export_model(WORK / "runs" / "default28", ExportOptions(out=out, force=True, calibration_samples=500))
+    config = TrainConfig(data=bench_data_spec(), resolution=28, steps=steps, checkpoint_every=steps, sample_every=steps,
+                         seed=seed)
+    train(config, WORK / "runs" / name, progress=sys.stderr.isatty())
+    export_model(WORK / "runs" / name, ExportOptions(out=out, force=True, calibration_samples=500))
     return out
 
 

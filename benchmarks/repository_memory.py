@@ -1,0 +1,141 @@
+"""What several loaded models cost a worker, and what a request to an unloaded one costs.
+
+For N = 1, 2, 4, 8 copies of a model in a repository, one `ganserve serve` worker starts with
+every model loaded: its memory (RSS, and USS: the pages that are the worker's alone) and the
+seconds to /readyz, so the cost of a model is the slope. Then, with --max-loaded-models 2 and
+8 models, requests go round the models: each first request loads, verifies and warms its
+model (and another is unloaded); its latency is set beside a request to a loaded model.
+Models: the 28 px default and the 64 px RGB width-64 dcgan.
+
+    python benchmarks/repository_memory.py [--quick]
+
+Writes results/repository-memory.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import psutil
+
+from common import WORK, write_result
+from models import trained_default28, untrained
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parent))
+
+from tests.serving.broken_versions import copy_version  # noqa: E402
+
+PORT = 3122
+
+
+def start(repo: Path, *options: str) -> tuple[subprocess.Popen, float]:
+    ganserve = Path(sys.executable).parent / "ganserve"
+    log = open(WORK / "repository-memory-server.log", "w")
+    started = time.monotonic()
+    server = subprocess.Popen([str(ganserve), "serve", str(repo), "--port", str(PORT), "--host", "127.0.0.1",
+                               "--workers", "1", "--poll-seconds", "0", *options], stdout=log,
+                              stderr=subprocess.STDOUT, cwd=WORK, start_new_session=True)
+    while time.monotonic() - started < 300:
+        try:
+            if httpx.get(f"http://127.0.0.1:{PORT}/readyz", timeout=2).status_code == 200:
+                return server, time.monotonic() - started
+        except httpx.HTTPError:
+            pass
+        if server.poll() is not None:
+            raise RuntimeError("the server exited; see repository-memory-server.log")
+        time.sleep(0.1)
+    raise RuntimeError("not ready in 300 s")
+
+
+def stop(server: subprocess.Popen) -> None:
+    server.terminate()
+    try:
+        server.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        server.kill()
+
+
+def worker_memory(server: subprocess.Popen) -> dict:
+    """The worker process: BentoML's serve process starts it (the one whose command line names
+    the worker); RSS and USS in MiB."""
+    children = psutil.Process(server.pid).children(recursive=True)
+    workers = [p for p in children if "worker" in " ".join(p.cmdline()) or "_bentoml_impl" in " ".join(p.cmdline())]
+    process = max(workers or children, key=lambda p: p.memory_info().rss)
+    info = process.memory_full_info()
+    return {"rss_mib": round(info.rss / 2**20, 1), "uss_mib": round(info.uss / 2**20, 1)}
+
+
+def repository(name: str, model: Path, count: int) -> Path:
+    repo = WORK / f"repo-{name}-{count}"
+    shutil.rmtree(repo, ignore_errors=True)
+    repo.mkdir(parents=True)
+    for index in range(count):
+        copy_version(model, repo / f"m{index:02d}")
+    return repo
+
+
+def measure_counts(name: str, model: Path, counts: list[int]) -> list[dict]:
+    rows = []
+    for count in counts:
+        server, ready_s = start(repository(name, model, count))
+        try:
+            time.sleep(1.0)  # let the worker settle after warm-up
+            rows.append({"models": count, "ready_s": round(ready_s, 2), **worker_memory(server)})
+        finally:
+            stop(server)
+        print(f"{name}: {rows[-1]}", flush=True)
+    return rows
+
+
+def measure_cold_requests(name: str, model: Path, rounds: int) -> dict:
+    repo = repository(name, model, 8)
+    server, _ = start(repo, "--max-loaded-models", "2", "--default-model", "m00")
+    base = f"http://127.0.0.1:{PORT}"
+    cold, warm = [], []
+    try:
+        for round_ in range(rounds):
+            for index in range(1, 8):  # m00 is the default and stays loaded; the others take turns
+                url = f"{base}/models/m{index:02d}/generate"
+                start_t = time.perf_counter()
+                assert httpx.post(url, json={"seed": round_}, timeout=60).status_code == 200
+                cold.append(time.perf_counter() - start_t)
+                start_t = time.perf_counter()
+                assert httpx.post(url, json={"seed": round_ + 1000}, timeout=60).status_code == 200
+                warm.append(time.perf_counter() - start_t)
+        loaded = sum(m["loaded"] for m in httpx.get(f"{base}/models").json()["models"])
+    finally:
+        stop(server)
+    return {"max_loaded_models": 2, "models": 8, "loaded_at_end": loaded,
+            "first_request_ms": {"median": round(1e3 * statistics.median(cold), 1), "max": round(1e3 * max(cold), 1),
+                                 "n": len(cold)},
+            "loaded_request_ms": {"median": round(1e3 * statistics.median(warm), 1), "n": len(warm)}}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="fewer sizes and rounds (a check that the script runs)")
+    args = parser.parse_args()
+    counts, rounds = ([1, 2], 1) if args.quick else ([1, 2, 4, 8], 3)
+    models = {"default28": trained_default28(), "dcgan64rgb": untrained("dcgan64rgb", "dcgan", 64, channels=3)}
+    result = {}
+    for name, model in models.items():
+        rows = measure_counts(name, model, counts)
+        per_model = (rows[-1]["uss_mib"] - rows[0]["uss_mib"]) / (rows[-1]["models"] - rows[0]["models"])
+        result[name] = {"by_count": rows, "uss_mib_per_added_model": round(per_model, 1),
+                        "cold_start": measure_cold_requests(name, model, rounds)}
+        print(json.dumps(result[name]["cold_start"]), flush=True)
+    path = write_result("repository-memory" + ("-quick" if args.quick else ""), result)
+    print(f"wrote {path}")
+
+
+if __name__ == "__main__":
+    main()
