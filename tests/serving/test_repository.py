@@ -247,3 +247,25 @@ def test_at_most_max_loaded_models_stay_loaded(tmp_path, model_dir, other_model_
     assert faces_after_zeta is None and zeta.closed  # faces was unloaded for zeta, then zeta for faces
     assert faces.version == "2" and registry.models["digits"].loaded is not None  # the default stays
     assert np.array_equal(faces.engine.generate([5]), Engine(other_model_dir, warmup=False).generate([5]))
+
+
+# --- the command line ------------------------------------------------------------------------------
+
+def test_commands_take_a_repository_model_or_one_of_its_versions(tmp_path, model_dir, other_model_dir, capsys):
+    from serving.cli import main
+
+    repo = _repository(tmp_path, model_dir, other_model_dir)
+    assert main(["sample", str(repo / "faces"), "--seeds", "3", "--out", str(tmp_path / "newest"), "--format", "npz",
+                 "--no-progress", "--workers", "1"]) == 0
+    assert f"ganserve: faces: version 2, the newest of 2 ({repo / 'faces' / '2'})" in capsys.readouterr().err
+    assert main(["sample", str(repo / "faces" / "1"), "--seeds", "3", "--out", str(tmp_path / "first"), "--format",
+                 "npz", "--no-progress", "--workers", "1"]) == 0
+    newest = np.load(tmp_path / "newest" / "part-00000.npz")["images"]
+    first = np.load(tmp_path / "first" / "part-00000.npz")["images"]
+    assert np.array_equal(newest, Engine(other_model_dir, warmup=False).generate([3]))
+    assert np.array_equal(first, Engine(model_dir, warmup=False).generate([3]))
+    assert main(["score", str(repo), str(tmp_path / "x.png")]) == 2
+    assert "a repository of several models (digits, faces); name one" in capsys.readouterr().err
+    assert main(["serve", str(repo), "--default-model", "nope", "--port", "1"]) == 2
+    assert capsys.readouterr().err.strip() == (f"ganserve serve: error: --default-model: 'nope' is not a model in "
+                                               f"{repo} (it holds digits, faces)")
