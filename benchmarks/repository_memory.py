@@ -18,7 +18,6 @@ import argparse
 import json
 import shutil
 import statistics
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -27,47 +26,29 @@ import httpx
 import psutil
 
 from common import WORK, write_result
+from http_bench import Server
 from models import trained_default28, untrained
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 
-from tests.serving.broken_versions import copy_version  # noqa: E402
+from tests.serving.versions import copy_version  # noqa: E402
 
 PORT = 3122
 
 
-def start(repo: Path, *options: str) -> tuple[subprocess.Popen, float]:
+def start(repo: Path, *options: str) -> tuple[Server, float]:
     ganserve = Path(sys.executable).parent / "ganserve"
-    log = open(WORK / "repository-memory-server.log", "w")
-    started = time.monotonic()
-    server = subprocess.Popen([str(ganserve), "serve", str(repo), "--port", str(PORT), "--host", "127.0.0.1",
-                               "--workers", "1", "--poll-seconds", "0", *options], stdout=log,
-                              stderr=subprocess.STDOUT, cwd=WORK, start_new_session=True)
-    while time.monotonic() - started < 300:
-        try:
-            if httpx.get(f"http://127.0.0.1:{PORT}/readyz", timeout=2).status_code == 200:
-                return server, time.monotonic() - started
-        except httpx.HTTPError:
-            pass
-        if server.poll() is not None:
-            raise RuntimeError("the server exited; see repository-memory-server.log")
-        time.sleep(0.1)
-    raise RuntimeError("not ready in 300 s")
+    server = Server("repository-memory-server", [str(ganserve), "serve", str(repo), "--port", str(PORT), "--host",
+                                                 "127.0.0.1", "--workers", "1", "--poll-seconds", "0", *options],
+                    f"http://127.0.0.1:{PORT}/readyz")
+    return server, server.wait_ready(timeout=300)
 
 
-def stop(server: subprocess.Popen) -> None:
-    server.terminate()
-    try:
-        server.wait(timeout=30)
-    except subprocess.TimeoutExpired:
-        server.kill()
-
-
-def worker_memory(server: subprocess.Popen) -> dict:
+def worker_memory(server: Server) -> dict:
     """The worker process: BentoML's serve process starts it (the one whose command line names
     the worker); RSS and USS in MiB."""
-    children = psutil.Process(server.pid).children(recursive=True)
+    children = psutil.Process(server.process.pid).children(recursive=True)
     workers = [p for p in children if "worker" in " ".join(p.cmdline()) or "_bentoml_impl" in " ".join(p.cmdline())]
     process = max(workers or children, key=lambda p: p.memory_info().rss)
     info = process.memory_full_info()
@@ -91,7 +72,7 @@ def measure_counts(name: str, model: Path, counts: list[int]) -> list[dict]:
             time.sleep(1.0)  # let the worker settle after warm-up
             rows.append({"models": count, "ready_s": round(ready_s, 2), **worker_memory(server)})
         finally:
-            stop(server)
+            server.stop()
         print(f"{name}: {rows[-1]}", flush=True)
     return rows
 
@@ -113,7 +94,7 @@ def measure_cold_requests(name: str, model: Path, rounds: int) -> dict:
                 warm.append(time.perf_counter() - start_t)
         loaded = sum(m["loaded"] for m in httpx.get(f"{base}/models").json()["models"])
     finally:
-        stop(server)
+        server.stop()
     return {"max_loaded_models": 2, "models": 8, "loaded_at_end": loaded,
             "first_request_ms": {"median": round(1e3 * statistics.median(cold), 1), "max": round(1e3 * max(cold), 1),
                                  "n": len(cold)},

@@ -31,12 +31,13 @@ from pathlib import Path
 import httpx
 
 from common import WORK, write_result
+from http_bench import Server
 from models import trained_default28
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))  # the broken versions are the tests' own
 
-from tests.serving.broken_versions import BROKEN, copy_version  # noqa: E402
+from tests.serving.versions import BROKEN, copy_version  # noqa: E402
 
 PORT = 3121
 ADMIN_KEY = "benchmark-admin-key-0123456789abcdef"
@@ -118,14 +119,13 @@ def main() -> None:
     keys = WORK / "swap-admin-keys"
     keys.write_text(ADMIN_KEY + "\n")
     ganserve = Path(sys.executable).parent / "ganserve"
-    log = open(WORK / "swap-server.log", "w")
-    server = subprocess.Popen([str(ganserve), "serve", str(repo), "--port", str(PORT), "--host", "127.0.0.1",
-                               "--poll-seconds", "1" if args.via == "poll" else "0", "--admin-key-file", str(keys)],
-                              stdout=log, stderr=subprocess.STDOUT, cwd=WORK, start_new_session=True)
     base = f"http://127.0.0.1:{PORT}"
+    server = Server("swap-server", [str(ganserve), "serve", str(repo), "--port", str(PORT), "--host", "127.0.0.1",
+                                    "--poll-seconds", "1" if args.via == "poll" else "0", "--admin-key-file",
+                                    str(keys)], f"{base}/readyz")
     url = f"{base}/models/faces/generate"
     try:
-        _wait_ready(base, server)
+        server.wait_ready()
         before = wrk(url, steady_s)
         probe = Probe(url)
         probe.start()
@@ -156,14 +156,10 @@ def main() -> None:
         after = wrk(url, steady_s)
         view = httpx.get(f"{base}/models").json()
     finally:
-        server.terminate()
-        try:
-            server.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            server.kill()
+        server.stop()
     faces = next(m for m in view["models"] if m["name"] == "faces")
     verdicts = {v["version"]: v for v in faces["versions"]}
-    passed = sorted({v for v, entry in verdicts.items() if entry["state"] != "refused"} , key=int)
+    passed = sorted({v for v, entry in verdicts.items() if entry["state"] != "refused"}, key=int)
     served = set(load["versions"]) | set(before["versions"]) | set(after["versions"])
     probe_statuses = sorted({str(status) for _, status, _ in probe.seen})
     result = {
@@ -185,20 +181,6 @@ def main() -> None:
         print(f"{name:>14}: {r['requests_per_s']:8.1f} req/s  p50 {r['p50_ms']:6.1f} ms  p99 {r['p99_ms']:6.1f} ms  "
               f"non-2xx {r['non_2xx']}  socket errors {r['socket_errors']}")
     print(f"wrote {path}")
-
-
-def _wait_ready(base: str, server: subprocess.Popen, timeout: float = 240) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(f"{base}/readyz", timeout=2).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        if server.poll() is not None:
-            raise RuntimeError(f"the server exited; see {WORK / 'swap-server.log'}")
-        time.sleep(0.3)
-    raise RuntimeError(f"not ready in {timeout} s; see {WORK / 'swap-server.log'}")
 
 
 if __name__ == "__main__":

@@ -254,7 +254,7 @@ def test_a_repository_of_imported_and_exported_models_serves_over_http(tutorial_
     import httpx
 
     from tests.conftest import ganserve_serve
-    from tests.serving.broken_versions import copy_version
+    from tests.serving.versions import copy_version
 
     repo = tmp_path / "repo"
     torch.save(tutorial_nets[0].state_dict(), tmp_path / "netG.pth")

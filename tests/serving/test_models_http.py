@@ -14,19 +14,14 @@ from starlette.testclient import TestClient
 from serving.engine import Engine
 from serving.http.app import Serving, create_app
 from serving.settings import Settings
-from tests.serving.broken_versions import copy_version, damaged, nan_generator
+from tests.serving.versions import copy_version, damaged, nan_generator, two_models
 
 ADMIN_KEY = "a" * 32
 
 
 @pytest.fixture
 def repo(tmp_path, model_dir, other_model_dir):
-    repo = tmp_path / "repo"
-    (repo / "faces").mkdir(parents=True)
-    copy_version(model_dir, repo / "digits")
-    copy_version(model_dir, repo / "faces" / "1")
-    copy_version(other_model_dir, repo / "faces" / "2")
-    return repo
+    return two_models(tmp_path / "repo", model_dir, other_model_dir)
 
 
 def _client(repo, admin=False, **changes):

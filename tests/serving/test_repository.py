@@ -12,12 +12,13 @@ from serving.errors import ModelFolderError
 from serving.repository import gate
 from serving.repository.layout import resolve_model_folder, scan
 from serving.repository.registry import Registry, UnknownModel, VersionNotLive
-from tests.serving.broken_versions import (
+from tests.serving.versions import (
     constant_generator,
     copy_version,
     damaged,
     edited_calibration,
     nan_generator,
+    two_models,
 )
 
 
@@ -133,12 +134,7 @@ class Opened:
 
 
 def _repository(tmp_path, model_dir, other_model_dir):
-    repo = tmp_path / "repo"
-    (repo / "faces").mkdir(parents=True)
-    copy_version(model_dir, repo / "digits")
-    copy_version(model_dir, repo / "faces" / "1")
-    copy_version(other_model_dir, repo / "faces" / "2")
-    return repo
+    return two_models(tmp_path / "repo", model_dir, other_model_dir)
 
 
 def test_start_serves_each_models_newest_version(tmp_path, model_dir, other_model_dir):

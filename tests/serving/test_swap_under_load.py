@@ -10,7 +10,7 @@ import httpx
 import pytest
 
 from tests.conftest import ganserve_serve
-from tests.serving.broken_versions import BROKEN, copy_version
+from tests.serving.versions import BROKEN, copy_version
 
 pytestmark = pytest.mark.slow
 API_KEY, ADMIN_KEY = "k" * 32, "a" * 32

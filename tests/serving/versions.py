@@ -1,8 +1,9 @@
-"""Model versions that load but must not be served, as a repository receives them: a damaged
-file, a card edited by hand, and generators that are consistent with their own spot check
-(as a faulty exporter would leave them) yet draw one image for every seed, or NaN.
+"""Model versions as a repository receives them: copied in whole, and the ones that load but
+must not be served (a damaged file, a card edited by hand, and generators consistent with
+their own spot check, as a faulty exporter would leave them, that draw one image for every
+seed, or NaN).
 
-Shared by the swap tests and `benchmarks/swap_bench.py`.
+Shared by the repository tests and `benchmarks/swap_bench.py`.
 """
 
 from __future__ import annotations
@@ -30,6 +31,15 @@ def copy_version(source: Path, target: Path) -> Path:
     shutil.copytree(source, staging)
     staging.rename(target)
     return target
+
+
+def two_models(root: Path, first: Path, second: Path) -> Path:
+    """A repository: digits (one version, `first`) and faces (versions 1 = `first`, 2 = `second`)."""
+    (root / "faces").mkdir(parents=True)
+    copy_version(first, root / "digits")
+    copy_version(first, root / "faces" / "1")
+    copy_version(second, root / "faces" / "2")
+    return root
 
 
 def damaged(source: Path, target: Path) -> Path:
