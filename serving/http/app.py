@@ -105,6 +105,13 @@ class Serving:
             raise NotReady("the model is still loading; retry when /readyz answers 200")
         return self.registry
 
+    def without_discriminator(self) -> tuple[str, ...]:
+        """The models whose live version has no discriminator (known once loaded)."""
+        if self.registry is None:
+            return ()
+        return tuple(name for name, state in sorted(self.registry.models.items())
+                     if state.live and not state.cards.get(state.live.version, {}).get("has_discriminator", True))
+
     def use(self, request: Request) -> _Using:
         """`async with serving.use(request) as served`: the version the request's path names
         (the default model's live version on the plain routes), held while the request runs."""
@@ -133,8 +140,6 @@ class _Using:
 
 def create_app(serving: Serving) -> Starlette:
     limit = serving.settings.max_body_bytes
-    docs = openapi.document(serving.settings.max_images, serving.settings.max_score_images)
-
     async def generate(request: Request) -> Response:
         payload = json_fields(await read_body(request, limit), request.headers.get("content-type", ""),
                               "/generate", serving.generate_fields)
@@ -204,7 +209,8 @@ def create_app(serving: Serving) -> Starlette:
                              "admin": serving.admin_keys is not None})
 
     async def docs_json(request: Request) -> Response:
-        return JSONResponse(docs)
+        return JSONResponse(openapi.document(serving.settings.max_images, serving.settings.max_score_images,
+                                             serving.without_discriminator()))
 
     async def docs_page(request: Request) -> Response:
         return HTMLResponse(openapi.docs_page())

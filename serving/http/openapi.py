@@ -65,8 +65,12 @@ def _errors(*statuses: int) -> dict:
             for s in statuses}
 
 
-def document(max_images: int, max_score_images: int) -> dict:
+def document(max_images: int, max_score_images: int, without_discriminator: tuple[str, ...] = ()) -> dict:
+    """`without_discriminator`: the served models imported as a generator only, named where
+    a route needs D."""
     generate = generate_fields(max_images)
+    no_d = (f" Served here without a discriminator (imported as a generator only), so /score, keep_top and "
+            f"drs_accept answer 400: {', '.join(without_discriminator)}." if without_discriminator else "")
     binary = {"schema": {"type": "string", "format": "binary"}}
     json_images = {"type": "object", "properties": {
         "model": {"type": "object"}, "seeds": {"type": "array", "items": {"type": "integer"}},
@@ -83,7 +87,7 @@ def document(max_images: int, max_score_images: int) -> dict:
         "/generate": {"post": {
             "summary": "Generate images",
             "description": "One PNG for n=1, a grid for n>1, or zip/json/npy by `format`. The seeds used come "
-                           "back in X-Seeds (a random first seed when none is given).",
+                           "back in X-Seeds (a random first seed when none is given)." + no_d,
             "requestBody": {"content": {"application/json": {
                 "schema": _object(generate), "examples": {
                     "one": {"value": {"seed": 42}}, "grid": {"value": {"n": 16, "seed": 0}},
@@ -106,7 +110,7 @@ def document(max_images: int, max_score_images: int) -> dict:
             "summary": "Score images with the calibrated discriminator",
             "description": "Per image, D's logit and p_real: how much it looks like this model's training "
                            "data rather than its generator's output. Not a general deepfake detector. A model "
-                           "imported without a discriminator answers 400.",
+                           "imported without a discriminator answers 400." + no_d,
             "requestBody": {"required": True, "content": {"multipart/form-data": {
                 "schema": _object(score_fields(max_score_images))}}},
             "responses": {"200": {"description": "one result per image", "headers": model_headers,

@@ -274,6 +274,7 @@ def test_a_repository_of_imported_and_exported_models_serves_over_http(tutorial_
         handmade = httpx.post(f"{base}/models/handmade/generate", json={"seed": 4})
         no_d = httpx.post(f"{base}/models/handmade/score", files=[("array", ("a.npy", _npy_bytes(cli_images)))])
         plain = httpx.post(f"{base}/generate", json={"seed": 4})
+        docs = httpx.get(f"{base}/docs.json").json()
     live = {m["name"]: m["live"] for m in view["models"]}
     assert live == {"digits": "2", "handmade": live["handmade"], "tutorial": live["tutorial"]}
     assert live["handmade"].startswith("imported-") and view["default"] == "digits"
@@ -284,6 +285,9 @@ def test_a_repository_of_imported_and_exported_models_serves_over_http(tutorial_
     assert handmade.status_code == 200 and handmade.headers["x-model-name"] == "handmade"
     assert no_d.status_code == 400 and "has no discriminator" in no_d.json()["error"]
     assert (plain.headers["x-model-name"], plain.headers["x-model-version"]) == ("digits", "2")
+    assert docs["paths"]["/models/{name}/score"]["post"]["description"].endswith(
+        "Served here without a discriminator (imported as a generator only), so /score, keep_top and drs_accept "
+        "answer 400: handmade.")
 
 
 def _npy_bytes(images: np.ndarray) -> bytes:
