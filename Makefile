@@ -1,5 +1,6 @@
 # The two commands a fresh machine needs: `make serve` and `make test`.
 VENV   := .venv
+KSERVE := .venv-kserve
 PY     := $(VENV)/bin/python
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
@@ -18,10 +19,16 @@ $(STAMP): pyproject.toml .ci/constraints.txt
 	$(PY) -m pip install -q -c .ci/constraints.txt -e '.[train,dev]'
 	touch $(STAMP)
 
+# KServe's client, in an environment of its own (.ci/kserve-client.txt says why).
+$(KSERVE)/.installed: .ci/kserve-client.txt
+	test -x $(KSERVE)/bin/python || python3 -m venv $(KSERVE)
+	$(KSERVE)/bin/python -m pip install -q -r .ci/kserve-client.txt
+	touch $(KSERVE)/.installed
+
 lint: setup
 	$(BIN)/ruff check training export serving tests benchmarks
 
-test: lint
+test: lint $(KSERVE)/.installed
 	$(PY) -m pytest -q
 
 # The long fuzzing run: schemathesis against a real server, figures to benchmarks/results/fuzz.json.
@@ -43,4 +50,4 @@ bench: model
 	$(PY) benchmarks/run.py
 
 clean:
-	rm -rf $(VENV) runs models
+	rm -rf $(VENV) $(KSERVE) runs models

@@ -349,12 +349,17 @@ def interpolate_request(card, *, seed_from=None, seed_to=None, frames=8, class_l
                               frame_ms=fields["frame_ms"].check(frame_ms, spell("frame_ms")))
 
 
-def score_request(card, images: np.ndarray, labels=None, names: list[str] | None = None,
-                  max_images: int | None = None, spell: Spell = _same, source: str = "images") -> ScoreRequest:
-    """`images`: uint8 (N, H, W, C), decoded by the caller; `source`: the field they came in."""
+def require_discriminator(card) -> None:
+    """Refuse to score with a model imported as a generator only."""
     if not card.has_discriminator:
         raise NoDiscriminator(f"model {card.name!r} has no discriminator (it was imported as a generator only), so "
                               "it cannot score images; import it with its discriminator to score")
+
+
+def score_request(card, images: np.ndarray, labels=None, names: list[str] | None = None,
+                  max_images: int | None = None, spell: Spell = _same, source: str = "images") -> ScoreRequest:
+    """`images`: uint8 (N, H, W, C), decoded by the caller; `source`: the field they came in."""
+    require_discriminator(card)
     height, width, channels = card.image_shape
     if not isinstance(images, np.ndarray) or images.dtype != np.uint8 or images.ndim != 4 or \
             images.shape[1:] != (height, width, channels):

@@ -24,7 +24,8 @@ import bentoml
 
 from .errors import ServingError
 from .http import auth, readiness, timeout
-from .http.app import ROUTES, Serving, create_app
+from .http.app import PAGES, ROUTES, Serving, create_app
+from .http.client_schema import ClientSchema
 from .settings import Settings
 
 log = logging.getLogger("bentoml.ganserve")  # BentoML shows its own namespace's logs
@@ -38,6 +39,16 @@ SERVING = Serving(SETTINGS)
 # builds from source (every pinned package ships a wheel), so the distro is named as one
 # BentoML does not know. bentofile.yaml / bentofile-gpu.yaml add the pinned packages to it.
 IMAGE = bentoml.images.Image(base_image="python:3.11-slim", distro="python-slim", python_version="3.11")
+
+
+def _server_ready() -> bool:
+    """Every worker of this server serves the default model: /readyz, and the protocol's
+    /v2/health/ready."""
+    return (SERVING.registry is not None and SERVING.registry.ready
+            and readiness.all_ready(SETTINGS.workers, bentoml.server_context.worker_index))
+
+
+SERVING.server_ready = _server_ready
 
 
 @bentoml.asgi_app(create_app(SERVING), path="/")
@@ -98,8 +109,7 @@ class GanService:
 
     def __is_ready__(self) -> bool:
         """200 on /readyz only when every worker of this server has its engine warm."""
-        return (SERVING.registry is not None and SERVING.registry.ready
-                and readiness.all_ready(SETTINGS.workers, bentoml.server_context.worker_index))
+        return _server_ready()
 
 
 def _require_keys() -> None:
@@ -113,7 +123,7 @@ def _require_keys() -> None:
         keys = auth.read_keys(SETTINGS.api_keys_file)
     except auth.KeyFileError as error:
         raise SystemExit(f"ganserve: {error}") from None
-    open_paths = auth.PROBES if SETTINGS.protect_metrics else (*auth.PROBES, "/metrics")
+    open_paths = (*auth.PROBES, *PAGES) if SETTINGS.protect_metrics else (*auth.PROBES, *PAGES, "/metrics")
     GanService.add_asgi_middleware(auth.BearerAuth, keys=keys, open_paths=open_paths)
     if bentoml.server_context.worker_index in (None, 1):
         log.info("ganserve: API keys required (%d in %s); open: %s", len(keys), SETTINGS.api_keys_file,
@@ -139,3 +149,6 @@ def _admin_keys() -> None:
 
 _require_keys()
 _admin_keys()
+# After the keys' middleware, so that it runs inside it: /schema.json needs a key when keys are on.
+GanService.add_asgi_middleware(ClientSchema, schema=GanService.schema, max_images=SETTINGS.max_images,
+                               max_score_images=SETTINGS.max_score_images)

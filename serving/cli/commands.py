@@ -221,7 +221,7 @@ def usage_examples(port: int) -> str:
     base = f"http://localhost:{port}"
     json_header = "-H 'content-type: application/json'"
     return "\n".join([
-        f"ganserve: serving on {base} once /readyz answers 200 (API docs: {base}/docs). Try:",
+        f"ganserve: serving on {base} once /readyz answers 200 (playground: {base}/, API docs: {base}/docs). Try:",
         f"  curl -s {base}/readyz",
         f"  curl -s -X POST {base}/generate {json_header} -d '{{\"n\": 16, \"seed\": 0}}' -o grid.png",
         f"  curl -s -X POST {base}/generate {json_header} -d '{{\"seeds\": [1, 2, 3], \"format\": \"zip\"}}' "

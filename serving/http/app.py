@@ -41,13 +41,14 @@ from ..requests import (
     generate_fields,
     generate_request,
     interpolate_request,
+    require_discriminator,
     score_fields,
     score_request,
 )
 from ..sampling import modes
 from ..sampling.latents import discriminator_feeds
 from ..settings import Settings
-from . import admin, openapi
+from . import admin, oip, openapi
 from .bodies import MEDIA_TYPES, images_body, needs_pngs
 from .metrics import EVENT_LOOP_LAG, IMAGES_GENERATED, IMAGES_SCORED, LIVE_VERSION, MODEL_EVENTS, PROBABILITY
 from .parsing import ClientGone, json_fields, read_body, score_form
@@ -118,6 +119,14 @@ class Serving:
         params = request.path_params
         return _Using(self, params.get("name"), params.get("version"))
 
+    def use_model(self, name: str | None, version: str | None) -> _Using:
+        return _Using(self, name, version)
+
+    def server_ready(self) -> bool:
+        """Every worker serves the default model (the service replaces this with its check
+        across workers; outside a BentoML server this process is the only worker)."""
+        return self.load_error is None and self.registry is not None and self.registry.ready
+
 
 class _Using:
     __slots__ = ("serving", "name", "version", "served")
@@ -182,8 +191,7 @@ def create_app(serving: Serving) -> Starlette:
         body = await read_body(request, limit)
         async with serving.use(request) as served:
             engine = served.engine
-            if not engine.card.has_discriminator:
-                score_request(engine.card, None)  # its 4xx says the model has no discriminator
+            require_discriminator(engine.card)
             form = score_form(body, request.headers.get("content-type", ""), serving.score_fields,
                               engine.card.image_shape)
             wanted = score_request(engine.card, form["images"], form["labels"],
@@ -215,21 +223,35 @@ def create_app(serving: Serving) -> Starlette:
     async def docs_page(request: Request) -> Response:
         return HTMLResponse(openapi.docs_page())
 
+    def page(name: str, media_type: str):
+        content = (PLAYGROUND / name).read_bytes()
+
+        async def serve(request: Request) -> Response:
+            return Response(content, media_type=media_type, headers={"Cache-Control": "no-cache"})
+
+        return serve
+
     routes = [Route("/models", _answering(models), methods=["GET"])]
     for prefix in ("", "/models/{name}", "/models/{name}/versions/{version}"):
         routes += [Route(f"{prefix}/generate", _answering(generate), methods=["POST"]),
                    Route(f"{prefix}/interpolate", _answering(interpolate), methods=["POST"]),
                    Route(f"{prefix}/score", _answering(score), methods=["POST"]),
                    Route(f"{prefix}/model", _answering(model), methods=["GET", "POST"])]
-    routes += [*admin.routes(serving, _answering),
+    routes += [*admin.routes(serving, _answering), *oip.routes(serving, _answering),
                Route("/docs.json", docs_json, methods=["GET"]),
                Route("/docs", docs_page, methods=["GET"]),
-               Route("/", docs_page, methods=["GET"])]
+               Route("/", page("index.html", "text/html"), methods=["GET"]),
+               Route("/ui", page("index.html", "text/html"), methods=["GET"]),
+               Route("/ui/playground.js", page("playground.js", "text/javascript"), methods=["GET"]),
+               Route("/ui/playground.css", page("playground.css", "text/css"), methods=["GET"])]
     return _Routes(routes=routes, lifespan=functools.partial(_lifespan, serving))
 
 
 # The API's routes (docs aside), as the ends of paths: the plain routes and every model's.
-ROUTES = ("/generate", "/interpolate", "/score", "/model")
+ROUTES = ("/generate", "/interpolate", "/score", "/model", "/infer")
+PLAYGROUND = Path(__file__).parent / "playground"
+# The playground's files hold no secret and ask for the key themselves: open when keys are on.
+PAGES = ("/", "/ui", "/ui/playground.js", "/ui/playground.css")
 
 
 class _Routes(Starlette):

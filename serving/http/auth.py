@@ -1,8 +1,9 @@
 """Optional API keys: `Authorization: Bearer KEY` on every route but the probes.
 
 Off unless a key file is given (`ganserve serve --api-key-file FILE`, or GANSERVE_API_KEYS_FILE
-in a container): one key per line, blank lines and `#` comments ignored. /livez and /readyz
-stay open for the orchestrator's probes, and /metrics for the scraper unless
+in a container): one key per line, blank lines and `#` comments ignored. The probes (/livez,
+/readyz and the protocol's /v2/health/*) stay open for the orchestrator, the playground's files
+for a browser that has yet to be given a key, and /metrics for the scraper unless
 GANSERVE_PROTECT_METRICS=1. Keys are compared in constant time, every key every time (no
 early exit that would time which one matched), and never logged.
 
@@ -16,7 +17,7 @@ import hmac
 import json
 from pathlib import Path
 
-PROBES = ("/livez", "/readyz")
+PROBES = ("/livez", "/readyz", "/v2/health/live", "/v2/health/ready")  # the orchestrator's, and the protocol's
 MIN_KEY_LENGTH = 16
 
 

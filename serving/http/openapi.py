@@ -47,7 +47,7 @@ def _schema(field: Field, maximum: float | None = None) -> dict:
     return {**schema, "description": field.description}
 
 
-def _object(fields: dict[str, Field]) -> dict:
+def object_schema(fields: dict[str, Field]) -> dict:
     return {"type": "object", "additionalProperties": False,
             "properties": {name: _schema(field) for name, field in fields.items()},
             "required": [name for name, field in fields.items() if field.required]}
@@ -89,7 +89,7 @@ def document(max_images: int, max_score_images: int, without_discriminator: tupl
             "description": "One PNG for n=1, a grid for n>1, or zip/json/npy by `format`. The seeds used come "
                            "back in X-Seeds (a random first seed when none is given)." + no_d,
             "requestBody": {"content": {"application/json": {
-                "schema": _object(generate), "examples": {
+                "schema": object_schema(generate), "examples": {
                     "one": {"value": {"seed": 42}}, "grid": {"value": {"n": 16, "seed": 0}},
                     "zip": {"value": {"seeds": [1, 2, 3], "format": "zip"}},
                     "best of 4": {"value": {"seed": 7, "keep_top": 0.25}}}}}},
@@ -101,7 +101,7 @@ def document(max_images: int, max_score_images: int, without_discriminator: tupl
             "description": "Spherical interpolation between two seeds' latents: a PNG strip (left to right) "
                            "or an animated GIF; the end frames are the seeds' own images.",
             "requestBody": {"required": True, "content": {"application/json": {
-                "schema": _object(INTERPOLATE_FIELDS),
+                "schema": object_schema(INTERPOLATE_FIELDS),
                 "example": {"seed_from": 3, "seed_to": 7, "frames": 8, "format": "gif"}}}},
             "responses": {"200": {"description": "the frames", "headers": model_headers,
                                   "content": {"image/png": binary, "image/gif": binary}},
@@ -112,7 +112,7 @@ def document(max_images: int, max_score_images: int, without_discriminator: tupl
                            "data rather than its generator's output. Not a general deepfake detector. A model "
                            "imported without a discriminator answers 400." + no_d,
             "requestBody": {"required": True, "content": {"multipart/form-data": {
-                "schema": _object(score_fields(max_score_images))}}},
+                "schema": object_schema(score_fields(max_score_images))}}},
             "responses": {"200": {"description": "one result per image", "headers": model_headers,
                                   "content": {"application/json": {"schema": scores}}},
                           **_errors(400, 413, 415, 503)}}},
@@ -142,7 +142,7 @@ def document(max_images: int, max_score_images: int, without_discriminator: tupl
             "/admin/models/{name}/load": {"post": {
                 "summary": "Admin: load, verify, gate and switch to a version (off unless --admin-key-file)",
                 "parameters": [_NAME],
-                "requestBody": {"content": {"application/json": {"schema": _object(LOAD_FIELDS)}}},
+                "requestBody": {"content": {"application/json": {"schema": object_schema(LOAD_FIELDS)}}},
                 "responses": {"200": {"description": "the version is live in every worker"},
                               **_errors(400, 401, 404, 409, 413, 415, 503)}}},
             "/admin/models/{name}/rollback": {"post": {
@@ -150,6 +150,7 @@ def document(max_images: int, max_score_images: int, without_discriminator: tupl
                 "parameters": [_NAME],
                 "responses": {"200": {"description": "the earlier version is live in every worker"},
                               **_errors(400, 401, 404, 409, 413, 415, 503)}}},
+            **_open_inference_protocol(),
             "/readyz": {"get": {"summary": "200 once every worker has the default model loaded and warm, 503 before",
                                 "responses": {"200": {"description": "ready"}, "503": {"description": "not yet"}}}},
             "/livez": {"get": {"summary": "200 while the process is up", "responses": {"200": {"description": "up"}}}},
@@ -157,6 +158,49 @@ def document(max_images: int, max_score_images: int, without_discriminator: tupl
                                  "responses": {"200": {"description": "text exposition format"}}}},
         },
     }
+
+
+_TENSOR = {"type": "object", "required": ["name", "shape", "datatype"], "properties": {
+    "name": {"type": "string"}, "shape": {"type": "array", "items": {"type": "integer", "minimum": 0}},
+    "datatype": {"type": "string", "enum": ["BOOL", "UINT8", "UINT16", "UINT32", "UINT64", "INT8", "INT16", "INT32",
+                                            "INT64", "FP16", "FP32", "FP64"]},
+    "data": {"type": "array"}, "parameters": {"type": "object"}}}
+_MODEL = {"name": "model", "in": "path", "required": True, "schema": {"type": "string"},
+          "description": "NAME (the generator: SEED INT64 [N] -> IMAGE UINT8 [N, H, W, C]) or NAME.discriminator "
+                         "(IMAGE -> LOGIT, P_REAL FP32 [N])"}
+
+
+def _open_inference_protocol() -> dict:
+    """The Open Inference Protocol's REST routes (serving/http/oip.py)."""
+    infer = {"post": {
+        "summary": "Open Inference Protocol: infer (JSON tensors, or the binary tensor data extension)",
+        "requestBody": {"required": True, "content": {"application/json": {"schema": {
+            "type": "object", "required": ["inputs"], "properties": {
+                "id": {"type": "string"}, "parameters": {"type": "object"},
+                "inputs": {"type": "array", "items": _TENSOR, "minItems": 1},
+                "outputs": {"type": "array", "items": {"type": "object", "properties": {
+                    "name": {"type": "string"}, "parameters": {"type": "object"}}}}}},
+            "example": {"inputs": [{"name": "SEED", "shape": [2], "datatype": "INT64", "data": [1, 2]}]}}}},
+        "responses": {"200": {"description": "the outputs", "content": {"application/json": {"schema": {
+            "type": "object"}}, "application/octet-stream": {"schema": {"type": "string", "format": "binary"}}}},
+            **_errors(400, 404, 409, 413, 503)}}}
+    metadata = {"get": {"summary": "Open Inference Protocol: model metadata (its tensors)",
+                        "responses": {"200": {"description": "metadata"}, **_errors(400, 404, 409, 503)}}}
+    ready = {"get": {"summary": "Open Inference Protocol: 200 when the model can be served, 400 when not",
+                     "responses": {"200": {"description": "ready"}, **_errors(400, 404, 503)}}}
+    paths = {"/v2": {"get": {"summary": "Open Inference Protocol: server metadata",
+                             "responses": {"200": {"description": "name, version, extensions"}}}},
+             "/v2/health/live": {"get": {"summary": "Open Inference Protocol: liveness",
+                                         "responses": {"200": {"description": "live"}}}},
+             "/v2/health/ready": {"get": {"summary": "Open Inference Protocol: readiness",
+                                          "responses": {"200": {"description": "ready"},
+                                                        "503": {"description": "not yet"}}}}}
+    for prefix, parameters in (("/v2/models/{model}", [_MODEL]), ("/v2/models/{model}/versions/{version}",
+                                                                  [_MODEL, _VERSION])):
+        for suffix, operation in (("", metadata), ("/ready", ready), ("/infer", infer)):
+            method, spec = next(iter(operation.items()))
+            paths[prefix + suffix] = {method: {**spec, "parameters": parameters}}
+    return paths
 
 
 def docs_page() -> str:

@@ -39,9 +39,13 @@ def test_every_route_but_the_probes_needs_a_key(model_dir, tmp_path, protect_met
     keys.write_text("\n".join(KEYS) + "\n")
     options = ["--workers", "1", "--api-key-file", str(keys), *(["--protect-metrics"] if protect_metrics else [])]
     with ganserve_serve(model_dir, tmp_path, *options) as base:  # it waits for /readyz: open without a key
-        assert httpx.get(base + "/livez").status_code == 200
+        for open_path in ("/livez", "/v2/health/live", "/v2/health/ready", "/", "/ui", "/ui/playground.js"):
+            assert httpx.get(base + open_path).status_code == 200, open_path  # probes, and a page with no secret
+        infer = {"inputs": [{"name": "SEED", "shape": [1], "datatype": "INT64", "data": [1]}]}
         for method, path, body in (("POST", "/generate", {"seed": 1}), ("POST", "/model", None),
-                                   ("GET", "/docs.json", None), ("GET", "/docs", None), ("GET", "/", None)):
+                                   ("GET", "/docs.json", None), ("GET", "/docs", None), ("GET", "/models", None),
+                                   ("GET", "/schema.json", None), ("POST", "/models/tiny/generate", {"seed": 1}),
+                                   ("POST", "/v2/models/tiny/infer", infer), ("GET", "/v2/models/tiny", None)):
             refused = httpx.request(method, base + path, json=body)
             assert refused.status_code == 401, path
             assert refused.headers["www-authenticate"] == 'Bearer realm="ganserve"'

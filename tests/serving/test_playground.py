@@ -1,0 +1,105 @@
+"""The playground page in a real browser: headless Chromium (Debian's `chromium` and
+`chromium-driver`) driven by Selenium against a real `ganserve serve` with API keys on."""
+
+import base64
+import shutil
+import time
+
+import pytest
+
+from serving.engine import Engine
+from serving.formats.images import encode_png
+from tests.conftest import ganserve_serve
+
+pytestmark = pytest.mark.slow
+CHROMIUM, DRIVER = shutil.which("chromium"), shutil.which("chromedriver")
+KEY = "playground-test-key-0123456789ab"
+if CHROMIUM is None or DRIVER is None:
+    pytest.skip("needs Debian's chromium and chromium-driver (apt-get install chromium chromium-driver; .ci/run "
+                "installs them)", allow_module_level=True)
+
+from selenium import webdriver  # noqa: E402
+from selenium.webdriver.chrome.options import Options  # noqa: E402
+from selenium.webdriver.chrome.service import Service  # noqa: E402
+from selenium.webdriver.common.by import By  # noqa: E402
+from selenium.webdriver.common.keys import Keys  # noqa: E402
+from selenium.webdriver.support.ui import WebDriverWait  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def page(model_dir, tmp_path_factory):
+    work = tmp_path_factory.mktemp("playground")
+    (work / "keys").write_text(KEY + "\n")
+    options = Options()
+    options.binary_location = CHROMIUM
+    # no network but the server's: the background services Chromium would reach out to are off
+    for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                 f"--user-data-dir={work / 'chromium'}", "--window-size=1280,900"):
+        options.add_argument(flag)
+    with ganserve_serve(model_dir, work, "--workers", "1", "--api-key-file", str(work / "keys")) as base:
+        driver = webdriver.Chrome(service=Service(DRIVER), options=options)
+        try:
+            driver.get(base + "/")
+            yield driver
+        finally:
+            driver.quit()
+
+
+def _wait(driver, condition, timeout=30):
+    return WebDriverWait(driver, timeout).until(condition)
+
+
+def _status(driver) -> str:
+    return driver.find_element(By.ID, "status").text
+
+
+def _enter_key(driver, key: str) -> None:
+    field = driver.find_element(By.ID, "key")
+    field.clear()
+    field.send_keys(key, Keys.TAB)  # the change event: the page starts again with the key
+
+
+def test_without_a_key_the_page_says_what_the_server_answered(page):
+    _wait(page, lambda d: "401" in _status(d))
+    assert "this server needs an API key" in _status(page) and "Enter a key in the API key field" in _status(page)
+    _enter_key(page, "wrong-key-0123456789abcdef")
+    time.sleep(0.5)
+    _wait(page, lambda d: "401" in _status(d))
+    assert not page.find_elements(By.CSS_SELECTOR, "#grid img")
+
+
+def test_with_the_key_it_opens_on_a_grid_and_draws_the_seed_asked_for(page, model_dir):
+    _enter_key(page, KEY)
+    _wait(page, lambda d: len(d.find_elements(By.CSS_SELECTOR, "#grid img")) == 16)
+    card = page.find_element(By.ID, "card").text
+    assert "tiny" in card and "8×8×1 uint8" in card
+    for field, value in (("seed", "42"), ("count", "1")):
+        page.find_element(By.ID, field).clear()
+        page.find_element(By.ID, field).send_keys(value)
+    page.find_element(By.ID, "generate").click()
+    image = _wait(page, lambda d: d.find_elements(By.CSS_SELECTOR, '#grid img[data-seed="42"]'))[0]
+    png = base64.b64decode(image.get_attribute("src").removeprefix("data:image/png;base64,"))
+    assert png == encode_png(Engine(model_dir, warmup=False).generate([42])[0])  # the seed's own pixels
+
+
+def test_a_dropped_png_is_scored(page, model_dir):
+    engine = Engine(model_dir, warmup=False)
+    image = engine.generate([5])
+    _, p_real = engine.score(image)
+    png = base64.b64encode(encode_png(image[0])).decode()
+    page.execute_script("""
+        const bytes = Uint8Array.from(atob(arguments[0]), (c) => c.charCodeAt(0));
+        const transfer = new DataTransfer();
+        transfer.items.add(new File([bytes], "seed5.png", {type: "image/png"}));
+        document.getElementById("drop").dispatchEvent(new DragEvent("drop", {dataTransfer: transfer, bubbles: true}));
+    """, png)
+    result = _wait(page, lambda d: d.find_elements(By.CSS_SELECTOR, "#scores .p-real"))[0].text
+    assert result.startswith(f"p_real {p_real[0]:.3f}") and result.endswith("seed5.png")
+
+
+def test_interpolation_shows_a_strip(page):
+    page.find_element(By.ID, "interpolate").click()
+    strip = _wait(page, lambda d: d.find_elements(By.CSS_SELECTOR, "#strip img"))[0]
+    _wait(page, lambda d: d.execute_script("return arguments[0].naturalWidth", strip) > 0)
+    assert page.execute_script("return arguments[0].naturalWidth", strip) == 8 * 8 + 9  # 8 frames, 1 px borders
