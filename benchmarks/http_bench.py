@@ -211,16 +211,18 @@ def multipart_body(image_png: bytes) -> tuple[Path, str]:
 
 
 def wrk(url: str, concurrency: int, seconds: int, body: str | None = None, body_file: Path | None = None,
-        content_type: str | None = None, threads: int = 2) -> dict:
-    """One wrk run; `body` is a template with %d for a fresh seed per request (wrk.lua)."""
-    env = {**os.environ}
+        content_type: str | None = None, threads: int = 2, script: str = "wrk.lua",
+        script_env: dict[str, str] | None = None) -> dict:
+    """One wrk run; `body` is a template with %d for a fresh seed per request (wrk.lua), or
+    another script of this folder with its own settings in `script_env` (oip.lua)."""
+    env = {**os.environ, **(script_env or {})}
     if body:
         env["WRK_BODY"] = body
     if body_file:
         env["WRK_BODY_FILE"], env["WRK_CONTENT_TYPE"] = str(body_file), content_type
     threads = min(threads, concurrency)
     result = subprocess.run(["wrk", "-t", str(threads), "-c", str(concurrency), "-d", f"{seconds}s", "--timeout", "10s",
-                             "-s", str(HERE / "wrk.lua"), url], capture_output=True, text=True, env=env)
+                             "-s", str(HERE / script), url], capture_output=True, text=True, env=env)
     line = next((text for text in result.stdout.splitlines() if text.startswith("WRKJSON ")), None)
     if line is None:
         raise RuntimeError(f"wrk gave no result: {result.stdout[-500:]} {result.stderr[-500:]}")
