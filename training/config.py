@@ -10,6 +10,7 @@ from .errors import ConfigError
 ARCHITECTURES = ("dcgan", "mlp", "resnet")
 LOSSES = ("nonsat", "hinge", "wgan-gp", "rpgan")
 DEVICES = ("auto", "cpu", "cuda")
+AMP_MODES = ("auto", "on", "off", "cuda")  # training/precision.py
 AUGMENTATIONS = ("flip", "color", "translation", "cutout")  # training/augment.py
 
 # What an option left unset means, per architecture: each architecture comes with the recipe
@@ -87,7 +88,9 @@ class TrainConfig:
     # run bookkeeping
     seed: int = _opt(0, "seeds weights, data order, latents and the holdout split")
     device: str = _opt("auto", "auto | cpu | cuda")
-    amp: bool = _opt(True, "mixed precision (CUDA only; ignored on CPU)")
+    amp: str = _opt("auto", "mixed precision: auto (CUDA's; on a CPU with native bfloat16 (AMX, AVX-512 BF16), "
+                            "bfloat16 for the architectures it was measured to help), on, off, or cuda (CUDA "
+                            "only, as runs made before CPU bfloat16); losses and the EMA stay float32")
     log_every: int = _opt(50, "steps between metrics.jsonl records")
     sample_every: int = _opt(500, "steps between sample grids (samples/step-N.png)")
     eval_every: int = _opt(0, "steps between evaluations (FD, precision/recall...) logged to metrics.jsonl; the "
@@ -116,6 +119,7 @@ class TrainConfig:
         if self.loss is not None:
             _choice("--loss", self.loss, LOSSES)
         _choice("--device", self.device, DEVICES)
+        _choice("--amp", self.amp, AMP_MODES)
         if self.resolution is not None and not 4 <= self.resolution <= 256:
             raise ConfigError(f"--resolution must be between 4 and 256 pixels, got {self.resolution}")
         if self.channels not in (None, 1, 3):
@@ -165,6 +169,9 @@ class TrainConfig:
         unknown = sorted(set(values) - known)
         if unknown:
             raise ConfigError(f"unknown training option(s) {unknown}; known: {sorted(known)}")
+        if isinstance(values.get("amp"), bool):
+            # a run saved when --amp was on or off, and on meant CUDA only: it stays as it began
+            values = {**values, "amp": "cuda" if values["amp"] else "off"}
         if "lr_decay_from" not in values and "schedules" in values:
             # a run saved before --lr-decay-from existed: its rates decayed with --schedules only
             values = {**values, "lr_decay_from": 0.0 if values["schedules"] else 1.0}

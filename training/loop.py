@@ -15,7 +15,7 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
-from . import distributed, schedules
+from . import distributed, precision, schedules
 from .augment import augment
 from .checkpoints import list_states, load_latest_state, remove_partial_states, save_state
 from .config import TrainConfig, parse_policy
@@ -74,7 +74,8 @@ class Trainer:
         betas = (config.beta1, config.beta2)
         self.opt_g = torch.optim.Adam(self.G.parameters(), lr=config.lr_g, betas=betas)
         self.opt_d = torch.optim.Adam(self.D.parameters(), lr=config.lr_d, betas=betas)
-        self.amp_dtype = _amp_dtype(config, device)
+        self.precision = precision.choose(config.amp, config.arch, device)
+        self.amp_dtype = self.precision.dtype
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp_dtype == torch.float16)
         # Separate generators for data order and latents: the run depends on nothing else.
         self.data_rng = torch.Generator().manual_seed(config.seed + 1)
@@ -176,7 +177,7 @@ class Trainer:
     def _autocast(self):
         if self.amp_dtype is None:
             return nullcontext()
-        return torch.autocast("cuda", dtype=self.amp_dtype)
+        return torch.autocast(self.ctx.device.type, dtype=self.amp_dtype)
 
     # --- state -----------------------------------------------------------------------------
     def state_dict(self) -> dict:
@@ -223,12 +224,6 @@ class Trainer:
             return self.G_ema(self.sample_z.to(self.ctx.device), labels)
 
 
-def _amp_dtype(config: TrainConfig, device: torch.device) -> torch.dtype | None:
-    if not config.amp or device.type != "cuda":
-        return None
-    return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-
-
 def _resume(trainer: Trainer, run_dir: Path) -> None:
     try:
         trainer.load_state_dict(load_latest_state(run_dir))
@@ -269,6 +264,7 @@ def _train(config: TrainConfig, run_dir: Path, resume: bool, progress: bool, ctx
         raise ConfigError(f"{run_dir} already holds a run; continue it with --resume {run_dir}, or choose "
                           "another --run-dir (nothing was overwritten)")
     if ctx.is_main:
+        log.info("precision: %s", trainer.precision.reason)
         run_dir.mkdir(parents=True, exist_ok=True)
         (run_dir / "config.json").write_text(json.dumps(config.to_dict(), indent=2) + "\n")
         _forget_metrics_after(run_dir / "metrics.jsonl", trainer.step_count)  # steps redone after a crash

@@ -9,6 +9,7 @@ from training import checkpoints
 from training.checkpoints import list_states, load_latest_state, load_state
 from training.errors import CheckpointError
 from training.loop import train
+from training.precision import cpu_bf16
 from training.release import read_release
 
 
@@ -163,3 +164,29 @@ def test_a_new_run_never_overwrites_an_existing_one(tmp_path):
     with pytest.raises(ConfigError, match="already holds a run; continue it with --resume"):
         train(tiny_config(steps=2, checkpoint_every=2), run, progress=False)
     assert load_latest_state(run)["step"] == 2
+
+
+@pytest.mark.skipif(not cpu_bf16(),
+                    reason="this CPU has no native bfloat16 (AMX or AVX-512 BF16): --amp on trains in float32")
+@pytest.mark.parametrize("arch", ["dcgan", "resnet"])
+def test_a_bfloat16_run_resumes_bit_identically(tmp_path, arch):
+    """bfloat16 autocast on the CPU (--amp on): a resumed run continues exactly as the run went on,
+    and what is saved (weights, optimiser state, the EMA) stays float32."""
+    import shutil
+
+    straight = tmp_path / "straight"
+    config = tiny_config(steps=6, checkpoint_every=3, amp="on", arch=arch)
+    train(config, straight, progress=False)
+    resumed = tmp_path / "resumed"
+    shutil.copytree(straight, resumed)
+    (resumed / "state-00000006.pt").unlink()
+    train(config, resumed, resume=True, progress=False)
+    a, b = load_state(straight / "state-00000006.pt"), load_state(resumed / "state-00000006.pt")
+    for net in ("G", "D", "G_ema"):
+        _assert_same_tensors(a[net], b[net])
+        assert all(t.dtype == torch.float32 for t in a[net].values() if t.is_floating_point()), net
+    assert all(s["exp_avg"].dtype == torch.float32 for s in a["opt_g"]["state"].values())
+    fp32 = tmp_path / "fp32"  # the run did compute in bfloat16: a float32 twin ends elsewhere
+    train(tiny_config(steps=6, checkpoint_every=3, amp="off", arch=arch), fp32, progress=False)
+    c = load_state(fp32 / "state-00000006.pt")
+    assert not all(torch.equal(a["G"][k], c["G"][k]) for k in a["G"])
