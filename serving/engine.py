@@ -12,6 +12,7 @@ same graphs and the same modes through its batchers.
 from __future__ import annotations
 
 import logging
+import os
 import threading
 from collections.abc import Sequence
 from pathlib import Path
@@ -22,42 +23,41 @@ import onnxruntime as ort
 from .errors import NoDiscriminator, ServingError
 from .formats.model_card import ModelCard
 from .requests import GenerateRequest, ScoreRequest, generate_request, interpolate_request, score_request
-from .runtime import spot_check
+from .runtime import engines, openvino_graph, spot_check
 from .runtime.graph import Graph
+from .runtime.openvino_graph import OpenVinoGraph
 from .runtime.providers import CPU, DEVICES, cuda_device_count, usable_providers, wanted_provider
 from .sampling import modes
 from .sampling.latents import discriminator_feeds, generator_feeds, label_array, latents
 from .sampling.rejection import AcceptanceRule, burn_in_seeds
+from .settings import PRECISIONS
 
 log = logging.getLogger("ganserve.engine")
-PRECISIONS = ("auto", "fp32", "fp16")
 WARM_UP_PIXELS = 64 * 28 * 28  # rows x pixels of the largest CPU warm-up run (64 rows at 28 px)
 SPLIT_PROBE_MAX_PIXELS = 64 * 64  # graphs up to this image size are probed for whether splitting pays
 
 
 class Engine:
     def __init__(self, model: str | Path | ModelCard, device: str = "auto", max_batch: int = 256,
-                 threads: int | None = None, precision: str = "auto", warmup: bool = True,
-                 pad_batches: bool | None = None):
+                 threads: int | None = None, precision: str | None = None, warmup: bool = True,
+                 pad_batches: bool | None = None, engine: str | None = None):
+        """`engine`: auto (measured per model and machine: serving/runtime/engines.py), onnxruntime or
+        openvino; `precision`: auto, fp32, fp16 (GPU graphs) or bf16. None: GANSERVE_ENGINE and
+        GANSERVE_PRECISION, else auto: every command on a machine makes the same choice."""
+        precision = precision or os.environ.get("GANSERVE_PRECISION") or "auto"
         if device not in DEVICES:
             raise ServingError(f"device: {device!r} is not allowed; use one of {', '.join(DEVICES)}")
         if precision not in PRECISIONS:
-            raise ServingError(f"precision: {precision!r} is not allowed; use auto, fp32 or fp16")
+            raise ServingError(f"precision: {precision!r} is not allowed; use one of {', '.join(PRECISIONS)}")
         if max_batch < 1:
             raise ServingError(f"max_batch: {max_batch} is not allowed; use a positive integer")
         self.card = model if isinstance(model, ModelCard) else ModelCard.read(model)
         self.requested_device, self.max_batch = device, max_batch
         self._graph_options = {"device": device, "threads": threads, "max_batch": max_batch,
                                "pad_batches": pad_batches}
-        on_gpu = usable_providers(device)[0] != CPU
-        # float16 graphs only pay off on GPUs; on the CPU they are slower and less exact.
-        self._fp16 = precision == "fp16" or (precision == "auto" and on_gpu)
-        self.generator = self._open("generator", precision)
-        # A model imported without its discriminator serves generation only (requests.py refuses the rest)
-        self.discriminator = self._open("discriminator", precision) if self.card.has_discriminator else None
-        self._blend: Graph | None = None
-        self.provider = self.generator.provider
-        self.precision = "fp16" if self.generator.path.name.endswith(".fp16.onnx") else "fp32"
+        self.requested_engine = engine or os.environ.get("GANSERVE_ENGINE") or "auto"
+        self.choice = engines.choose(self.card, device, self.requested_engine, precision)
+        self._open_graphs(precision)
         self.fell_back = self._report_provider(device)
         self._rules: dict[tuple, AcceptanceRule] = {}  # (rate, truncation) -> rule, fitted on first use
         self._burn_in: dict[float | None, np.ndarray] = {}  # truncation -> D's logits on the burn-in set
@@ -71,7 +71,26 @@ class Engine:
             self.warm_up()
 
     # --- graphs -----------------------------------------------------------------------------
-    def _open(self, key: str, precision: str) -> Graph:
+    def _open_graphs(self, precision: str) -> None:
+        on_gpu = usable_providers(self.requested_device)[0] != CPU
+        # float16 graphs only pay off on GPUs; on the CPU they are slower and less exact.
+        self._fp16 = self.choice.engine == "onnxruntime" and (precision == "fp16" or (precision == "auto" and on_gpu))
+        self.generator = self._open("generator", precision)
+        # A model imported without its discriminator serves generation only (requests.py refuses the rest)
+        self.discriminator = self._open("discriminator", precision) if self.card.has_discriminator else None
+        self._blend: Graph | OpenVinoGraph | None = None
+        self.provider = self.generator.provider
+        if self.choice.engine == "openvino":
+            self.precision = self.choice.precision
+        else:
+            self.precision = "fp16" if self.generator.path.name.endswith(".fp16.onnx") else "fp32"
+        log.info("%s: %s (%s)", self.card.name, self.choice.reason, self.precision)
+
+    def _open(self, key: str, precision: str) -> Graph | OpenVinoGraph:
+        if self.choice.engine == "openvino":
+            options = self._graph_options
+            return OpenVinoGraph(self.card.graph_path(key), self.choice.precision, options["threads"],
+                                 options["max_batch"])
         path = (self._fp16 and self.card.graph_path(f"{key}_fp16")) or self.card.graph_path(key)
         if self._fp16 and not path.name.endswith(".fp16.onnx"):
             log.log(logging.WARNING if precision == "fp16" else logging.INFO,
@@ -81,6 +100,8 @@ class Engine:
     def _report_provider(self, device: str) -> bool:
         """Log the provider in use; warn (and return True) when it is not the one asked for:
         an explicit cuda/tensorrt that is not there, or a GPU provider that failed to start."""
+        if self.choice.engine == "openvino":
+            return False  # chosen for the CPU: nothing else was asked for
         wanted = wanted_provider(device)
         if self.provider != wanted:
             log.warning("device %r: wanted %s, ONNX Runtime gave %s (installed providers: %s; GPUs the NVIDIA "
@@ -109,7 +130,7 @@ class Engine:
         """feeds {z, label_weights} -> uint8 images: the generator_blend graph, opened on first
         use (most deployments never blend classes)."""
         if self._blend is None:
-            self._blend = Graph(self.card.graph_path("generator_blend"), **self._graph_options)
+            self._blend = self._open("generator_blend", self.precision)
         return self._blend.run(feeds)
 
     def warm_up(self) -> None:
@@ -133,7 +154,24 @@ class Engine:
                 self.discriminator.keep_split_if_faster(discriminator_feeds(self.run_generator(feeds),
                                                                             feeds.get("labels")))
         self.spot_check = self._check_against_export()
+        if self.choice.engine == "openvino" and self.spot_check["verdict"] in ("differs", "broken"):
+            self._refuse_reduced_precision()
+            return
         self.ready = True
+
+    def _refuse_reduced_precision(self) -> None:
+        """OpenVINO's pixels beyond its tolerance: an explicit --engine openvino is refused; an
+        automatic choice falls back to ONNX Runtime, saying why."""
+        figures, precision = self.spot_check, self.precision
+        why = (f"OpenVINO's {precision} images were {figures['max_level_diff']} levels from the export's for seeds "
+               f"{figures['seeds']}, beyond the {figures['levels_allowed']} allowed")
+        if self.requested_engine == "openvino":
+            raise ServingError(f"engine: {why}; serve this model with --engine onnxruntime")
+        log.warning("%s: %s; ONNX Runtime serves it", self.card.name, why)
+        self.close()
+        self.choice = engines.Choice("onnxruntime", "fp32", f"ONNX Runtime: {why}", self.choice.measured)
+        self._open_graphs("fp32")
+        self.warm_up()
 
     def _check_against_export(self) -> dict:
         """The export's outputs for two seeds, again on this runtime (serving/runtime/spot_check.py)."""
@@ -146,6 +184,8 @@ class Engine:
         images = self.generate(seeds)
         logits = self.score(images, self.default_labels(seeds))[0] if self.discriminator is not None else None
         figures = spot_check.compare(saved, images, logits, self.precision)
+        if self.choice.engine == "openvino":
+            return figures  # a reduced precision's own rule: warm_up refuses or falls back
         if figures["verdict"] == "broken":
             raise ServingError(f"{path.name}: onnxruntime {ort.__version__} on {self.provider} gives images "
                                f"{figures['max_level_diff']} levels away from the export's for seeds {seeds}; this "
@@ -212,8 +252,12 @@ class Engine:
 
     def runtime(self) -> dict:
         """What this engine runs on, for the model card's view."""
+        runtime = f"openvino {openvino_graph.version()}" if self.choice.engine == "openvino" else \
+            f"onnxruntime {ort.__version__}"
         return {"device_requested": self.requested_device, "provider": self.provider, "precision": self.precision,
-                "fell_back": self.fell_back, "runtime": f"onnxruntime {ort.__version__}",
+                "engine": {"name": self.choice.engine, "requested": self.requested_engine,
+                           "why": self.choice.reason, "measured": self.choice.measured},
+                "fell_back": self.fell_back, "runtime": runtime,
                 "parity_measured_with": self.card.parity.get("generator", {}).get("runtime"),
                 "spot_check": self.spot_check}
 

@@ -9,8 +9,10 @@ from pathlib import Path
 
 from .runtime import providers
 from .runtime.cpus import available_cpus
+from .runtime.engines import ENGINES
 
 DEFAULT_MODEL_TAG = "ganserve-digits:latest"
+PRECISIONS = ("auto", "fp32", "fp16", "bf16")  # serving/engine.py
 
 
 def _int(name: str, default: int, low: int = 1) -> int:
@@ -39,6 +41,13 @@ def _seconds(name: str, default: float) -> float:
     return value
 
 
+def _choice(name: str, allowed: tuple[str, ...]) -> str:
+    value = os.environ.get(name) or allowed[0]
+    if value not in allowed:
+        raise SystemExit(f"{name}={value!r}: use one of {', '.join(allowed)}")
+    return value
+
+
 @dataclass(frozen=True)
 class Settings:
     model: str  # a model folder, a repository of them (serving/repository/layout.py), or a BentoML model tag
@@ -60,6 +69,8 @@ class Settings:
     poll_seconds: float = 10.0  # how often the repository is scanned for new versions (0: never)
     max_loaded_models: int = 0  # models kept in memory per worker, least recently used unloaded (0: no bound)
     admin_keys_file: str | None = None  # keys of the admin routes; None: they are off (serving/http/admin.py)
+    engine: str = "auto"  # auto (measured per model: serving/runtime/engines.py) | onnxruntime | openvino
+    precision: str = "auto"  # auto | fp32 | fp16 (GPU graphs) | bf16 (OpenVINO on a CPU with native bfloat16)
 
     @property
     def model_is_folder(self) -> bool:
@@ -93,6 +104,8 @@ class Settings:
             poll_seconds=_seconds("GANSERVE_POLL_SECONDS", 10.0),
             max_loaded_models=_int("GANSERVE_MAX_LOADED_MODELS", 0, low=0),
             admin_keys_file=os.environ.get("GANSERVE_ADMIN_KEYS_FILE") or None,
+            engine=_choice("GANSERVE_ENGINE", ENGINES),
+            precision=_choice("GANSERVE_PRECISION", PRECISIONS),
         )
 
 

@@ -28,6 +28,20 @@ def private_cache(tmp_path_factory):
         os.environ["GANSERVE_CACHE"] = previous
 
 
+@pytest.fixture(autouse=True, scope="session")
+def onnx_runtime_engine():
+    """Tests compare bytes with ONNX Runtime's (and PyTorch's): they run on it, here and in the
+    processes they start, unless a test picks an engine itself (tests/serving/test_engines.py);
+    left to `auto`, a timing could pick OpenVINO's bfloat16 for a model and move a pixel."""
+    previous = os.environ.get("GANSERVE_ENGINE")
+    os.environ["GANSERVE_ENGINE"] = "onnxruntime"
+    yield
+    if previous is None:
+        os.environ.pop("GANSERVE_ENGINE", None)
+    else:
+        os.environ["GANSERVE_ENGINE"] = previous
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -35,15 +49,16 @@ def free_port() -> int:
 
 
 @contextlib.contextmanager
-def ganserve_serve(model_dir: Path, workdir: Path, *options: str):
-    """A real `ganserve serve MODEL` process on a free port; yields its base URL once /readyz is 200."""
+def ganserve_serve(model_dir: Path, workdir: Path, *options: str, env: dict[str, str] | None = None):
+    """A real `ganserve serve MODEL` process on a free port (in `env`, else this process's
+    environment); yields its base URL once /readyz is 200."""
     port = free_port()
     log = workdir / "server.log"
     ganserve = Path(sys.executable).parent / "ganserve"
     with open(log, "w") as handle:
         process = subprocess.Popen([str(ganserve), "serve", str(model_dir), "--port", str(port), "--host",
                                     "127.0.0.1", *options], stdout=handle, stderr=subprocess.STDOUT,
-                                   env={**os.environ, "BENTOML_HOME": str(workdir / "bentoml")})
+                                   env={**(env or os.environ), "BENTOML_HOME": str(workdir / "bentoml")})
     base = f"http://127.0.0.1:{port}"
     try:
         wait_for_ok(base + "/readyz", process, log=log)

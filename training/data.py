@@ -16,7 +16,6 @@ from __future__ import annotations
 import dataclasses
 import gzip
 import hashlib
-import os
 import struct
 import urllib.error
 import urllib.request
@@ -27,6 +26,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from serving.formats.files import cache_dir
 from serving.formats.pixels import from_levels
 
 from .errors import DataError
@@ -158,10 +158,6 @@ MNIST_LIKE = {
 }
 FASHION_CLASSES = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt",
                    "Sneaker", "Bag", "Ankle boot"]
-
-
-def cache_dir() -> Path:
-    return Path(os.environ.get("GANSERVE_CACHE", Path.home() / ".cache" / "ganserve"))
 
 
 def _download_mnist_like(name: str) -> Path:

@@ -24,9 +24,10 @@ import numpy as np
 import torch
 from torch import nn
 
+from serving.formats.files import cache_dir
 from serving.formats.pixels import from_levels
 
-from .data import ImageDataset, cache_dir, load_dataset
+from .data import ImageDataset, load_dataset
 from .errors import ConfigError
 from .inception import InceptionFeatures
 from .metrics import frechet_distance, kernel_inception_distance, precision_recall_density_coverage

@@ -17,8 +17,9 @@ from ..errors import ServingError
 from ..formats.model_card import ModelCard
 from ..repository.layout import resolve_model_folder, scan
 from ..requests import INTERPOLATE_FIELDS, generate_fields
+from ..runtime.engines import ENGINES
 from ..runtime.providers import DEVICES
-from ..settings import worker_layout
+from ..settings import PRECISIONS, worker_layout
 
 GENERATE = generate_fields(None)
 # How the command line spells the request fields (serving/requests.py names them as HTTP does).
@@ -30,6 +31,18 @@ INTERPOLATE_FLAGS = {"seed_from": "--from", "seed_to": "--to", "frames": "--fram
 SCORE_FLAGS = {"labels": "--labels", "images": "IMAGES"}
 MODEL_HELP = ("model folder written by 'ganserve export' or 'ganserve import', or a model of a repository: DIR/NAME "
               "(its newest version) or DIR/NAME/VERSION")
+
+
+def _engine_flags(parser) -> None:
+    parser.add_argument("--engine", choices=ENGINES, default=None,
+                        help="auto (default; GANSERVE_ENGINE): OpenVINO where it measures faster on this machine "
+                             "for this model, else ONNX Runtime; or onnxruntime, or openvino (pip install "
+                             "'ganserve[openvino]'). The same choice everywhere on one machine: `serve` and `sample` "
+                             "give the same bytes")
+    parser.add_argument("--precision", choices=PRECISIONS, default=None,
+                        help="auto (default; GANSERVE_PRECISION): fp32 on ONNX Runtime's CPU, bf16 on OpenVINO where "
+                             "the CPU has native bfloat16; fp32 with --engine onnxruntime gives the same bytes on "
+                             "every machine")
 
 
 def _spelling(flags: dict[str, str]):
@@ -53,6 +66,7 @@ def register(subparsers) -> None:
                             "on the CPU; on a GPU, 4 or one per core if fewer)")
     serve.add_argument("--device", default="auto", choices=DEVICES, help="default: auto (TensorRT, CUDA, CPU)")
     serve.add_argument("--threads", type=int, default=0, help="ONNX Runtime threads per worker (0: its default)")
+    _engine_flags(serve)
     serve.add_argument("--max-images", type=int, default=64, help="most images per /generate request (default: 64)")
     serve.add_argument("--access-log", action="store_true", help="log every request (off by default)")
     serve.add_argument("--api-key-file", type=Path, metavar="FILE",
@@ -101,6 +115,7 @@ def register(subparsers) -> None:
                              "output is refused)")
     sample.add_argument("--workers", type=int, default=0, help="PNG encoding processes (default 0: one per core)")
     sample.add_argument("--device", default="auto", choices=DEVICES, help="default: auto")
+    _engine_flags(sample)
     sample.add_argument("--no-progress", action="store_true", help="no progress bar")
     sample.set_defaults(handler=run_sample_command)
 
@@ -166,6 +181,9 @@ def run_serve(args) -> int:
         keys_file["GANSERVE_ADMIN_KEYS_FILE"] = str(args.admin_key_file.resolve())
     if args.default_model:
         keys_file["GANSERVE_DEFAULT_MODEL"] = args.default_model
+    for variable, value in (("GANSERVE_ENGINE", args.engine), ("GANSERVE_PRECISION", args.precision)):
+        if value:
+            keys_file[variable] = value
     _check_port_free(args.host, args.port)
     workers, threads = worker_layout(args.device, args.workers, args.threads)
     env = {**os.environ, **keys_file, "GANSERVE_MODEL": reference, "GANSERVE_DEVICE": args.device,
@@ -255,7 +273,8 @@ def run_sample_command(args) -> int:
     labels = parse_labels(args.labels) if args.labels else None
     mode = sampling_mode(args.keep_top, args.drs_accept, args.drs_max_candidates, spell=spell)
     truncation = None if args.truncation is None else GENERATE["truncation"].check(args.truncation, "--truncation")
-    engine = Engine(_model_folder(args.model), device=args.device, max_batch=args.batch_size)
+    engine = Engine(_model_folder(args.model), device=args.device, max_batch=args.batch_size, engine=args.engine,
+                    precision=args.precision)
     mode = mode_for(engine.card, mode, spell)
     if labels is not None:
         labels = check_labels(engine.card.num_classes, labels, spell)
@@ -264,7 +283,8 @@ def run_sample_command(args) -> int:
                     shard=(index, count), resume=args.resume, force=args.force, workers=args.workers)
     result = run_sample(engine, job, progress=not args.no_progress)
     print(f"wrote {result['written']} images ({result['skipped']} already done) to {args.out} at "
-          f"{result['images_per_s']} images/s on {engine.provider}; manifest: {result['manifest']}")
+          f"{result['images_per_s']} images/s on {engine.provider} ({engine.precision}); manifest: "
+          f"{result['manifest']}")
     return 0
 
 

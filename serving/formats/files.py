@@ -13,6 +13,12 @@ from typing import BinaryIO
 TEMP_MARK = ".tmp-"  # a temp file is .NAME.tmp-PID beside its target
 
 
+def cache_dir() -> Path:
+    """Where ganserve keeps what it can make again (decoded folders, evaluation classifiers,
+    engine choices): GANSERVE_CACHE, else ~/.cache/ganserve."""
+    return Path(os.environ.get("GANSERVE_CACHE", Path.home() / ".cache" / "ganserve"))
+
+
 def sha256_file(path: Path) -> str:
     with open(path, "rb") as handle:
         return hashlib.file_digest(handle, "sha256").hexdigest()

@@ -88,7 +88,8 @@ class Serving:
 
     def _open_version(self, version: VersionOnDisk) -> Served:
         s = self.settings
-        engine = Engine(version.folder, device=s.device, max_batch=s.max_batch, threads=s.threads or None)
+        engine = Engine(version.folder, device=s.device, max_batch=s.max_batch, threads=s.threads or None,
+                        engine=s.engine, precision=s.precision)
         return Served(version.model, version.version, engine, s)
 
     def _count(self, model: str, version: str, event: str) -> None:

@@ -60,3 +60,5 @@ def test_the_bentos_pin_the_serving_stack_the_suite_runs():
         assert constraints[package] == pinned == version(package), package  # tested here, pinned there
     for package in cpu.keys() - {"onnxruntime"}:
         assert gpu[package] == cpu[package]
+    openvino = _pins("bentofile-openvino.yaml")  # the CPU bento and OpenVINO, pinned as the suite runs it
+    assert openvino == {**cpu, "openvino": constraints["openvino"]} and constraints["openvino"] == version("openvino")

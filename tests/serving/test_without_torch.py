@@ -1,11 +1,10 @@
 """The serving install has no torch: every serving command works in a process where the
 training extra cannot be imported, and the training commands say in one line what to install.
 
-The processes are real `ganserve` commands. A `sitecustomize` module on their PYTHONPATH makes
-every module of the training extra unimportable, in them and in the server's worker processes.
+The processes are real `ganserve` commands in which no module of the training extra can be
+imported, nor in the server's worker processes (tests/blocked_imports.py).
 """
 
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -13,32 +12,16 @@ from pathlib import Path
 import httpx
 import pytest
 
+from tests.blocked_imports import environment_without
 from tests.conftest import free_port, wait_for_ok
 
 GANSERVE = Path(sys.executable).parent / "ganserve"
 TRAIN_EXTRA = ("torch", "safetensors", "sklearn", "scipy", "onnx", "onnxscript")
-BLOCKER = f"""
-import sys
-
-class _TrainExtraMissing:
-    def find_spec(self, name, path=None, target=None):
-        if name.partition(".")[0] in {TRAIN_EXTRA!r}:
-            raise ModuleNotFoundError(f"No module named {{name!r}}", name=name)
-        return None
-
-sys.meta_path.insert(0, _TrainExtraMissing())
-"""
 
 
 @pytest.fixture(scope="module")
 def no_torch_env(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("no-train-extra")
-    (folder / "sitecustomize.py").write_text(BLOCKER)
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(folder), os.environ.get("PYTHONPATH", "")]),
-           "BENTOML_HOME": str(folder / "bentoml")}
-    probe = subprocess.run([sys.executable, "-c", "import torch"], env=env, capture_output=True, text=True)
-    assert probe.returncode == 1 and "No module named 'torch'" in probe.stderr  # the blocker works
-    return env
+    return environment_without(TRAIN_EXTRA, tmp_path_factory.mktemp("no-train-extra"))
 
 
 def _ganserve(env, *args, cwd=None):
