@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import gzip
 import os
+import re
 import socket
 import struct
 import subprocess
@@ -40,6 +41,15 @@ def onnx_runtime_engine():
         os.environ.pop("GANSERVE_ENGINE", None)
     else:
         os.environ["GANSERVE_ENGINE"] = previous
+
+
+COMMANDS = ("train", "eval", "export", "import", "serve", "sample", "interpolate", "score")
+
+
+def listed_commands(help_text: str) -> list[str]:
+    """The commands `ganserve --help` lists, in its order: each on a line of its own, indented
+    four spaces under COMMAND (argparse's layout for sub-commands)."""
+    return re.findall(r"^    ([a-z]+)(?:\s|$)", help_text, flags=re.MULTILINE)
 
 
 def free_port() -> int:

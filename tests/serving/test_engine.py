@@ -54,7 +54,10 @@ def test_bad_seeds_are_refused(engine, seed):
 
 def test_score_gives_logits_and_calibrated_probabilities(engine):
     logits, p = engine.score(engine.generate(range(5)))
-    assert logits.shape == p.shape == (5,) and np.all((p > 0) & (p < 1))
+    calibration = engine.card.calibration
+    assert logits.shape == p.shape == (5,) and len(set(logits.tolist())) == 5  # one logit per image
+    expected = 1 / (1 + np.exp(-(calibration["a"] * logits.astype(np.float64) + calibration["b"])))
+    assert np.allclose(p, expected, atol=1e-6)  # Platt's calibration from model.json
     with pytest.raises(ServingError, match=r"shape \[N, 8, 8, 1\]"):
         engine.score(np.zeros((2, 9, 9, 1), np.uint8))
     with pytest.raises(ServingError, match="uint8"):

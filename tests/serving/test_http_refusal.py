@@ -38,7 +38,6 @@ def edited_card(model_dir, tmp_path):
     return copy
 
 
-@pytest.mark.slow
 def _bentoml_serve(model: str, tmp_path: Path) -> tuple[subprocess.Popen, int, Path]:
     port = free_port()
     bentoml = Path(sys.executable).parent / "bentoml"
