@@ -21,9 +21,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from serving.formats import spot_check
 from serving.formats.files import replace_folder, sha256_file
 from serving.formats.model_card import ModelCard
-from serving.runtime import spot_check
 from serving.sampling.latents import generator_feeds, label_array, latents
 from training import __version__ as package_version
 from training.calibration import fit_platt
@@ -216,7 +216,7 @@ def generated_logits(folder: Path, count: int, latent_dim: int) -> np.ndarray:
 
 def write_spot_check(folder: Path, spec, conditional: bool, with_discriminator: bool = True) -> None:
     """What this machine's ONNX Runtime makes of two seeds, as the server makes them: the
-    server compares its own runtime's output with it at start-up (serving/runtime/spot_check.py).
+    server compares its own runtime's output with it at start-up (serving/formats/spot_check.py).
     `spec`: anything with latent_dim and num_classes."""
     seeds = list(spot_check.SEEDS)
     labels = label_array(seeds, None, spec.num_classes) if conditional else None

@@ -21,9 +21,10 @@ import numpy as np
 import onnxruntime as ort
 
 from .errors import NoDiscriminator, ServingError
+from .formats import spot_check
 from .formats.model_card import ModelCard
 from .requests import GenerateRequest, ScoreRequest, generate_request, interpolate_request, score_request
-from .runtime import engines, openvino_graph, spot_check
+from .runtime import engines, openvino_graph
 from .runtime.graph import Graph
 from .runtime.openvino_graph import OpenVinoGraph
 from .runtime.providers import CPU, DEVICES, cuda_device_count, usable_providers, wanted_provider
@@ -174,7 +175,7 @@ class Engine:
         self.warm_up()
 
     def _check_against_export(self) -> dict:
-        """The export's outputs for two seeds, again on this runtime (serving/runtime/spot_check.py)."""
+        """The export's outputs for two seeds, again on this runtime (serving/formats/spot_check.py)."""
         path = self.card.folder / spot_check.FILE if self.card.folder else None
         if path is None or spot_check.FILE not in self.card.files:
             return {"verdict": f"skipped: the model has no {spot_check.FILE} (exported by an earlier ganserve)"}

@@ -11,8 +11,9 @@ import pytest
 
 from serving.engine import Engine
 from serving.errors import ServingError
+from serving.formats import spot_check
 from serving.formats.model_card import ModelCard
-from serving.runtime import engines, openvino_graph, spot_check
+from serving.runtime import engines, openvino_graph
 
 needs_openvino = pytest.mark.skipif(not openvino_graph.available(), reason="OpenVINO is not installed "
                                     "(pip install 'ganserve[openvino]'); the fallback is tested without it")

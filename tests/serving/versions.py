@@ -18,8 +18,8 @@ import onnx
 import onnxruntime as ort
 from onnx import helper, numpy_helper
 
+from serving.formats import spot_check
 from serving.formats.files import sha256_file
-from serving.runtime import spot_check
 from serving.sampling.latents import generator_feeds, label_array, latents
 
 
