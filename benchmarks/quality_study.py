@@ -85,6 +85,10 @@ RECIPES = {
     # runs above are of the earlier G, which joined the class embedding to z and collapsed)
     "lr5e-4-cond": [*LR5, *B64, "--conditional"],
     "lr5e-4-b32-cond": [*LR5, "--batch-size", "32", "--conditional"],
+    # the default in float32 and in bfloat16 autocast (--amp off / on): bfloat16 becomes dcgan's CPU default only
+    # if it is faster and its FD no worse at the same budget (training/precision.py CPU_BF16_WINS)
+    "default-fp32": ["--amp", "off"],
+    "default-bf16": ["--amp", "on"],
     # R3GAN's recipe (docs/DESIGN.md): --arch resnet fills in rpgan, R1+R2, its schedules, EMA half-life
     "resnet": ["--arch", "resnet"],
     "resnet-w16": ["--arch", "resnet", "--width", "16"],

@@ -20,7 +20,7 @@ import torch
 
 # Architectures whose CPU default is bfloat16 where the CPU has it: faster steps (benchmarks/
 # bf16_training.py) and no worse FD at an equal budget (benchmarks/quality_study.py), measured.
-CPU_BF16_WINS: frozenset[str] = frozenset()
+CPU_BF16_WINS: frozenset[str] = frozenset({"dcgan"})
 
 
 @dataclass(frozen=True)

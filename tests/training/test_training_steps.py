@@ -38,7 +38,9 @@ def test_same_seed_same_step_on_cpu():
 
 @pytest.mark.parametrize("extra", [{}, {"conditional": True}, {"resolution": 16, "channels": 3}])
 def test_dcgan_trains_in_channels_last_with_the_same_values_as_contiguous(extra):
-    fast, plain = _trainer(seed=3, **extra), _trainer(seed=3, **extra)
+    # float32: the layout changes the order of sums, which bfloat16 (dcgan's default where the CPU has
+    # it) would round far past the tolerance that shows a layout bug
+    fast, plain = _trainer(seed=3, amp="off", **extra), _trainer(seed=3, amp="off", **extra)
     plain.use_layout(torch.contiguous_format)
     for net in (fast.G, fast.D):
         kernels = [p for p in net.parameters() if p.dim() == 4 and p.shape[1] > 1]
