@@ -47,9 +47,12 @@ class OpenVinoGraph:
         self.path, self.precision, self.max_batch = path, precision, max_batch
         self.provider = PROVIDER
         core = ov.Core()
+        # No pinning: OpenVINO binds its threads to cores counted from the first, so a server's
+        # worker processes would all compute on the same core (measured: two workers at half
+        # speed each); the OS spreads them as it does ONNX Runtime's.
         self._compiled = core.compile_model(core.read_model(str(path)), "CPU", {
             "INFERENCE_PRECISION_HINT": HINTS[precision], "INFERENCE_NUM_THREADS": threads or available_cpus(),
-            "PERFORMANCE_HINT": "LATENCY", "NUM_STREAMS": 1})
+            "PERFORMANCE_HINT": "LATENCY", "NUM_STREAMS": 1, "ENABLE_CPU_PINNING": False})
         self._requests = threading.local()  # an infer request is not shared between threads
 
     def run(self, feeds: dict[str, np.ndarray]) -> np.ndarray:

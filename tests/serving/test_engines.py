@@ -57,6 +57,15 @@ def test_openvino_in_float32_serves_the_same_images(model_dir):
 
 
 @needs_openvino
+def test_openvino_leaves_its_threads_to_the_os(model_dir):
+    """Pinned (OpenVINO's default), every worker process of a server computed on the same core:
+    two workers ran at half speed each."""
+    graph = openvino_graph.OpenVinoGraph(ModelCard.read(model_dir).graph_path("generator"), "fp32", threads=1)
+    assert graph._compiled.get_property("ENABLE_CPU_PINNING") is False
+    graph.close()
+
+
+@needs_openvino
 def test_openvino_in_bfloat16_stays_within_its_tolerance(model_dir):
     if engines.native_bf16() is None:
         with pytest.raises(ServingError, match="bf16 needs a CPU with native bfloat16"):
