@@ -23,7 +23,8 @@ from training.loop import Trainer
 from training.precision import cpu_bf16
 
 # (name, resolution, channels, arch, width, steps per round as a share of --steps)
-CASES = [("dcgan-28px", 28, 1, "dcgan", None, 1), ("dcgan-64px-rgb", 64, 3, "dcgan", None, 0.25),
+CASES = [("dcgan-8px", 8, 1, "dcgan", None, 1), ("dcgan-28px", 28, 1, "dcgan", None, 1),
+         ("dcgan-64px-rgb", 64, 3, "dcgan", None, 0.25),
          ("dcgan-64px-rgb-w64", 64, 3, "dcgan", 64, 0.1), ("resnet-28px", 28, 1, "resnet", None, 0.25),
          ("resnet-64px-rgb", 64, 3, "resnet", None, 0.1), ("mlp-28px", 28, 1, "mlp", None, 1)]
 
@@ -60,19 +61,22 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=6)
     parser.add_argument("--steps", type=int, default=20, help="steps per precision per round (default 20)")
     parser.add_argument("--quick", action="store_true", help="one short round of two cases")
+    parser.add_argument("--cases", help="comma list of " + ", ".join(case[0] for case in CASES) + " (default: all)")
+    parser.add_argument("--name", default="bf16-training", help="results file name (results/NAME.json)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     native = cpu_bf16()
     if native is None:
         print("this CPU has no native bfloat16: --amp on trains in float32, nothing to measure")
-    cases, chosen = {}, CASES[:2] if args.quick else CASES
+    chosen = [case for case in CASES if case[0] in args.cases.split(",")] if args.cases else CASES
+    cases, chosen = {}, chosen[:2] if args.quick else chosen
     rounds, steps = (1, 4) if args.quick else (args.rounds, args.steps)
     for name, resolution, channels, arch, width, share in chosen if native else []:
         cases[name] = measure(resolution, channels, arch, width, rounds, max(3, round(steps * share)))
         speedup = cases[name]["speedup"]
         print(f"{name}: a bfloat16 step is {speedup['median']:.2f}x as fast as float32 "
               f"({speedup['min']:.2f}-{speedup['max']:.2f} over {rounds} rounds)", flush=True)
-    path = write_result("bf16-training" + ("-quick" if args.quick else ""),
+    path = write_result(args.name + ("-quick" if args.quick else ""),
                         {"threads": args.threads, "rounds": rounds, "native_bf16": native, "cases": cases})
     print("wrote", path)
 

@@ -74,7 +74,7 @@ class Trainer:
         betas = (config.beta1, config.beta2)
         self.opt_g = torch.optim.Adam(self.G.parameters(), lr=config.lr_g, betas=betas)
         self.opt_d = torch.optim.Adam(self.D.parameters(), lr=config.lr_d, betas=betas)
-        self.precision = precision.choose(config.amp, config.arch, device)
+        self.precision = precision.choose(config.amp, config.arch, device, self.spec.resolution)
         self.amp_dtype = self.precision.dtype
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp_dtype == torch.float16)
         # Separate generators for data order and latents: the run depends on nothing else.

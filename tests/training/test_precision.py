@@ -18,7 +18,7 @@ CPU = torch.device("cpu")
 def test_a_cpu_without_native_bfloat16_trains_in_float32_and_says_why(monkeypatch):
     monkeypatch.setattr(precision, "cpu_bf16", lambda: None)
     for mode in ("auto", "on"):
-        chosen = precision.choose(mode, "dcgan", CPU)
+        chosen = precision.choose(mode, "dcgan", CPU, 28)
         assert chosen.dtype is None and chosen.reason.startswith("float32: this CPU has no native bfloat16 "
                                                                  "(neither AMX nor AVX-512 BF16)")
 
@@ -26,12 +26,18 @@ def test_a_cpu_without_native_bfloat16_trains_in_float32_and_says_why(monkeypatc
 def test_a_cpu_with_native_bfloat16_uses_it_where_asked_or_measured_to_help(monkeypatch):
     monkeypatch.setattr(precision, "cpu_bf16", lambda: "AMX")
     monkeypatch.setattr(precision, "CPU_BF16_WINS", frozenset({"dcgan"}))
-    assert precision.choose("on", "mlp", CPU).dtype is torch.bfloat16
-    assert precision.choose("auto", "dcgan", CPU).reason.startswith("bfloat16 autocast: this CPU has AMX, and dcgan")
-    assert precision.choose("auto", "mlp", CPU).reason == ("float32: this CPU has AMX, but bfloat16 was not measured "
-                                                         "to help mlp (--amp on to use it anyway)")
-    assert precision.choose("off", "dcgan", CPU).dtype is None
-    assert precision.choose("cuda", "dcgan", CPU).dtype is None  # runs begun when --amp meant CUDA only
+    assert precision.choose("on", "mlp", CPU, 28).dtype is torch.bfloat16
+    assert precision.choose("auto", "dcgan", CPU, 28).reason.startswith("bfloat16 autocast: this CPU has AMX, and "
+                                                                        "dcgan")
+    assert precision.choose("auto", "dcgan", CPU, 64).dtype is torch.bfloat16
+    assert precision.choose("auto", "mlp", CPU, 28).reason == ("float32: this CPU has AMX, but bfloat16 was not "
+                                                             "measured to help mlp (--amp on to use it anyway)")
+    small = precision.choose("auto", "dcgan", CPU, 8)  # the built-in digits: measured slower in bfloat16
+    assert small.dtype is None and small.reason == ("float32: this CPU has AMX, but at 8 px dcgan trains slower in "
+                                                    "bfloat16 (measured faster from 28 px; --amp on to use it anyway)")
+    assert precision.choose("on", "dcgan", CPU, 8).dtype is torch.bfloat16
+    assert precision.choose("off", "dcgan", CPU, 28).dtype is None
+    assert precision.choose("cuda", "dcgan", CPU, 28).dtype is None  # runs begun when --amp meant CUDA only
 
 
 def test_runs_saved_with_the_old_boolean_amp_keep_their_precision():
