@@ -1,5 +1,7 @@
-"""Engine vs PyTorch eager (same weights, same threads) and vs the machine's matmul peak;
-the batch sampler vs the engine alone. Writes results/engine.json and results/sampler.json.
+"""Engine vs PyTorch eager (same weights, same threads) and vs the machine's matmul peak (float32,
+and bfloat16 where the CPU computes it natively: the real peak of such a CPU); ONNX Runtime and
+OpenVINO (float32 and bfloat16) each against them; the batch sampler vs the engine alone.
+Writes results/engine.json and results/sampler.json.
 
 Contenders are interleaved and repeated; every figure is a median with its spread."""
 
@@ -14,16 +16,16 @@ import torch
 
 from common import WORK, best_rate, summary, write_result
 from flops import flops_per_image
-from models import all_models
+from models import all_models, http_models
 
 BATCHES = (1, 8, 64, 256)
 
 
-def matmul_peak_gflops(threads: int, repeats: int = 5) -> list[float]:
-    """float32 matrix-multiply throughput of this machine (torch's BLAS), GFLOP/s."""
+def matmul_peak_gflops(threads: int, repeats: int = 5, dtype: torch.dtype = torch.float32) -> list[float]:
+    """Matrix-multiply throughput of this machine in `dtype` (torch's BLAS / oneDNN), GFLOP/s."""
     torch.set_num_threads(threads)
     n = 2048
-    a, b = torch.randn(n, n), torch.randn(n, n)
+    a, b = torch.randn(n, n).to(dtype), torch.randn(n, n).to(dtype)
     torch.mm(a, b)
     return [rate * 2 * n**3 / 1e9 for rate in best_rate(lambda: torch.mm(a, b), 1, repeats, 0.5)]
 
@@ -38,34 +40,54 @@ def torch_graph(model_dir):
 
 def engine_vs_torch(models: dict, threads: int, repeats: int) -> list[dict]:
     from serving.engine import Engine
+    from serving.runtime import openvino_graph
+    from serving.runtime.engines import native_bf16
 
     torch.set_num_threads(threads)
-    peak = matmul_peak_gflops(threads)
+    peak = summary(matmul_peak_gflops(threads))["median"]
+    bf16 = native_bf16()
+    # the real peak of this CPU: bfloat16's where it computes it natively, float32's otherwise
+    real_peak = summary(matmul_peak_gflops(threads, dtype=torch.bfloat16))["median"] if bf16 else peak
     rows = []
     for name, folder in models.items():
-        engine = Engine(folder, device="cpu", threads=threads, max_batch=max(BATCHES))
+        engines = {"onnxruntime": Engine(folder, device="cpu", threads=threads, max_batch=max(BATCHES),
+                                         engine="onnxruntime")}
+        if openvino_graph.available():
+            for precision in ("fp32", *(["bf16"] if bf16 else [])):
+                engines[f"openvino-{precision}"] = Engine(folder, device="cpu", threads=threads,
+                                                          max_batch=max(BATCHES), engine="openvino",
+                                                          precision=precision)
         graph = torch_graph(folder)
         flops = flops_per_image(folder / "generator.onnx")
         for batch in BATCHES:
-            z = np.random.default_rng(0).standard_normal((batch, engine.card.latent_dim), dtype=np.float32)
+            z = np.random.default_rng(0).standard_normal((batch, engines["onnxruntime"].card.latent_dim),
+                                                         dtype=np.float32)
             zt = torch.from_numpy(z)
-            ort_rates, torch_rates = [], []
+            rates = {name: [] for name in [*engines, "torch"]}
             for _ in range(repeats):  # interleaved
-                ort_rates += best_rate(lambda: engine.run_generator({"z": z}), batch, 1)  # noqa: B023 (called at once)
+                for engine_name, engine in engines.items():
+                    rates[engine_name] += best_rate(lambda: engine.run_generator({"z": z}), batch, 1)  # noqa: B023
                 with torch.inference_mode():
-                    torch_rates += best_rate(lambda: graph(zt), batch, 1)  # noqa: B023 (called at once)
-            ort_s, torch_s = summary(ort_rates), summary(torch_rates)
+                    rates["torch"] += best_rate(lambda: graph(zt), batch, 1)  # noqa: B023 (called at once)
+            stats = {engine_name: summary(values) for engine_name, values in rates.items()}
+            ort_s, torch_s = stats["onnxruntime"], stats["torch"]
             rows.append({
                 "model": name, "batch": batch, "flops_per_image": flops,
                 "engine_images_per_s": ort_s, "torch_images_per_s": torch_s,
                 "speedup_vs_torch": round(ort_s["median"] / torch_s["median"], 2),
                 "engine_gflops": round(ort_s["median"] * flops / 1e9, 2),
-                "fraction_of_matmul_peak": round(ort_s["median"] * flops / 1e9 / summary(peak)["median"], 3),
+                "fraction_of_matmul_peak": round(ort_s["median"] * flops / 1e9 / peak, 3),
+                "engines": {engine_name: {"images_per_s": stat,
+                                          "share_of_real_peak": round(stat["median"] * flops / 1e9 / real_peak, 3)}
+                            for engine_name, stat in stats.items() if engine_name != "torch"},
             })
-            print(f"{name:8} batch {batch:4}: engine {ort_s['median']:9.1f} img/s, torch "
-                  f"{torch_s['median']:9.1f} img/s ({rows[-1]['speedup_vs_torch']}x), "
-                  f"{rows[-1]['fraction_of_matmul_peak']:.0%} of matmul peak", flush=True)
-    return [{"matmul_peak_gflops": summary(peak), "threads": threads}, *rows]
+            shares = ", ".join(f"{engine_name} {stats[engine_name]['median']:.0f} img/s "
+                               f"({rows[-1]['engines'][engine_name]['share_of_real_peak']:.0%})"
+                               for engine_name in engines)
+            print(f"{name:8} batch {batch:4}: {shares}; torch {torch_s['median']:.0f} img/s "
+                  f"(of the {'bf16' if bf16 else 'fp32'} peak)", flush=True)
+    return [{"matmul_peak_gflops": peak, "real_peak_gflops": real_peak, "real_peak_dtype": "bf16" if bf16 else "fp32",
+             "threads": threads}, *rows]
 
 
 def sampler_vs_engine(model_dir, count: int, repeats: int, device: str = "cpu", work=WORK) -> dict:
@@ -140,7 +162,9 @@ def main() -> None:
     args = parser.parse_args()
     models = all_models()
     if args.only != "sampler":
-        rows = engine_vs_torch({name: models[name] for name in ("mlp28", "dcgan28", "dcgan64")}, args.threads,
+        chosen = {name: models[name] for name in ("mlp28", "dcgan28", "dcgan64")}
+        chosen["dcgan64rgb"] = http_models()["dcgan64rgb"]()  # the 64 px RGB width-64 model the HTTP tables serve
+        rows = engine_vs_torch(chosen, args.threads,
                                args.repeats)
         write_result("engine", {"peak": rows[0], "rows": rows[1:]})
     if args.only != "engine":

@@ -38,7 +38,7 @@ BIN = Path(sys.executable).parent
 SHARED = HERE.parents[1] / "shared" / "peers"
 TS_VENV = Path(os.environ.get("GANSERVE_TS_VENV", "/tmp/ts-venv"))
 TRITON_VENV = Path(os.environ.get("GANSERVE_TRITON_VENV", "/tmp/triton-venv"))
-PORTS = {"ganserve": 3101, "torchserve": 8580, "triton": 8700, "naive": 3103, "noop": 3104}
+PORTS = {"ganserve": 3101, "ganserve-ort": 3105, "torchserve": 8580, "triton": 8700, "naive": 3103, "noop": 3104}
 TRITON_BODY = ('{"inputs":[{"name":"seed","shape":[1,1],"datatype":"INT64","data":[%d]}],'
                '"outputs":[{"name":"png","parameters":{"binary_data":true}}]}')
 
@@ -103,10 +103,14 @@ class Server:
 
 # --- the servers -------------------------------------------------------------------------------
 
-def start_ganserve(model_dir: Path, workers: int, threads: int) -> Server:
-    server = Server("ganserve", [str(BIN / "ganserve"), "serve", str(model_dir), "--port", str(PORTS["ganserve"]),
-                                 "--host", "127.0.0.1", "--workers", str(workers), "--threads", str(threads),
-                                 "--device", "cpu"], f"http://127.0.0.1:{PORTS['ganserve']}/readyz")
+def start_ganserve(model_dir: Path, workers: int, threads: int, name: str = "ganserve") -> Server:
+    """`ganserve` as its users run it (the engine measured per model: --engine auto), or
+    `ganserve-ort` pinned to ONNX Runtime, the engine the peers run."""
+    engine = ["--engine", "onnxruntime"] if name == "ganserve-ort" else ["--engine", "auto"]
+    server = Server(name, [str(BIN / "ganserve"), "serve", str(model_dir), "--port", str(PORTS[name]),
+                           "--host", "127.0.0.1", "--workers", str(workers), "--threads", str(threads),
+                           "--device", "cpu", *engine], f"http://127.0.0.1:{PORTS[name]}/readyz",
+                    env={"GANSERVE_ENGINE": ""})
     server.wait_ready()
     return server
 
@@ -257,15 +261,18 @@ BATCH_COUNTERS = {"ganserve": ganserve_batches, "triton": triton_batches}
 def targets(endpoint: str, score_file: Path, score_type: str) -> dict[str, tuple]:
     """server -> (url, body template, body file, content type, images per request)."""
     gen, ts = f"http://127.0.0.1:{PORTS['ganserve']}/generate", f"http://127.0.0.1:{PORTS['torchserve']}/predictions"
+    gen_ort = f"http://127.0.0.1:{PORTS['ganserve-ort']}/generate"
     one = '{"seed": %d}'
     triton = f"http://127.0.0.1:{PORTS['triton']}/v2/models/gen/infer"
     return {
-        "generate n=1": {"ganserve": (gen, one, None, None, 1), "torchserve": (f"{ts}/gen", one, None, None, 1),
+        "generate n=1": {"ganserve": (gen, one, None, None, 1), "ganserve-ort": (gen_ort, one, None, None, 1),
+                         "torchserve": (f"{ts}/gen", one, None, None, 1),
                          "triton": (triton, TRITON_BODY, None, None, 1),
                          "torchserve-ts": (f"{ts}/gents", one, None, None, 1),
                          "naive": (f"http://127.0.0.1:{PORTS['naive']}/generate", one, None, None, 1),
                          "noop": (f"http://127.0.0.1:{PORTS['noop']}/generate", one, None, None, 1)},
-        "generate n=16": {"ganserve": (gen, '{"seed": %d, "n": 16}', None, None, 16)},
+        "generate n=16": {"ganserve": (gen, '{"seed": %d, "n": 16}', None, None, 16),
+                          "ganserve-ort": (gen_ort, '{"seed": %d, "n": 16}', None, None, 16)},
         "score 1 image": {"ganserve": (f"http://127.0.0.1:{PORTS['ganserve']}/score", None, score_file, score_type, 1)},
     }[endpoint]
 
@@ -332,6 +339,7 @@ def measure(servers: dict[str, Server], endpoints: list[str], concurrency: int, 
 def start_servers(names: list[str], model_dir: Path, workers: int, threads: int) -> dict[str, Server]:
     servers: dict[str, Server] = {}
     starters = {"ganserve": lambda: start_ganserve(model_dir, workers, threads),
+                "ganserve-ort": lambda: start_ganserve(model_dir, workers, threads, "ganserve-ort"),
                 "torchserve": lambda: start_torchserve(model_dir, workers, "torchserve-ts" in names),
                 "triton": lambda: start_triton(model_dir, workers),
                 "naive": lambda: start_naive(model_dir), "noop": lambda: start_noop(workers)}
@@ -352,7 +360,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--models", default="default28,dcgan64rgb", help="comma list of " + ", ".join(http_models()))
     parser.add_argument("--servers", default="ganserve,torchserve,triton",
-                        help="comma list of ganserve, torchserve, triton, torchserve-ts, naive, noop")
+                        help="comma list of ganserve (its default engine choice), ganserve-ort (pinned to ONNX "
+                             "Runtime, the peers' engine), torchserve, triton, torchserve-ts, naive, noop")
     parser.add_argument("--endpoints", default="generate n=1,generate n=16,score 1 image")
     parser.add_argument("--endpoints-for", action="append", default=[], metavar="MODEL=LIST",
                         help="endpoints for one model instead of --endpoints, e.g. 'dcgan64rgb=generate n=1'")

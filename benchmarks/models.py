@@ -61,6 +61,39 @@ def trained_default28(steps: int = 400, seed: int = 0) -> Path:
     return out
 
 
+def faces_spec() -> str:
+    """The 10,000 64 px RGB faces (../shared/data/faces64.tar), extracted once into the work folder."""
+    import tarfile
+
+    folder = WORK / "faces64"
+    if not folder.is_dir():
+        staging = WORK / ".faces64-extracting"
+        staging.mkdir(parents=True, exist_ok=True)
+        with tarfile.open(SHARED_DATA / "faces64.tar") as archive:
+            archive.extractall(staging, filter="data")
+        staging.rename(folder)
+    return f"folder:{folder / 'faces64'}"  # the archive holds one folder, faces64/
+
+
+def trained(name: str, arch: str, resolution: int, channels: int, width: int | None, conditional: bool, data: str,
+            steps: int) -> Path:
+    """A model of this architecture and size trained `steps` steps on `data` (digits, mnist or
+    faces): weights that draw something, for measurements that need them."""
+    from export.exporter import ExportOptions, export_model
+    from training.config import TrainConfig
+    from training.loop import train
+
+    out = WORK / "models" / name
+    if (out / "model.json").is_file():
+        return out
+    spec = {"digits": "digits", "mnist": bench_data_spec(), "faces": faces_spec()}[data]
+    config = TrainConfig(data=spec, arch=arch, resolution=resolution, channels=channels, width=width,
+                         conditional=conditional, steps=steps, checkpoint_every=steps, sample_every=steps)
+    train(config, WORK / "runs" / name, progress=sys.stderr.isatty())
+    export_model(WORK / "runs" / name, ExportOptions(out=out, force=True, calibration_samples=500))
+    return out
+
+
 def untrained(name: str, arch: str, resolution: int, width: int = 64, num_classes: int = 0,
               channels: int = 1) -> Path:
     import torch

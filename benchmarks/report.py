@@ -90,18 +90,70 @@ def targets_table(data: dict) -> list[str]:
     return lines
 
 
+def _measured_on(data: dict) -> str:
+    machine = data["machine"]
+    return f"Measured on {machine['cpu']} ({machine['cores']} cores), {machine['date']}, revision {data['revision']}. "
+
+
 def engine_table(data: dict) -> list[str]:
-    peak = data["peak"]["matmul_peak_gflops"]
-    lines = ["### Engine (ONNX Runtime) vs PyTorch eager", "",
-             f"Same weights, {data['peak']['threads']} threads each; float32 matmul peak measured in the same run: "
-             f"{peak['median']:.1f} GFLOP/s (min {peak['min']:.1f}, max {peak['max']:.1f}).", "",
-             "| model | batch | GFLOP/image | engine images/s | PyTorch images/s | engine / PyTorch "
-             "| % of matmul peak |",
-             "|---|---|---|---|---|---|---|"]
+    peak = data["peak"]
+    fp32 = peak["matmul_peak_gflops"]
+    fp32 = fp32 if isinstance(fp32, (int, float)) else fp32["median"]  # older files kept the spread
+    engines = list(data["rows"][0].get("engines", {}))
+    lines = ["### Engines vs PyTorch eager, and against the machine's real peak", "",
+             f"{_measured_on(data)}Same weights, {peak['threads']} thread(s) each; matmul peak measured in the same "
+             "run: float32 "
+             f"{fp32:.1f} GFLOP/s" + (f", {peak['real_peak_dtype']} {peak['real_peak_gflops']:.1f} GFLOP/s (the real "
+                                      "peak: the share columns are of it)" if "real_peak_gflops" in peak else "") + ".",
+             "", "| model | batch | GFLOP/image | PyTorch images/s | ONNX Runtime / PyTorch | % of float32 peak | "
+             + " | ".join(f"{name} images/s (% of real peak)" for name in engines) + " |",
+             "|---|---|---|---|---|---|" + "---|" * len(engines)]
     for row in data["rows"]:
+        shares = " | ".join(f"{row['engines'][name]['images_per_s']['median']:.0f} "
+                            f"({row['engines'][name]['share_of_real_peak']:.0%})" for name in engines)
         lines.append(f"| {row['model']} | {row['batch']} | {row['flops_per_image'] / 1e9:.4f} | "
-                     f"{row['engine_images_per_s']['median']:.0f} | {row['torch_images_per_s']['median']:.0f} | "
-                     f"{row['speedup_vs_torch']:.2f} | {row['fraction_of_matmul_peak']:.0%} |")
+                     f"{row['torch_images_per_s']['median']:.0f} | {row['speedup_vs_torch']:.2f} | "
+                     f"{row['fraction_of_matmul_peak']:.0%} | {shares} |")
+    return lines
+
+
+def default_engines_table(data: dict) -> list[str]:
+    """Each server as its users run it: ganserve's automatic engine choice (`ganserve`) and
+    ganserve pinned to the peers' engine (`ganserve-ort`), against the best peer."""
+    rows = data["rows"]
+    lines = ["### Each server as its users run it (`http-engines.json`)", "",
+             f"{_measured_on(data)}ganserve with its automatic engine choice (`ganserve`), and pinned to ONNX "
+             "Runtime like the peers (`ganserve-ort`); n=16 is compared in images/s with the best peer's single "
+             "images/s at the same client count.", "",
+             "| model | endpoint | clients | ganserve (auto) | ganserve-ort | best peer | auto / best peer | "
+             "auto / ort | p99 auto / ort / peer (ms) |",
+             "|---|---|---|---|---|---|---|---|---|"]
+
+    def find(model, server, endpoint, clients):
+        return next((r for r in rows if (r.get("model"), r["server"], r["endpoint"], r["concurrency"])
+                     == (model, server, endpoint, clients)), None)
+
+    for model in dict.fromkeys(r.get("model") for r in rows):
+        for endpoint in ("generate n=1", "generate n=16"):
+            per_request = 16 if endpoint == "generate n=16" else 1  # peers serve single images
+            for clients in sorted({r["concurrency"] for r in rows if r.get("model") == model}):
+                auto, ort = find(model, "ganserve", endpoint, clients), find(model, "ganserve-ort", endpoint, clients)
+                peers = [p for p in (find(model, name, "generate n=1", clients) for name in PEERS) if p]
+                if not (auto and ort and peers):
+                    continue
+                best = max(peers, key=good_rps)
+                mine, pinned = good_rps(auto) * per_request, good_rps(ort) * per_request
+
+                def cell(value, row):
+                    return f"{value:,.0f}" + (f" ({row['errors']} errors)" if row["errors"] else "")
+
+                peer_p99 = f"{best['p99_ms']['median']:.0f}" if per_request == 1 else "–"
+                peer = f"{good_rps(best):,.0f} ({best['server']}" + (f", {best['errors']} errors)" if best["errors"]
+                                                                   else ")")
+                lines.append(f"| {model} | {endpoint}{' (images/s)' if per_request > 1 else ''} | {clients} | "
+                             f"{cell(mine, auto)} | {cell(pinned, ort)} | {peer} | {mine / good_rps(best):.2f}× | "
+                             f"{mine / pinned:.2f}× | "
+                             f"{auto['p99_ms']['median']:.0f} / {ort['p99_ms']['median']:.0f} / {peer_p99} |")
     return lines
 
 
@@ -184,6 +236,9 @@ def render() -> str:
     gpu = _load("gpu")
     if gpu:
         sections += gpu_table(gpu) + [""]
+    engines = _load("http-engines")
+    if engines:
+        sections += default_engines_table(engines) + [""]
     for path in sorted(RESULTS.glob("http-*.json")):  # focused reruns (one endpoint or setting)
         sections += http_table(json.loads(path.read_text()), f"HTTP: `{path.name}`") + [""]
     if machine:
