@@ -16,6 +16,7 @@ import errno
 import hashlib
 import io
 import json
+import multiprocessing
 import re
 import signal
 import tarfile
@@ -115,10 +116,14 @@ def _write_all(engine: Engine, job: SampleJob, todo_parts, workers: int, bar) ->
 
 def _encoding_pool(workers: int) -> ProcessPoolExecutor:
     """PNG workers that ignore Ctrl-C, so only this process stops, with one line. SIGINT is
-    blocked while they start, so none is hit between its fork and its initializer."""
+    blocked while they start, so none is hit before its initializer (the mask passes through
+    the fork server to them). They come from a fork server, not a fork of this process: forked
+    from a process whose engine threads may hold a lock (the allocator's, a runtime's) at that
+    moment, a worker could wait on it forever."""
     blocked = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
     try:
-        pool = ProcessPoolExecutor(max_workers=workers, initializer=_ignore_interrupts)
+        pool = ProcessPoolExecutor(max_workers=workers, initializer=_ignore_interrupts,
+                                   mp_context=multiprocessing.get_context("forkserver"))
         for started in [pool.submit(int) for _ in range(workers)]:  # start them all now
             started.result()
     finally:

@@ -17,12 +17,7 @@ def engine(model_dir):
     return Engine(model_dir, max_batch=32)
 
 
-def test_seed_ranges_and_errors():
-    assert parse_seeds("0-3,10") == [0, 1, 2, 3, 10]
-    for bad, message in (("5-2", "not allowed"), ("a", "not a seed"), ("1,1", "more than once"),
-                         ("-3", "not a seed")):
-        with pytest.raises(ServingError, match=message):
-            parse_seeds(bad)
+def test_shard_specs_and_errors():
     assert parse_shard("2/5") == (2, 5)
     with pytest.raises(ServingError, match="--shard"):
         parse_shard("5/5")
@@ -133,44 +128,6 @@ def test_score_cli_prints_a_table_and_json(model_dir, tmp_path, capsys):
     assert "p_real" in capsys.readouterr().out
 
 
-def test_serve_worker_layout_defaults_to_one_single_threaded_worker_per_core(monkeypatch):
-    from serving.settings import worker_layout
-
-    monkeypatch.setattr("serving.settings.available_cpus", lambda: 6)
-    assert worker_layout("cpu", 0, 0) == (6, 1)
-    assert worker_layout("auto", 0, 0) == (6, 1)  # no GPU provider on this machine
-    assert worker_layout("cpu", 3, 2) == (3, 2)  # explicit values win
-
-
-def test_service_settings_take_the_same_layout_when_workers_are_unset(monkeypatch):
-    """A container runs `bentoml serve` itself: unset GANSERVE_WORKERS gets serve's layout."""
-    from serving.settings import Settings
-
-    monkeypatch.setattr("serving.settings.available_cpus", lambda: 6)
-    for name in ("GANSERVE_WORKERS", "GANSERVE_THREADS", "GANSERVE_DEVICE"):
-        monkeypatch.delenv(name, raising=False)
-    settings = Settings.from_env()
-    assert (settings.workers, settings.threads) == (6, 1)
-    monkeypatch.setenv("GANSERVE_WORKERS", "2")
-    assert (Settings.from_env().workers, Settings.from_env().threads) == (2, 0)
-    monkeypatch.setenv("GANSERVE_DEVICE", "gpu")
-    with pytest.raises(SystemExit, match="GANSERVE_DEVICE='gpu': use one of auto, cpu, cuda, tensorrt"):
-        Settings.from_env()
-
-
-def test_serve_worker_layout_on_a_gpu_is_a_few_workers(monkeypatch):
-    """This machine has no GPU provider; provider detection is replaced to reach the GPU branch."""
-    from serving.runtime import providers
-    from serving.settings import GPU_WORKERS, worker_layout
-
-    monkeypatch.setattr(providers, "gpu_wanted", lambda device: True)
-    monkeypatch.setattr("serving.settings.available_cpus", lambda: 16)
-    assert worker_layout("cuda", 0, 0) == (GPU_WORKERS, 0) == (4, 0)
-    monkeypatch.setattr("serving.settings.available_cpus", lambda: 2)
-    assert worker_layout("cuda", 0, 0) == (2, 0)  # never more workers than cores
-    assert worker_layout("cuda", 1, 0) == (1, 0)
-
-
 def test_sample_with_rejection_sampling_matches_the_engine(engine, tmp_path):
     run_sample(engine, SampleJob(seeds=[3, 4, 5], out=tmp_path, mode=BestOf(2), workers=1), progress=False)
     expected = engine.sample(generate_request(engine.card, seeds=[3, 4, 5], keep_top=0.5)).images
@@ -203,35 +160,6 @@ def test_interpolate_cli_between_classes(conditional_model_dir, tmp_path, capsys
     assert main(["interpolate", str(conditional_model_dir), "--from", "4", "--to", "5", "--label-to", "2",
                  "--out", str(out)]) == 2
     assert "--label-to: give the first frame's class too (--label)" in capsys.readouterr().err
-
-
-def test_usable_cpus_follow_a_container_cpu_limit(tmp_path):
-    """A 2-CPU container on a 64-core node must size itself for 2, not 64."""
-    from serving.runtime.cpus import cgroup_quota, usable_count
-
-    (tmp_path / "cpu.max").write_text("200000 100000\n")  # cgroup v2: 2 CPUs
-    assert usable_count(64, tmp_path) == 2
-    (tmp_path / "cpu.max").write_text("150000 100000\n")  # 1.5 CPUs: rounded up
-    assert usable_count(64, tmp_path) == 2
-    (tmp_path / "cpu.max").write_text("max 100000\n")  # no limit: the affinity
-    assert usable_count(6, tmp_path) == 6
-    v1 = tmp_path / "v1"
-    (v1 / "cpu").mkdir(parents=True)
-    (v1 / "cpu" / "cpu.cfs_quota_us").write_text("400000\n")
-    (v1 / "cpu" / "cpu.cfs_period_us").write_text("100000\n")
-    assert cgroup_quota(v1) == 4 and usable_count(3, v1) == 3  # the affinity can be the smaller
-    (v1 / "cpu" / "cpu.cfs_quota_us").write_text("-1\n")  # cgroup v1: no limit
-    assert cgroup_quota(v1) is None and cgroup_quota(tmp_path / "missing") is None
-
-
-def test_one_label_grammar_allows_repeats_and_ranges():
-    from serving.requests import parse_labels
-
-    assert parse_labels("1,1,2") == [1, 1, 2]
-    assert parse_labels("0-3,1") == [0, 1, 2, 3, 1]
-    for bad, message in (("a", "--labels: 'a' is not a class index"), ("3-1", "'3-1' is not allowed")):
-        with pytest.raises(ServingError, match=message):
-            parse_labels(bad)
 
 
 def test_sample_score_and_interpolate_cli_take_repeated_labels(conditional_model_dir, tmp_path, capsys):

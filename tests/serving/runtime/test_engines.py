@@ -104,6 +104,7 @@ def test_auto_measures_once_per_model_and_machine(model_dir, tmp_path, monkeypat
     assert len(list((tmp_path / "engines").glob("*.json"))) == 1
 
 
+@pytest.mark.slow
 @needs_openvino
 def test_sample_and_a_server_on_one_engine_give_the_same_bytes(model_dir, tmp_path):
     """HTTP against `ganserve sample`, both on OpenVINO (GANSERVE_ENGINE, as a container sets it)."""
