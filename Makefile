@@ -8,7 +8,7 @@ MODEL  ?= models/digits
 RUN    ?= runs/digits
 PORT   ?= 3000
 
-.PHONY: setup lint test serve bench model clean fuzz
+.PHONY: setup lint test test-fast serve bench model clean fuzz
 
 setup: $(STAMP)
 
@@ -28,13 +28,18 @@ $(KSERVE)/.installed: .ci/kserve-client.txt
 lint: setup
 	$(BIN)/ruff check training export serving tests benchmarks
 
+# Everything CI runs (.ci/run calls it).
 test: lint $(KSERVE)/.installed
 	$(PY) -m pytest -q
+
+# The edit loop: everything but the tests marked slow (about a minute).
+test-fast: setup
+	$(PY) -m pytest -q -m "not slow"
 
 # The long fuzzing run: schemathesis against a real server, figures to benchmarks/results/fuzz.json.
 fuzz: setup
 	GANSERVE_FUZZ_EXAMPLES=300 GANSERVE_FUZZ_SEEDS='1 2' GANSERVE_FUZZ_RESULT=benchmarks/results/fuzz.json \
-	  $(PY) -m pytest -q tests/serving/test_fuzz.py
+	  $(PY) -m pytest -q tests/serving/http/test_fuzz.py
 
 # Trains and exports the default model (dcgan on the built-in digits) unless one exists.
 model: setup

@@ -32,7 +32,7 @@ def private_cache(tmp_path_factory):
 @pytest.fixture(autouse=True, scope="session")
 def onnx_runtime_engine():
     """Tests compare bytes with ONNX Runtime's (and PyTorch's): they run on it, here and in the
-    processes they start, unless a test picks an engine itself (tests/serving/test_engines.py);
+    processes they start, unless a test picks an engine itself (tests/serving/runtime/test_engines.py);
     left to `auto`, a timing could pick OpenVINO's bfloat16 for a model and move a pixel."""
     previous = os.environ.get("GANSERVE_ENGINE")
     os.environ["GANSERVE_ENGINE"] = "onnxruntime"

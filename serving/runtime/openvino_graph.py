@@ -5,7 +5,7 @@ computes in bfloat16 where the CPU has it natively (AMX, AVX-512 BF16) unless to
 (`precision="fp32"`), which is what makes it faster than ONNX Runtime for compute-heavy
 graphs, at the cost of a few pixel levels (serving/runtime/engines.py measures and bounds
 both). Each row still depends only on its own input row, and the same input gives the same
-bytes on every run and at every thread count (tests/serving/test_engines.py).
+bytes on every run and at every thread count (tests/serving/runtime/test_engines.py).
 
 `openvino` is an optional extra (`pip install 'ganserve[openvino]'`): imported only here.
 """

@@ -76,6 +76,7 @@ def _sampling_command(model: Path, out: Path, seeds: str) -> tuple[list[str], in
     return shell, job["spec"]["completions"]
 
 
+@pytest.mark.slow
 def test_the_indexed_jobs_shards_merge_into_one_unsharded_run(model_dir, tmp_path):
     shell, completions = _sampling_command(model_dir, tmp_path / "sharded", "0-39")
     assert f'"$JOB_COMPLETION_INDEX/{completions}"' in shell  # as many shards as the Job has indexes

@@ -25,9 +25,10 @@ def _export(tmp_path, name="m", **kwargs):
 
 
 @pytest.mark.parametrize("arch,resolution,channels,classes", [
-    ("mlp", 28, 1, 0), ("mlp", 8, 3, 4),
-    ("dcgan", 8, 1, 0), ("dcgan", 16, 3, 0), ("dcgan", 28, 1, 10), ("dcgan", 32, 3, 0), ("dcgan", 64, 1, 0),
-    ("dcgan", 64, 3, 5)])
+    ("dcgan", 8, 1, 0),  # the edit loop's one case (make test-fast); the others are slow
+    *(pytest.param(*case, marks=pytest.mark.slow) for case in [
+        ("mlp", 28, 1, 0), ("mlp", 8, 3, 4), ("dcgan", 16, 3, 0), ("dcgan", 28, 1, 10), ("dcgan", 32, 3, 0),
+        ("dcgan", 64, 1, 0), ("dcgan", 64, 3, 5)])])
 def test_every_architecture_exports_with_parity(tmp_path, arch, resolution, channels, classes):
     release, out, card = _export(tmp_path, arch=arch, resolution=resolution, channels=channels, num_classes=classes)
     assert set(card["parity"]["generator"]["max_abs_diff"]) == {"1", "7", "64"}
@@ -46,6 +47,7 @@ def test_every_architecture_exports_with_parity(tmp_path, arch, resolution, chan
     assert [i.name for i in session.get_inputs()] == (["z", "labels"] if classes else ["z"])
 
 
+@pytest.mark.slow
 def test_fp16_graphs_are_written_and_close(tmp_path):
     release = make_release(tmp_path / "run")
     out = tmp_path / "m"
@@ -126,6 +128,7 @@ def test_platt_fit_cannot_diverge_on_separable_data_and_says_so():
     assert 0.2 < middle < 0.8
 
 
+@pytest.mark.slow
 def test_existing_output_needs_force_and_nothing_half_written(tmp_path, capsys):
     release, out, _ = _export(tmp_path)
     before = sorted(p.name for p in out.iterdir())
@@ -165,6 +168,7 @@ def test_pickled_weights_are_refused_even_with_a_matching_hash(tmp_path):
         export_model(release, ExportOptions(out=tmp_path / "out"))
 
 
+@pytest.mark.slow
 def test_a_conditional_export_prints_no_exporter_warnings(tmp_path):
     import warnings
 
@@ -212,6 +216,7 @@ def test_export_cli_prints_a_summary(tmp_path, capsys):
     assert "exported digits" in out and "AUROC" in out and "CPUExecutionProvider" in out
 
 
+@pytest.mark.slow
 def test_a_release_alone_exports_on_another_machine(tmp_path):
     """The release carries the held-out images D is calibrated on: a copy without the data set
     exports, with the calibration of a release that still finds its data set."""

@@ -8,22 +8,30 @@ from pathlib import Path
 import pytest
 import yaml
 
-from export.exporter import save_to_bentoml
-
 pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parents[2]
+SAVE_MODEL = """
+import json, sys
+from pathlib import Path
+from export.exporter import save_to_bentoml
+folder = Path(sys.argv[1])
+print(save_to_bentoml(folder, "ganserve-digits", json.loads((folder / "model.json").read_text())))
+"""
 
 
-def test_bento_holds_serving_code_without_torch_and_pins_the_model(model_dir, tmp_path, monkeypatch):
+def test_bento_holds_serving_code_without_torch_and_pins_the_model(model_dir, tmp_path):
     home = tmp_path / "bentoml"
-    monkeypatch.setenv("BENTOML_HOME", str(home))
-    import json
-
-    tag = save_to_bentoml(model_dir, "ganserve-digits", json.loads((model_dir / "model.json").read_text()))
+    env = {**{k: v for k, v in os.environ.items() if not k.startswith("GANSERVE_")}, "BENTOML_HOME": str(home)}
+    # Saved by a process of its own: BentoML fixes its store's folder the first time a process
+    # uses it, so an earlier test's store would hold the model where `bentoml build` never looks.
+    saved = subprocess.run([sys.executable, "-c", SAVE_MODEL, str(model_dir)], capture_output=True, text=True,
+                           env=env, timeout=120)
+    assert saved.returncode == 0, saved.stderr[-3000:]
+    tag = saved.stdout.strip().splitlines()[-1]
     bentoml = Path(sys.executable).parent / "bentoml"
-    env = {k: v for k, v in os.environ.items() if not k.startswith("GANSERVE_")}
-    subprocess.run([str(bentoml), "build", "--output", "tag"], cwd=ROOT, check=True, capture_output=True,
-                   env={**env, "BENTOML_HOME": str(home)}, timeout=300)
+    built = subprocess.run([str(bentoml), "build", "--output", "tag"], cwd=ROOT, capture_output=True, text=True,
+                           env=env, timeout=300)
+    assert built.returncode == 0, built.stdout[-2000:] + built.stderr[-3000:]
     (bento,) = [p for p in (home / "bentos" / "ganserve").iterdir() if p.is_dir()]
     manifest = yaml.safe_load((bento / "bento.yaml").read_text())
     assert manifest["service"] == "serving.service:GanService"

@@ -44,8 +44,7 @@ def test_class_figures_count_covered_classes():
     assert collapsed["classes_covered"] == 1 and collapsed["class_kl"] > 1
 
 
-def test_eval_reports_figures_next_to_the_floor(tmp_path, monkeypatch, capsys):
-    monkeypatch.setenv("GANSERVE_CACHE", str(tmp_path / "cache"))
+def test_eval_reports_figures_next_to_the_floor(tmp_path, capsys):
     run = tmp_path / "run"
     train(tiny_config(steps=2, checkpoint_every=2), run, progress=False)
     assert main(["eval", str(run), "--num-samples", "200", "--json"]) == 0
@@ -54,13 +53,20 @@ def test_eval_reports_figures_next_to_the_floor(tmp_path, monkeypatch, capsys):
     generated, floor = result["generated"], result["real_vs_real"]
     assert generated["fd"] > floor["fd"] > 0  # an untrained generator is far from real
     assert generated["precision"] < floor["precision"] and floor["classes_covered"] == 10
-    assert list((tmp_path / "cache" / "eval-classifiers").glob("*.safetensors"))  # cached for next time
+    assert "digits" in _classifier_sources()  # cached for next time (one per session: conftest.private_cache)
     # a set of samples instead of a run: the real data against itself is at the floor
     np.savez(tmp_path / "real.npz", images=_digits_uint8())
     assert main(["eval", "--samples", f"npz:{tmp_path / 'real.npz'}", "--data", "digits", "--json",
                  "--num-samples", "200"]) == 0
     itself = json.loads(capsys.readouterr().out)["generated"]
     assert itself["precision"] > 0.8 and itself["classes_covered"] == 10
+
+
+def _classifier_sources() -> list[str]:
+    """The data set of every evaluation classifier cached in this session."""
+    from serving.formats.files import cache_dir
+
+    return [json.loads(info.read_text())["source"] for info in (cache_dir() / "eval-classifiers").glob("*.json")]
 
 
 def _digits_uint8() -> np.ndarray:
@@ -75,8 +81,7 @@ def test_eval_without_a_run_needs_samples_and_data(capsys):
     assert "--samples SPEC together with --data SPEC" in capsys.readouterr().err
 
 
-def test_eval_report_writes_the_page_and_its_plots(tmp_path, monkeypatch, capsys):
-    monkeypatch.setenv("GANSERVE_CACHE", str(tmp_path / "cache"))
+def test_eval_report_writes_the_page_and_its_plots(tmp_path, capsys):
     run = tmp_path / "run"
     train(tiny_config(steps=3, checkpoint_every=3), run, progress=False)
     assert main(["eval", str(run), "--num-samples", "100", "--report", str(tmp_path / "report")]) == 0
@@ -88,10 +93,9 @@ def test_eval_report_writes_the_page_and_its_plots(tmp_path, monkeypatch, capsys
     assert f"| fd | {result['generated']['fd']} |" in page and "![samples](samples.png)" in page
 
 
-def test_training_evaluates_every_n_steps_and_keeps_the_best_release(tmp_path, monkeypatch, capsys):
+def test_training_evaluates_every_n_steps_and_keeps_the_best_release(tmp_path, capsys):
     from training.release import read_release
 
-    monkeypatch.setenv("GANSERVE_CACHE", str(tmp_path / "cache"))
     run = tmp_path / "run"
     train(tiny_config(steps=4, eval_every=2, eval_samples=100, checkpoint_every=4), run, progress=False)
     evals = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines() if '"eval"' in line]
@@ -104,13 +108,13 @@ def test_training_evaluates_every_n_steps_and_keeps_the_best_release(tmp_path, m
     assert main(["eval", str(run / "release"), "--json"]) == 0
     result = json.loads(capsys.readouterr().out)
     assert result["num_images"] == 100 and result["generated"]["fd"] == evals[-1]["eval"]["fd"]
-    assert len(list((tmp_path / "cache" / "eval-classifiers").glob("*.safetensors"))) == 1
+    assert _classifier_sources().count("digits") == 1
 
 
-def test_eval_of_samples_brings_a_mixed_size_folder_to_the_samples_shape(tmp_path, monkeypatch, capsys):
+@pytest.mark.slow
+def test_eval_of_samples_brings_a_mixed_size_folder_to_the_samples_shape(tmp_path, capsys):
     from PIL import Image
 
-    monkeypatch.setenv("GANSERVE_CACHE", str(tmp_path / "cache"))
     rng = np.random.default_rng(0)
     for label in ("a", "b"):
         (tmp_path / "photos" / label).mkdir(parents=True)
@@ -156,8 +160,8 @@ def _inception_like_onnx(path, channels: int = 3, side: int = 32) -> None:
     onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)]), str(path))
 
 
-def test_eval_in_a_user_supplied_inception_space(tmp_path, monkeypatch, capsys):
-    monkeypatch.setenv("GANSERVE_CACHE", str(tmp_path / "cache"))
+@pytest.mark.slow
+def test_eval_in_a_user_supplied_inception_space(tmp_path, capsys):
     _inception_like_onnx(tmp_path / "inception.onnx")
     np.savez(tmp_path / "real.npz", images=_digits_uint8())
     noise = np.random.default_rng(1).integers(0, 256, (400, 8, 8, 1), dtype=np.uint8)
@@ -184,3 +188,4 @@ def test_eval_refuses_an_inception_file_it_cannot_use(tmp_path, capsys):
         assert main(["eval", "--samples", "npz:x.npz", "--data", "digits", "--inception", str(tmp_path / name)]) == 2
         err = capsys.readouterr().err
         assert message in err and name in err and len(err.strip().splitlines()) == 1
+

@@ -21,7 +21,7 @@ from tests.conftest import ganserve_serve
 pytestmark = pytest.mark.slow
 KEY = "client-test-key-0123456789abcdef"
 AUTH = {"Authorization": f"Bearer {KEY}"}  # tritonclient adds its own headers to the dict it is given: pass copies
-KSERVE_PYTHON = Path(os.environ.get("GANSERVE_KSERVE_PYTHON", Path(__file__).parents[2] / ".venv-kserve/bin/python"))
+KSERVE_PYTHON = Path(os.environ.get("GANSERVE_KSERVE_PYTHON", Path(__file__).parents[3] / ".venv-kserve/bin/python"))
 
 
 @pytest.fixture(scope="module")

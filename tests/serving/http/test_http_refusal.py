@@ -46,7 +46,7 @@ def _bentoml_serve(model: str, tmp_path: Path) -> tuple[subprocess.Popen, int, P
     with open(log, "w") as handle:
         process = subprocess.Popen([str(bentoml), "serve", "serving.service:GanService", "--port", str(port),
                                     "--host", "127.0.0.1"], env=env, stdout=handle,
-                                   stderr=subprocess.STDOUT, cwd=Path(__file__).resolve().parents[2])
+                                   stderr=subprocess.STDOUT, cwd=Path(__file__).resolve().parents[3])
     return process, port, log
 
 
