@@ -100,7 +100,7 @@ def untrained(name: str, arch: str, resolution: int, width: int = 64, num_classe
 
     from export.exporter import ExportOptions, export_model
     from training.networks import NetworkSpec, build_discriminator, build_generator
-    from training.release import write_release
+    from training.release import ReleaseMetadata, write_release
 
     out = WORK / "models" / name
     if (out / "model.json").is_file():
@@ -116,7 +116,7 @@ def untrained(name: str, arch: str, resolution: int, width: int = 64, num_classe
                        num_classes=num_classes)
     names = [str(i) for i in range(num_classes)] if num_classes else None
     write_release(root / "release", build_generator(spec), build_discriminator(spec), spec,
-                  {"dataset": f"npz:{data}", "holdout": 0.5, "seed": 0, "step": 0, "class_names": names})
+                  ReleaseMetadata(dataset=f"npz:{data}", holdout=0.5, seed=0, step=0, class_names=names))
     export_model(root, ExportOptions(out=out, force=True, calibration_samples=32))
     return out
 

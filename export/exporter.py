@@ -15,17 +15,18 @@ import io
 import os
 import re
 import shutil
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from serving import __version__ as package_version
 from serving.formats import spot_check
 from serving.formats.files import replace_folder, sha256_file
 from serving.formats.model_card import ModelCard
 from serving.sampling.latents import generator_feeds, label_array, latents
-from training import __version__ as package_version
 from training.calibration import fit_platt
 from training.data import load_dataset, split_holdout
 from training.errors import UserError
@@ -85,30 +86,29 @@ def _export_into(folder: Path, release: Release, name: str, options: ExportOptio
     # The float32 G is exported with CPU-friendly rewrites (rewrites.py) and held to the plain G.
     # The float16 G, for GPUs, keeps the plain layers: there the rewrite would only add kernels.
     fast_gen_graph = GeneratorGraph(for_inference(generator))
-    graphs = {"generator": (fast_gen_graph, gen_inputs, "images", G_TOLERANCE, gen_graph),
-              "discriminator": (disc_graph, disc_inputs, "logits", D_TOLERANCE)}
+    # Rewritten and fp16 graphs are held to the plain float32 PyTorch graph: that is the model.
+    graphs = {"generator": GraphToExport(fast_gen_graph, gen_inputs, "images", G_TOLERANCE, gen_graph),
+              "discriminator": GraphToExport(disc_graph, disc_inputs, "logits", D_TOLERANCE, disc_graph)}
     if conditional:  # a second G that takes a blend of classes: /interpolate between labels
-        graphs["generator_blend"] = (fast_gen_graph, blend_inputs, "images", G_TOLERANCE, gen_graph)
+        graphs["generator_blend"] = GraphToExport(fast_gen_graph, blend_inputs, "images", G_TOLERANCE, gen_graph)
     if options.fp16:
-        graphs["generator_fp16"] = (GeneratorGraph(copy.deepcopy(generator), torch.float16), gen_inputs,
-                                    "images", G_FP16_TOLERANCE, gen_graph)
-        graphs["discriminator_fp16"] = (DiscriminatorGraph(copy.deepcopy(discriminator), torch.float16),
-                                        disc_inputs, "logits", D_FP16_TOLERANCE, disc_graph)
+        graphs["generator_fp16"] = GraphToExport(GeneratorGraph(copy.deepcopy(generator), torch.float16),
+                                                 gen_inputs, "images", G_FP16_TOLERANCE, gen_graph)
+        graphs["discriminator_fp16"] = GraphToExport(DiscriminatorGraph(copy.deepcopy(discriminator), torch.float16),
+                                                     disc_inputs, "logits", D_FP16_TOLERANCE, disc_graph)
     entries, parity = {}, {}
-    for key, (graph, make_inputs, output, tolerance, *reference) in graphs.items():
-        # Rewritten and fp16 graphs are held to the plain float32 PyTorch graph: that is the model.
-        entries[key], parity[key] = export_verified(folder, key, graph, make_inputs, output, tolerance,
-                                                    reference[0] if reference else graph, conditional)
+    for key, graph in graphs.items():
+        entries[key], parity[key] = export_verified(folder, key, graph, conditional)
     calibration = calibrate(folder, release, options, conditional)
     write_spot_check(folder, spec, conditional)
     files = model_files(folder)
     card = ModelCard(
-        name=name, version=f"s{release.config.get('step', 0)}-{files['generator.onnx'][:8]}", architecture=spec.arch,
+        name=name, version=f"s{release.metadata.step}-{files['generator.onnx'][:8]}", architecture=spec.arch,
         latent_dim=spec.latent_dim, num_classes=spec.num_classes,
-        class_names=release.config.get("class_names") if conditional else None,
+        class_names=release.metadata.class_names if conditional else None,
         height=spec.resolution, width=spec.resolution, channels=spec.channels, graphs=entries, files=files,
-        source={"release": str(release.path), "step": release.config.get("step"),
-                "dataset": release.config.get("dataset"), "sha256": release.config.get("files")},
+        source={"release": str(release.path), "step": release.metadata.step,
+                "dataset": release.metadata.dataset, "sha256": release.files},
         calibration=calibration, parity=parity,
         export={"exporter": "torch.onnx.export(dynamo=True)", "opset": OPSET, "torch": torch.__version__,
                 "ganserve": package_version,
@@ -142,14 +142,25 @@ def discriminator_inputs(gen_graph, gen_inputs):
     return make
 
 
-def export_verified(folder: Path, key: str, graph, make_inputs, output: str, tolerance: Tolerance, reference,
-                    conditional: bool) -> tuple[dict, dict]:
-    """Export `graph` as KEY.onnx and hold it to `reference` (PyTorch); returns its model.json
+@dataclass(frozen=True)
+class GraphToExport:
+    """One ONNX file of the model folder: the module exported, how to make its inputs, its
+    output's name, and the PyTorch graph and tolerance its outputs are held to."""
+
+    module: torch.nn.Module
+    make_inputs: Callable[[int], dict[str, np.ndarray]]
+    output: str
+    tolerance: Tolerance
+    reference: torch.nn.Module
+
+
+def export_verified(folder: Path, key: str, graph: GraphToExport, conditional: bool) -> tuple[dict, dict]:
+    """Export `graph` as KEY.onnx and hold it to its reference (PyTorch); returns its model.json
     entry and parity record."""
     file_name = key.replace("_fp16", ".fp16") + ".onnx"
-    export_graph(graph, _to_torch(make_inputs(2)), output, folder / file_name)
-    parity = compare(reference, folder / file_name, make_inputs, tolerance, file_name)
-    entry = {"file": file_name, "inputs": _io_names(conditional, key), "output": output,
+    export_graph(graph.module, _to_torch(graph.make_inputs(2)), graph.output, folder / file_name)
+    parity = compare(graph.reference, folder / file_name, graph.make_inputs, graph.tolerance, file_name)
+    entry = {"file": file_name, "inputs": _io_names(conditional, key), "output": graph.output,
              "precision": "float16" if key.endswith("fp16") else "float32"}
     return entry, parity
 
@@ -158,13 +169,13 @@ def calibration_images(release: Release, options: ExportOptions, conditional: bo
     """The real images D is calibrated on, and where they came from: --calibration-data when
     given, else the held-out images saved in the release. A release made before releases
     carried them is calibrated on its data set's held-out split, loaded again."""
-    spec, config = release.spec, release.config
+    spec, metadata = release.spec, release.metadata
     saved = None if options.calibration_data else release.calibration()
     if saved is not None:
-        return saved, config.get("dataset")
-    spec_text = options.calibration_data or config.get("dataset")
+        return saved, metadata.dataset
+    spec_text = options.calibration_data or metadata.dataset
     try:
-        data = load_dataset(spec_text, config.get("dataset_resolution"), config.get("dataset_channels"))
+        data = load_dataset(spec_text, metadata.dataset_resolution, metadata.dataset_channels)
     except UserError as error:
         raise ExportError(f"D calibration needs real images and the data could not be loaded ({error}); "
                           "pass --calibration-data SPEC") from None
@@ -173,7 +184,7 @@ def calibration_images(release: Release, options: ExportOptions, conditional: bo
                           f"expects {(spec.channels, spec.resolution, spec.resolution)}")
     split = "calibration data"
     if not options.calibration_data:
-        _, held_out = split_holdout(data, config.get("holdout", 0.0), config.get("seed", 0))
+        _, held_out = split_holdout(data, metadata.holdout, metadata.seed)
         data, split = (held_out, "held-out split") if len(held_out) else (data, "training data (no holdout)")
     count = min(len(data), options.calibration_samples)
     labels = data.labels[:count].numpy() if conditional else None

@@ -27,10 +27,10 @@ import numpy as np
 import onnx
 import torch
 
+from serving import __version__ as package_version
 from serving.formats.files import sha256_file
 from serving.formats.model_card import GENERATOR_ONLY_FORMAT, WITH_DISCRIMINATOR_FORMAT, ModelCard
 from serving.sampling.latents import label_array, latents
-from training import __version__ as package_version
 from training.calibration import reference_scores
 from training.data import load_dataset
 from training.errors import UserError
@@ -40,6 +40,7 @@ from . import onnx_wrap, tutorial_dcgan
 from .exporter import (
     D_TOLERANCE,
     G_TOLERANCE,
+    GraphToExport,
     calibrate_graphs,
     checked_name,
     discriminator_inputs,
@@ -129,14 +130,14 @@ def _from_state_dict(folder: Path, source: Path, name: str, options: ImportOptio
     gen_graph = GeneratorGraph(generator)
     gen_inputs = generator_inputs(spec.nz, 0)
     entries, parity = {}, {}
-    entries["generator"], parity["generator"] = export_verified(folder, "generator", gen_graph, gen_inputs, "images",
-                                                                G_TOLERANCE, gen_graph, False)
+    entries["generator"], parity["generator"] = export_verified(
+        folder, "generator", GraphToExport(gen_graph, gen_inputs, "images", G_TOLERANCE, gen_graph), False)
     calibration = None
     if discriminator is not None:
         disc_graph = DiscriminatorGraph(discriminator)
+        disc_inputs = discriminator_inputs(gen_graph, gen_inputs)
         entries["discriminator"], parity["discriminator"] = export_verified(
-            folder, "discriminator", disc_graph, discriminator_inputs(gen_graph, gen_inputs), "logits", D_TOLERANCE,
-            disc_graph, False)
+            folder, "discriminator", GraphToExport(disc_graph, disc_inputs, "logits", D_TOLERANCE, disc_graph), False)
         calibration = _calibrate(folder, spec, options)
         notes.append(_calibration_note(calibration))
     write_spot_check(folder, _Sizes(spec.nz, 0), False, with_discriminator=discriminator is not None)

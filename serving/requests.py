@@ -30,6 +30,11 @@ MAX_SEED = 2**63 - 1
 MIN_TRUNCATION, MAX_TRUNCATION = 0.1, 10.0
 MAX_CANDIDATES = 64  # most candidates per image (best-of-K and rejection sampling)
 MAX_FRAMES = 64
+# Defaults written once: the fields below, the request functions, the dataclasses and the
+# command line's flags (serving/cli/commands.py) all take them from here.
+DEFAULT_DRS_MAX_CANDIDATES = 16
+DEFAULT_FRAMES = 8
+DEFAULT_FRAME_MS = 100
 GENERATE_FORMATS = ("png", "zip", "json", "npy")
 INTERPOLATE_FORMATS = ("png", "gif")
 RANDOM_SEEDS = 2**31  # a request without a seed gets one below this
@@ -149,7 +154,8 @@ def generate_fields(max_images: int | None) -> dict[str, Field]:
               "rate", f"{fraction} (the share of candidates accepted)", minimum=1 / MAX_CANDIDATES, maximum=1.0,
               example=0.25),
         Field("drs_max_candidates", "integer", "with drs_accept: most candidates per image before the best so "
-              "far is returned", f"use 1 to {MAX_CANDIDATES}", default=16, minimum=1, maximum=MAX_CANDIDATES),
+              "far is returned", f"use 1 to {MAX_CANDIDATES}", default=DEFAULT_DRS_MAX_CANDIDATES, minimum=1,
+              maximum=MAX_CANDIDATES),
         Field("format", "string", "png (one image, or a grid for n > 1), zip (seedNNNNNNNN.png files), json "
               "(base64 PNGs) or npy (uint8 [N, H, W, C])", "use one of " + ", ".join(GENERATE_FORMATS),
               default="png", choices=GENERATE_FORMATS),
@@ -160,14 +166,14 @@ def generate_fields(max_images: int | None) -> dict[str, Field]:
 INTERPOLATE_FIELDS = {f.name: f for f in [
     _seed_field("seed_from", "the first frame is this seed's image", required=True, example=3),
     _seed_field("seed_to", "the last frame is this seed's image", required=True, example=7),
-    Field("frames", "integer", "frames along the path, both ends included", f"use 2 to {MAX_FRAMES}", default=8,
-          minimum=2, maximum=MAX_FRAMES),
+    Field("frames", "integer", "frames along the path, both ends included", f"use 2 to {MAX_FRAMES}",
+          default=DEFAULT_FRAMES, minimum=2, maximum=MAX_FRAMES),
     _class_field("class_label", "conditional models: the class of every frame (the first frame's, with label_to)"),
     _class_field("label_to", "conditional models: blend the class from class_label to this one across the frames"),
     _truncation_field(),
     Field("format", "string", "png (a strip, left to right) or gif (an animation)",
           "use one of " + ", ".join(INTERPOLATE_FORMATS), default="png", choices=INTERPOLATE_FORMATS),
-    Field("frame_ms", "integer", "gif: milliseconds per frame", "use 20 to 5000", default=100, minimum=20,
+    Field("frame_ms", "integer", "gif: milliseconds per frame", "use 20 to 5000", default=DEFAULT_FRAME_MS, minimum=20,
           maximum=5000),
 ]}
 
@@ -223,12 +229,12 @@ class GenerateRequest:
 class InterpolateRequest:
     seed_from: int
     seed_to: int
-    frames: int = 8
+    frames: int = DEFAULT_FRAMES
     label: int | None = None  # every frame's class, or the first frame's with label_to
     label_to: int | None = None
     truncation: float | None = None
     format: str = "png"
-    frame_ms: int = 100
+    frame_ms: int = DEFAULT_FRAME_MS
 
 
 @dataclass(frozen=True)
@@ -239,7 +245,7 @@ class ScoreRequest:
 
 
 def generate_request(card, *, n=1, seed=None, seeds=None, class_label=None, labels=None, truncation=None,
-                     keep_top=None, drs_accept=None, drs_max_candidates=16, format="png",
+                     keep_top=None, drs_accept=None, drs_max_candidates=DEFAULT_DRS_MAX_CANDIDATES, format="png",
                      max_images: int | None = None, spell: Spell = _same) -> GenerateRequest:
     """`card`: the model's card (its class count); `max_images`: the most images per request
     (None: no limit, for the engine's own callers)."""
@@ -266,8 +272,8 @@ def generate_request(card, *, n=1, seed=None, seeds=None, class_label=None, labe
                            format=fields["format"].check(format, spell("format")))
 
 
-def sampling_mode(keep_top=None, drs_accept=None, drs_max_candidates=16, max_images: int | None = None,
-                  spell: Spell = _same) -> Mode:
+def sampling_mode(keep_top=None, drs_accept=None, drs_max_candidates=DEFAULT_DRS_MAX_CANDIDATES,
+                  max_images: int | None = None, spell: Spell = _same) -> Mode:
     fields = generate_fields(max_images)
     if keep_top is not None and drs_accept is not None:
         raise ServingError(f"{spell('drs_accept')}: give {spell('keep_top')} or {spell('drs_accept')}, not both")
@@ -324,8 +330,9 @@ def _truncation(value, spell: Spell) -> float | None:
     return None if value is None else INTERPOLATE_FIELDS["truncation"].check(value, spell("truncation"))
 
 
-def interpolate_request(card, *, seed_from=None, seed_to=None, frames=8, class_label=None, label_to=None,
-                        truncation=None, format="png", frame_ms=100, spell: Spell = _same) -> InterpolateRequest:
+def interpolate_request(card, *, seed_from=None, seed_to=None, frames=DEFAULT_FRAMES, class_label=None,
+                        label_to=None, truncation=None, format="png", frame_ms=DEFAULT_FRAME_MS,
+                        spell: Spell = _same) -> InterpolateRequest:
     fields = INTERPOLATE_FIELDS
     for name, value, end in (("seed_from", seed_from, "first"), ("seed_to", seed_to, "last")):
         if value is None:

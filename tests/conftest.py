@@ -135,7 +135,7 @@ def make_release(folder: Path, arch: str = "dcgan", resolution: int = 8, channel
 
     from training.data import load_dataset, split_holdout
     from training.networks import NetworkSpec, build_discriminator, build_generator
-    from training.release import CalibrationSet, write_release
+    from training.release import CalibrationSet, ReleaseMetadata, write_release
 
     folder.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(seed)
@@ -146,9 +146,8 @@ def make_release(folder: Path, arch: str = "dcgan", resolution: int = 8, channel
     torch.manual_seed(seed)
     spec = NetworkSpec(arch, latent_dim=16, channels=channels, resolution=resolution,
                        num_classes=num_classes, width=width)
-    metadata = {"class_names": [str(i) for i in range(num_classes)] if num_classes else None,
-                "dataset": f"npz:{data_path}", "dataset_resolution": None, "dataset_channels": None,
-                "holdout": 0.5, "seed": seed, "step": 1, "training": {}}
+    metadata = ReleaseMetadata(class_names=[str(i) for i in range(num_classes)] if num_classes else None,
+                               dataset=f"npz:{data_path}", holdout=0.5, seed=seed, step=1)
     held_out = split_holdout(load_dataset(f"npz:{data_path}"), 0.5, seed)[1]
     calibration = CalibrationSet.from_dataset(held_out, "held-out split", bool(num_classes)) \
         if with_calibration else None

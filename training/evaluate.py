@@ -179,14 +179,14 @@ def evaluate(source: Path | None = None, data_spec: str | None = None, num_sampl
         generated = samples
     else:
         generated = load_dataset(samples).images if samples else None
-    spec = data_spec or release.config.get("dataset")
+    spec = data_spec or release.metadata.dataset
     if release is not None:
-        resolution, channels = release.config.get("dataset_resolution"), release.config.get("dataset_channels")
+        resolution, channels = release.metadata.dataset_resolution, release.metadata.dataset_channels
         expected_shape = (release.spec.channels, release.spec.resolution, release.spec.resolution)
         if num_samples is None:  # the count --eval-every used, so the figures match the run's log
-            num_samples = release.config.get("eval_samples")
+            num_samples = release.metadata.eval_samples
         if seed is None:
-            seed = release.config.get("seed", 0)
+            seed = release.metadata.seed
     else:  # the samples say what the real images must become
         resolution, channels = shape or (generated.shape[2], generated.shape[1])
         expected_shape = tuple(generated.shape[1:])

@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import copy
+import dataclasses
 import json
 import logging
 import time
@@ -24,7 +25,7 @@ from .diversity import collapse_warning, spread
 from .errors import CheckpointError, ConfigError, layout_mismatch
 from .losses import discriminator_loss, generator_loss, gradient_penalty, zero_centred_penalty
 from .networks import NetworkSpec, build_discriminator, build_generator
-from .release import CalibrationSet, write_release
+from .release import CalibrationSet, ReleaseMetadata, write_release
 from .samples import save_grid
 
 log = logging.getLogger(__name__)
@@ -209,14 +210,15 @@ class Trainer:
             torch.cuda.set_rng_state_all(state["rng"]["cuda"])
         self.step_count = int(state["step"])
 
-    def release_metadata(self) -> dict:
+    def release_metadata(self) -> ReleaseMetadata:
         cfg = self.config
-        return {"class_names": self.data.class_names if self.spec.num_classes else None,
-                "dataset": cfg.data, "dataset_resolution": cfg.resolution, "dataset_channels": cfg.channels,
-                "holdout": cfg.holdout, "seed": cfg.seed, "eval_samples": cfg.eval_samples, "step": self.step_count,
-                "training": {k: getattr(cfg, k) for k in ("loss", "spectral_norm", "ema_decay", "ema_half_life",
-                                                          "lr_g", "lr_d", "batch_size", "r1_gamma", "r2_gamma",
-                                                          "schedules", "augment")}}
+        return ReleaseMetadata(
+            class_names=self.data.class_names if self.spec.num_classes else None,
+            dataset=cfg.data, dataset_resolution=cfg.resolution, dataset_channels=cfg.channels,
+            holdout=cfg.holdout, seed=cfg.seed, eval_samples=cfg.eval_samples, step=self.step_count,
+            training={k: getattr(cfg, k) for k in ("loss", "spectral_norm", "ema_decay", "ema_half_life", "lr_g",
+                                                   "lr_d", "batch_size", "r1_gamma", "r2_gamma", "schedules",
+                                                   "augment")})
 
     def sample_images(self) -> torch.Tensor:
         labels = self.sample_labels.to(self.ctx.device) if self.sample_labels is not None else None
@@ -361,7 +363,7 @@ class _BestKeeper:
         if figures["fd"] < self.best_fd:
             self.best_fd = figures["fd"]
             write_release(self.run_dir / "release-best", trainer.G_ema, trainer.D, trainer.spec,
-                          {**trainer.release_metadata(), "eval": figures}, self.calibration)
+                          dataclasses.replace(trainer.release_metadata(), eval=figures), self.calibration)
 
 
 def _forget_metrics_after(metrics: Path, step: int) -> None:

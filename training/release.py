@@ -12,7 +12,7 @@ from __future__ import annotations
 import io
 import json
 import shutil
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 import numpy as np
@@ -20,9 +20,9 @@ import torch
 from torch import nn
 from torch.nn.utils import parametrize
 
+from serving import __version__
 from serving.formats.files import replace_folder, sha256_file
 
-from . import __version__
 from .errors import CheckpointError, layout_mismatch
 from .networks import NetworkSpec, build_discriminator, build_generator
 from .samples import to_uint8
@@ -57,22 +57,58 @@ class CalibrationSet:
         return buffer.getvalue()
 
 
+@dataclass(frozen=True)
+class ReleaseMetadata:
+    """What a run tells its release about itself, beside the network spec and the files' hashes
+    in config.json: written by write_release, read back and checked by read_release, so export
+    and evaluation read typed fields, not a dict. Defaults are what releases made before a field
+    existed meant."""
+
+    dataset: str | None = None  # the --data spec the run trained on
+    dataset_resolution: int | None = None  # --resolution and --channels it was loaded with
+    dataset_channels: int | None = None
+    holdout: float = 0.0  # the share held out of training, and the seed that split it
+    seed: int = 0
+    eval_samples: int | None = None  # images per --eval-every evaluation: `ganserve eval` uses as many
+    step: int = 0
+    class_names: list[str] | None = None
+    training: dict = field(default_factory=dict)  # the run's hyper-parameters, for the record
+    eval: dict | None = None  # release-best: the figures that made it the best
+
+    @classmethod
+    def from_config(cls, config: dict, where: Path) -> ReleaseMetadata:
+        values = {f.name: config[f.name] for f in fields(cls) if config.get(f.name) is not None}
+        for name, value in values.items():
+            allowed = _METADATA_TYPES[name]
+            if not isinstance(value, allowed) or isinstance(value, bool):
+                names = " or ".join(t.__name__ for t in allowed)
+                raise CheckpointError(f"{where}: {name} is {value!r}; expected {names}. The release was edited or "
+                                      "damaged: export the run's release again")
+        return cls(**values)
+
+
+_METADATA_TYPES = {"dataset": (str,), "dataset_resolution": (int,), "dataset_channels": (int,),
+                   "holdout": (int, float), "seed": (int,), "eval_samples": (int,), "step": (int,),
+                   "class_names": (list,), "training": (dict,), "eval": (dict,)}
+
+
 @dataclass
 class Release:
     path: Path
-    config: dict
     spec: NetworkSpec
+    metadata: ReleaseMetadata
+    files: dict[str, str]  # file name -> sha256, as config.json lists them
+    calibration_split: str | None  # where calibration.npz's images came from; None: no such file
     generator_state: dict
     discriminator_state: dict
 
     def calibration(self) -> CalibrationSet | None:
         """The held-out images saved with the release (None for releases made before they were)."""
-        entry = self.config.get("calibration")
-        if not entry:
+        if self.calibration_split is None:
             return None
         with np.load(self.path / CALIBRATION_FILE, allow_pickle=False) as archive:
             labels = archive["labels"] if "labels" in archive.files else None
-            return CalibrationSet(archive["images"], labels, entry["split"])
+            return CalibrationSet(archive["images"], labels, self.calibration_split)
 
     def build_generator(self) -> nn.Module:
         return self._loaded(build_generator(self.spec), self.generator_state, GENERATOR_FILE)
@@ -110,7 +146,7 @@ def plain_weights(net: nn.Module) -> dict[str, torch.Tensor]:
 
 
 def write_release(release_dir: Path, generator: nn.Module, discriminator: nn.Module, spec: NetworkSpec,
-                  metadata: dict, calibration: CalibrationSet | None = None) -> Path:
+                  metadata: ReleaseMetadata, calibration: CalibrationSet | None = None) -> Path:
     """Write the release into a sibling temp folder, then swap it in, so readers never see half."""
     from safetensors.torch import save_file
 
@@ -119,17 +155,17 @@ def write_release(release_dir: Path, generator: nn.Module, discriminator: nn.Mod
     staging.mkdir(parents=True)
     save_file(plain_weights(generator), str(staging / GENERATOR_FILE))
     save_file(plain_weights(discriminator), str(staging / DISCRIMINATOR_FILE))
-    names = [GENERATOR_FILE, DISCRIMINATOR_FILE]
+    names, extra = [GENERATOR_FILE, DISCRIMINATOR_FILE], {}
     if calibration is not None:
         (staging / CALIBRATION_FILE).write_bytes(calibration.to_bytes())
         names.append(CALIBRATION_FILE)
-        metadata = {**metadata, "calibration": {"file": CALIBRATION_FILE, "split": calibration.split,
-                                                "count": len(calibration.images)}}
+        extra["calibration"] = {"file": CALIBRATION_FILE, "split": calibration.split, "count": len(calibration.images)}
     config = {
         "format_version": FORMAT_VERSION,
         "package_version": __version__,
         **asdict(spec),
-        **metadata,
+        **asdict(metadata),
+        **extra,
         "files": {name: sha256_file(staging / name) for name in names},
     }
     (staging / CONFIG_FILE).write_text(json.dumps(config, indent=2) + "\n")
@@ -162,7 +198,8 @@ def read_release(path: Path) -> Release:
         raise CheckpointError(f"{config_path}: format_version {version!r} is newer than this ganserve "
                               f"understands ({FORMAT_VERSION}); upgrade ganserve")
     expected = config.get("files", {})
-    needed = {GENERATOR_FILE, DISCRIMINATOR_FILE} | ({CALIBRATION_FILE} if config.get("calibration") else set())
+    calibration = config.get("calibration")
+    needed = {GENERATOR_FILE, DISCRIMINATOR_FILE} | ({CALIBRATION_FILE} if calibration else set())
     for name in sorted(needed | set(expected)):
         file = release_dir / name
         if Path(name).name != name or not file.is_file():
@@ -180,4 +217,5 @@ def read_release(path: Path) -> Release:
         spec = NetworkSpec(**{k: config[k] for k in NetworkSpec.__dataclass_fields__})
     except KeyError as error:
         raise CheckpointError(f"{config_path}: missing field {error}") from None
-    return Release(release_dir, config, spec, states[GENERATOR_FILE], states[DISCRIMINATOR_FILE])
+    return Release(release_dir, spec, ReleaseMetadata.from_config(config, config_path), dict(expected),
+                   calibration["split"] if calibration else None, states[GENERATOR_FILE], states[DISCRIMINATOR_FILE])

@@ -16,7 +16,14 @@ from pathlib import Path
 from ..errors import ServingError
 from ..formats.model_card import ModelCard
 from ..repository.layout import resolve_model_folder, scan
-from ..requests import INTERPOLATE_FIELDS, generate_fields
+from ..requests import (
+    DEFAULT_DRS_MAX_CANDIDATES,
+    DEFAULT_FRAME_MS,
+    DEFAULT_FRAMES,
+    INTERPOLATE_FIELDS,
+    MAX_FRAMES,
+    generate_fields,
+)
 from ..runtime.engines import ENGINES
 from ..runtime.providers import DEVICES
 from ..settings import PRECISIONS, worker_layout
@@ -104,8 +111,8 @@ def register(subparsers) -> None:
     sample.add_argument("--truncation", type=float, help=GENERATE["truncation"].description)
     sample.add_argument("--keep-top", type=float, metavar="FRACTION", help=GENERATE["keep_top"].description)
     sample.add_argument("--drs-accept", type=float, metavar="RATE", help=GENERATE["drs_accept"].description)
-    sample.add_argument("--drs-max-candidates", type=int, default=16, metavar="N",
-                        help=GENERATE["drs_max_candidates"].description + " (default: 16)")
+    sample.add_argument("--drs-max-candidates", type=int, default=DEFAULT_DRS_MAX_CANDIDATES, metavar="N",
+                        help=GENERATE["drs_max_candidates"].description + f" (default: {DEFAULT_DRS_MAX_CANDIDATES})")
     sample.add_argument("--resume", action="store_true", help="skip images already written and valid")
     sample.add_argument("--merge", action="store_true",
                         help="after every --shard K/N has run into --out: check that their manifests cover each "
@@ -127,11 +134,13 @@ def register(subparsers) -> None:
                              help=INTERPOLATE_FIELDS["seed_from"].description)
     interpolate.add_argument("--to", dest="seed_to", type=int, required=True, metavar="SEED",
                              help=INTERPOLATE_FIELDS["seed_to"].description)
-    interpolate.add_argument("--frames", type=int, default=8, help="2 to 64 (default: 8)")
+    interpolate.add_argument("--frames", type=int, default=DEFAULT_FRAMES,
+                             help=f"2 to {MAX_FRAMES} (default: {DEFAULT_FRAMES})")
     interpolate.add_argument("--label", help=INTERPOLATE_FIELDS["class_label"].description)
     interpolate.add_argument("--label-to", help=INTERPOLATE_FIELDS["label_to"].description)
     interpolate.add_argument("--truncation", type=float, help=INTERPOLATE_FIELDS["truncation"].description)
-    interpolate.add_argument("--frame-ms", type=int, default=100, help="GIF: milliseconds per frame (default: 100)")
+    interpolate.add_argument("--frame-ms", type=int, default=DEFAULT_FRAME_MS,
+                             help=f"GIF: milliseconds per frame (default: {DEFAULT_FRAME_MS})")
     interpolate.add_argument("--out", type=Path, required=True, help="a .png (strip) or .gif (animation) file")
     interpolate.set_defaults(handler=run_interpolate)
 

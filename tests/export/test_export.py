@@ -72,7 +72,7 @@ def test_model_json_lists_every_file_with_its_hash(tmp_path):
     for key in ("format_version", "name", "version", "architecture", "latent_dim", "num_classes", "class_names",
                 "height", "width", "channels", "source", "calibration", "parity", "export"):
         assert key in card
-    assert card["source"]["sha256"] == read_release(release).config["files"]
+    assert card["source"]["sha256"] == read_release(release).files
     assert card["export"]["opset"] == 18 and card["name"] == "m"
 
 

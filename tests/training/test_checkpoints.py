@@ -1,3 +1,4 @@
+import json
 import pickle
 
 import numpy as np
@@ -142,7 +143,8 @@ def test_release_holds_ema_weights_and_checks_hashes(tmp_path):
     release = read_release(run)
     state = load_state(run / "state-00000002.pt")
     _assert_same_tensors(release.generator_state, state["G_ema"])
-    assert release.config["format_version"] == 1 and release.config["step"] == 2
+    assert release.metadata.step == 2 and release.metadata.dataset == "digits" and release.metadata.holdout == 0.1
+    assert json.loads((run / "release" / "config.json").read_text())["format_version"] == 1
     # the held-out images export calibrates D on: the split's first images, as uint8 pixels
     from training.data import load_dataset, split_holdout
     from training.samples import to_uint8
@@ -190,3 +192,15 @@ def test_a_bfloat16_run_resumes_bit_identically(tmp_path, arch):
     train(tiny_config(steps=6, checkpoint_every=3, amp="off", arch=arch), fp32, progress=False)
     c = load_state(fp32 / "state-00000006.pt")
     assert not all(torch.equal(a["G"][k], c["G"][k]) for k in a["G"])
+
+
+def test_a_release_field_of_the_wrong_type_is_refused_by_name(tmp_path):
+    """config.json is read through ReleaseMetadata: a hand-edited field is one line naming it."""
+    run = tmp_path / "run"
+    train(tiny_config(steps=1, checkpoint_every=1), run, progress=False)
+    config_path = run / "release" / "config.json"
+    config = json.loads(config_path.read_text())
+    config["step"] = "two"
+    config_path.write_text(json.dumps(config))
+    with pytest.raises(CheckpointError, match=r"config.json: step is 'two'; expected int\. The release was edited"):
+        read_release(run)

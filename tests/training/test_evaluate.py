@@ -102,7 +102,7 @@ def test_training_evaluates_every_n_steps_and_keeps_the_best_release(tmp_path, c
     assert [e["step"] for e in evals] == [2, 4]
     best = min(evals, key=lambda e: e["eval"]["fd"])
     release = read_release(run / "release-best")
-    assert release.config["step"] == best["step"] and release.config["eval"]["fd"] == best["eval"]["fd"]
+    assert release.metadata.step == best["step"] and release.metadata.eval["fd"] == best["eval"]["fd"]
     # one definition: `ganserve eval` of the final release prints what training logged at its step,
     # with the one classifier trained for this data set
     assert main(["eval", str(run / "release"), "--json"]) == 0

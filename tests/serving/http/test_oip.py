@@ -101,7 +101,13 @@ def client(model_dir, other_model_dir, tmp_path_factory):
 
 
 def test_health_and_metadata(client):
-    assert client.get("/v2").json() == {"name": "ganserve", "version": "0.1.0", "extensions": ["binary_tensor_data"]}
+    from importlib.metadata import version
+
+    import serving
+
+    assert serving.__version__ == version("ganserve")  # one version: pyproject.toml reads serving/__init__.py
+    assert client.get("/v2").json() == {"name": "ganserve", "version": serving.__version__,
+                                        "extensions": ["binary_tensor_data"]}
     assert client.get("/v2/health/live").json() == {"live": True}
     assert client.get("/v2/health/ready").json() == {"ready": True}
     generator = client.get("/v2/models/faces").json()
