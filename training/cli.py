@@ -151,7 +151,7 @@ def _console_log() -> logging.Logger:
 
 
 def run_eval(args) -> int:
-    from .evaluate import evaluate
+    from .evaluate import UNTRAINED_FEATURES, evaluate
 
     result = evaluate(args.source, args.data, args.num_samples, args.seed, args.samples, args.report,
                       args.inception)
@@ -171,7 +171,13 @@ def run_eval(args) -> int:
     if "classes_covered" in generated:
         print(f"  {'classes covered':<18} {generated['classes_covered']:>7}/{generated['num_classes']:<2} "
               f"{floor['classes_covered']:>10}/{floor['num_classes']}")
-    print(f"  Fréchet distance is {result['fd_ratio_to_floor']}x the real-vs-real floor")
+    if result["fd_ratio_to_floor"] is not None:
+        print(f"  Fréchet distance is {result['fd_ratio_to_floor']}x the real-vs-real floor")
+    else:
+        print("  no ratio to the real-vs-real floor: it is 0 in these features")
+    if result["feature_space"] == UNTRAINED_FEATURES:
+        print("  these features come from an untrained network (the data has no labels): Fréchet distance and "
+              "precision say little here; read recall and coverage, or pass --inception FILE.onnx")
     if "report" in result:
         print(f"  report: {result['report']}")
     return 0

@@ -76,7 +76,17 @@ class FeatureSpace:
     def describe(self) -> str:
         if self.inception:
             return self.inception.describe()
-        return "classifier trained on the real data" if self.trained else "untrained network (no labels)"
+        return "classifier trained on the real data" if self.trained else UNTRAINED_FEATURES
+
+
+UNTRAINED_FEATURES = "untrained network (no labels)"
+MEANINGFUL_FLOOR = 1e-6  # a real-vs-real FD below this is 0 for the features, not a yardstick
+
+
+def ratio_to_floor(fd: float, floor: float) -> float | None:
+    """FD as a multiple of the real-vs-real floor; None where the floor is (near) zero, so no
+    ratio is printed against it (an untrained network's features can put every image close)."""
+    return round(fd / floor, 2) if floor >= MEANINGFUL_FLOOR else None
 
 
 def feature_space(data: ImageDataset, seed: int = 0) -> FeatureSpace:
@@ -208,8 +218,7 @@ def evaluate(source: Path | None = None, data_spec: str | None = None, num_sampl
         "generated": comparison.figures(generated[:count]),
         "real_vs_real": comparison.figures(comparison.real_b),
     }
-    floor = result["real_vs_real"]["fd"]
-    result["fd_ratio_to_floor"] = round(result["generated"]["fd"] / max(floor, 1e-12), 2)
+    result["fd_ratio_to_floor"] = ratio_to_floor(result["generated"]["fd"], result["real_vs_real"]["fd"])
     if report is not None:
         if release is None:
             raise ConfigError("--report needs a run folder (it plots the run's losses and samples its G)")

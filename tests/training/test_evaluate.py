@@ -5,7 +5,7 @@ import pytest
 
 from serving.cli import main
 from tests.training.helpers import tiny_config
-from training.evaluate import class_figures
+from training.evaluate import class_figures, ratio_to_floor
 from training.loop import train
 from training.metrics import frechet_distance, kernel_inception_distance, precision_recall_density_coverage
 
@@ -189,3 +189,18 @@ def test_eval_refuses_an_inception_file_it_cannot_use(tmp_path, capsys):
         err = capsys.readouterr().err
         assert message in err and name in err and len(err.strip().splitlines()) == 1
 
+
+def test_no_ratio_is_given_against_a_floor_of_zero():
+    assert ratio_to_floor(0.5, 0.25) == 2.0
+    assert ratio_to_floor(0.0008, 0.0) is None and ratio_to_floor(0.0008, 1e-9) is None
+
+
+def test_eval_without_labels_says_its_features_mean_little(tmp_path, capsys):
+    real = _digits_uint8()
+    np.savez(tmp_path / "real.npz", images=real)  # no labels: the features are an untrained network's
+    np.savez(tmp_path / "noise.npz", images=np.random.default_rng(0).integers(0, 256, real.shape, dtype=np.uint8))
+    assert main(["eval", "--samples", f"npz:{tmp_path / 'noise.npz'}", "--data", f"npz:{tmp_path / 'real.npz'}",
+                 "--num-samples", "200"]) == 0
+    out = capsys.readouterr().out
+    assert "features: untrained network (no labels)" in out
+    assert "Fréchet distance and precision say little here; read recall and coverage" in out
