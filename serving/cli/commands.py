@@ -40,7 +40,9 @@ MODEL_HELP = ("model folder written by 'ganserve export' or 'ganserve import', o
               "(its newest version) or DIR/NAME/VERSION")
 
 
-def _engine_flags(parser) -> None:
+def _device_flags(parser) -> None:
+    """--device, --engine and --precision: one rule for every command that runs a model."""
+    parser.add_argument("--device", default="auto", choices=DEVICES, help="default: auto (TensorRT, CUDA, CPU)")
     parser.add_argument("--engine", choices=ENGINES, default=None,
                         help="auto (default; GANSERVE_ENGINE): OpenVINO where it measures faster on this machine "
                              "for this model, else ONNX Runtime; or onnxruntime, or openvino (pip install "
@@ -71,9 +73,8 @@ def register(subparsers) -> None:
     serve.add_argument("--workers", type=int, default=0,
                        help="worker processes (default 0: one per CPU core with one ONNX Runtime thread each "
                             "on the CPU; on a GPU, 4 or one per core if fewer)")
-    serve.add_argument("--device", default="auto", choices=DEVICES, help="default: auto (TensorRT, CUDA, CPU)")
     serve.add_argument("--threads", type=int, default=0, help="ONNX Runtime threads per worker (0: its default)")
-    _engine_flags(serve)
+    _device_flags(serve)
     serve.add_argument("--max-images", type=int, default=64, help="most images per /generate request (default: 64)")
     serve.add_argument("--access-log", action="store_true", help="log every request (off by default)")
     serve.add_argument("--api-key-file", type=Path, metavar="FILE",
@@ -121,8 +122,7 @@ def register(subparsers) -> None:
                         help="write over earlier output in --out (without it, or --resume, a folder that holds "
                              "output is refused)")
     sample.add_argument("--workers", type=int, default=0, help="PNG encoding processes (default 0: one per core)")
-    sample.add_argument("--device", default="auto", choices=DEVICES, help="default: auto")
-    _engine_flags(sample)
+    _device_flags(sample)
     sample.add_argument("--no-progress", action="store_true", help="no progress bar")
     sample.set_defaults(handler=run_sample_command)
 
@@ -142,6 +142,7 @@ def register(subparsers) -> None:
     interpolate.add_argument("--frame-ms", type=int, default=DEFAULT_FRAME_MS,
                              help=f"GIF: milliseconds per frame (default: {DEFAULT_FRAME_MS})")
     interpolate.add_argument("--out", type=Path, required=True, help="a .png (strip) or .gif (animation) file")
+    _device_flags(interpolate)
     interpolate.set_defaults(handler=run_interpolate)
 
     score = subparsers.add_parser("score", help="score image files with the model's calibrated D",
@@ -152,6 +153,7 @@ def register(subparsers) -> None:
     score.add_argument("--labels", help="labels for conditional models, one per image (e.g. 3,1,4 or 0-9)")
     score.add_argument("--resize", action="store_true", help="convert images of another size or colour type")
     score.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    _device_flags(score)
     score.set_defaults(handler=run_score)
 
 
@@ -309,7 +311,8 @@ def run_interpolate(args) -> int:
         raise ServingError(f"--out: {args.out} must end in .png (a strip) or .gif (an animation)")
     label, label_to = (_one_label(text, flag) for text, flag in ((args.label, "--label"),
                                                                   (args.label_to, "--label-to")))
-    engine = Engine(_model_folder(args.model), warmup=False)
+    engine = Engine(_model_folder(args.model), device=args.device, engine=args.engine, precision=args.precision,
+                    warmup=False)
     request = interpolate_request(engine.card, seed_from=args.seed_from, seed_to=args.seed_to, frames=args.frames,
                                   class_label=label, label_to=label_to, truncation=args.truncation, format=fmt,
                                   frame_ms=args.frame_ms, spell=spell)
@@ -347,7 +350,8 @@ def run_score(args) -> int:
     from ..formats.images import decode_image
     from ..requests import parse_labels, score_request
 
-    engine = Engine(_model_folder(args.model), device="cpu", warmup=False)
+    engine = Engine(_model_folder(args.model), device=args.device, engine=args.engine, precision=args.precision,
+                    warmup=False)
     labels = parse_labels(args.labels) if args.labels else None
     images = []
     for path in args.images:

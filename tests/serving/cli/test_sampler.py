@@ -207,3 +207,25 @@ def test_shards_share_a_folder_but_a_shard_rerun_is_refused(engine, tmp_path):
     with pytest.raises(ServingError, match="already holds output.*--resume"):
         run_sample(engine, SampleJob(seeds=shard_of(seeds, 1, 2), out=tmp_path, shard=(1, 2), workers=1),
                    progress=False)
+
+
+def test_every_command_that_runs_a_model_takes_the_same_device_and_engine_flags(model_dir, tmp_path, capsys):
+    from serving.cli import build_parser, main
+
+    commands = build_parser()._subparsers._group_actions[0].choices
+    for command in ("serve", "sample", "interpolate", "score"):
+        defaults = {action.dest: action.default for action in commands[command]._actions}
+        assert (defaults["device"], defaults["engine"], defaults["precision"]) == ("auto", None, None), command
+    # pinned or left to the defaults (the tests run on ONNX Runtime, conftest.py), the same figures and bytes
+    pinned = ["--device", "cpu", "--engine", "onnxruntime", "--precision", "fp32"]
+    image = tmp_path / "a.png"
+    image.write_bytes(encode_png(Engine(model_dir, engine="onnxruntime").generate([5])[0]))
+    outputs = []
+    for flags in ([], pinned):
+        assert main(["score", str(model_dir), str(image), "--json", *flags]) == 0
+        scores = json.loads(capsys.readouterr().out)
+        strip = tmp_path / f"walk{len(flags)}.png"
+        assert main(["interpolate", str(model_dir), "--from", "1", "--to", "2", "--out", str(strip), *flags]) == 0
+        assert capsys.readouterr().out.startswith("wrote 8 frames from seed 1 to seed 2")
+        outputs.append((scores, strip.read_bytes()))
+    assert outputs[0] == outputs[1]
