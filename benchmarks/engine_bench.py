@@ -164,8 +164,7 @@ def main() -> None:
     if args.only != "sampler":
         chosen = {name: models[name] for name in ("mlp28", "dcgan28", "dcgan64")}
         chosen["dcgan64rgb"] = http_models()["dcgan64rgb"]()  # the 64 px RGB width-64 model the HTTP tables serve
-        rows = engine_vs_torch(chosen, args.threads,
-                               args.repeats)
+        rows = engine_vs_torch(chosen, args.threads, args.repeats)
         write_result("engine", {"peak": rows[0], "rows": rows[1:]})
     if args.only != "engine":
         write_result("sampler", {**sampler_vs_engine(models["dcgan28"], args.sampler_images, 3),

@@ -46,6 +46,16 @@ def onnx_runtime_engine():
 COMMANDS = ("train", "eval", "export", "import", "serve", "sample", "interpolate", "score")
 
 
+def command_options(command: str) -> dict[str, object]:
+    """`ganserve COMMAND`'s options: dest -> the argparse action (its default, option strings)."""
+    import argparse
+
+    from serving.cli import build_parser
+
+    subcommands = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction))
+    return {action.dest: action for action in subcommands.choices[command]._actions}
+
+
 def listed_commands(help_text: str) -> list[str]:
     """The commands `ganserve --help` lists, in its order: each on a line of its own, indented
     four spaces under COMMAND (argparse's layout for sub-commands)."""

@@ -14,6 +14,7 @@ import json
 import shutil
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
+from typing import ClassVar
 
 import numpy as np
 import torch
@@ -74,22 +75,23 @@ class ReleaseMetadata:
     class_names: list[str] | None = None
     training: dict = field(default_factory=dict)  # the run's hyper-parameters, for the record
     eval: dict | None = None  # release-best: the figures that made it the best
+    # what config.json may hold for each field (None is always allowed: the default)
+    TYPES: ClassVar[dict[str, tuple[type, ...]]] = {
+        "dataset": (str,), "dataset_resolution": (int,), "dataset_channels": (int,), "holdout": (int, float),
+        "seed": (int,), "eval_samples": (int,), "step": (int,), "class_names": (list,), "training": (dict,),
+        "eval": (dict,)}
 
     @classmethod
     def from_config(cls, config: dict, where: Path) -> ReleaseMetadata:
         values = {f.name: config[f.name] for f in fields(cls) if config.get(f.name) is not None}
         for name, value in values.items():
-            allowed = _METADATA_TYPES[name]
+            allowed = cls.TYPES[name]
             if not isinstance(value, allowed) or isinstance(value, bool):
                 names = " or ".join(t.__name__ for t in allowed)
                 raise CheckpointError(f"{where}: {name} is {value!r}; expected {names}. The release was edited or "
-                                      "damaged: export the run's release again")
+                                      "damaged: write it again from the run (ganserve train --resume)")
         return cls(**values)
 
-
-_METADATA_TYPES = {"dataset": (str,), "dataset_resolution": (int,), "dataset_channels": (int,),
-                   "holdout": (int, float), "seed": (int,), "eval_samples": (int,), "step": (int,),
-                   "class_names": (list,), "training": (dict,), "eval": (dict,)}
 
 
 @dataclass

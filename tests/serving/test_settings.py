@@ -3,6 +3,8 @@ container's environment taking the same layout as `ganserve serve`."""
 
 import pytest
 
+from tests.conftest import command_options
+
 
 def test_serve_worker_layout_defaults_to_one_single_threaded_worker_per_core(monkeypatch):
     from serving.settings import worker_layout
@@ -68,7 +70,6 @@ def test_the_readme_settings_table_is_the_code(monkeypatch):
     import re
     from pathlib import Path
 
-    from serving.cli import build_parser
     from serving.settings import Settings
 
     root = Path(__file__).resolve().parents[2]
@@ -86,8 +87,7 @@ def test_the_readme_settings_table_is_the_code(monkeypatch):
             continue  # unset: the machine's layout (test_serve_worker_layout_* above)
         assert value == _parsed(row["default"]), row
 
-    serve_flags = {option for action in build_parser()._subparsers._group_actions[0].choices["serve"]._actions
-                   for option in action.option_strings}
+    serve_flags = {option for action in command_options("serve").values() for option in action.option_strings}
     commands = (root / "serving" / "cli" / "commands.py").read_text()
     for row in table:
         sets_it = f'"{row["variable"]}"' in commands

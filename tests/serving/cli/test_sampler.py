@@ -10,6 +10,7 @@ from serving.engine import Engine
 from serving.errors import ServingError
 from serving.formats.images import encode_png
 from serving.requests import BestOf, generate_request, parse_seeds
+from tests.conftest import command_options
 
 
 @pytest.fixture(scope="module")
@@ -210,12 +211,12 @@ def test_shards_share_a_folder_but_a_shard_rerun_is_refused(engine, tmp_path):
 
 
 def test_every_command_that_runs_a_model_takes_the_same_device_and_engine_flags(model_dir, tmp_path, capsys):
-    from serving.cli import build_parser, main
+    from serving.cli import main
 
-    commands = build_parser()._subparsers._group_actions[0].choices
     for command in ("serve", "sample", "interpolate", "score"):
-        defaults = {action.dest: action.default for action in commands[command]._actions}
-        assert (defaults["device"], defaults["engine"], defaults["precision"]) == ("auto", None, None), command
+        options = command_options(command)
+        assert (options["device"].default, options["engine"].default, options["precision"].default) == \
+            ("auto", None, None), command
     # pinned or left to the defaults (the tests run on ONNX Runtime, conftest.py), the same figures and bytes
     pinned = ["--device", "cpu", "--engine", "onnxruntime", "--precision", "fp32"]
     image = tmp_path / "a.png"
