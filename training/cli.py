@@ -18,7 +18,7 @@ RESUMABLE_OVERRIDES = {"steps", "device", "log_every", "sample_every", "checkpoi
 
 
 def register(subparsers) -> None:
-    from .config import TrainConfig
+    from .config import FEATURE_KINDS, TrainConfig
 
     train = subparsers.add_parser(
         "train", help="train a GAN into a run folder (resumable states + release/)",
@@ -46,9 +46,10 @@ def register(subparsers) -> None:
 
     evaluate = subparsers.add_parser(
         "eval", help="Fréchet distance and class coverage of a run, next to the real-vs-real floor",
-        description="Compare a run's generator with real data in the feature space of a classifier "
-                    "trained on that data (cached), and print the same figures for two halves of the "
-                    "real data: the floor a perfect generator would reach.")
+        description="Compare a run's generator with real data in the feature space of a network trained "
+                    "on that data (cached): a classifier where it has labels, else a contrastive encoder. "
+                    "The same figures for two halves of the real data are printed beside them: the floor "
+                    "a perfect generator would reach.")
     evaluate.add_argument("source", type=Path, nargs="?", metavar="RUN_DIR|RELEASE_DIR|MODEL_DIR",
                           help="a run, release or exported model folder (it generates its own images, "
                                "a model folder seeds 0..N-1 as 'ganserve sample' does); or use --samples")
@@ -67,6 +68,9 @@ def register(subparsers) -> None:
     evaluate.add_argument("--inception", type=Path, metavar="FILE.onnx",
                           help="compute FD, KID, precision/recall in the space of this Inception-v3 (ONNX, "
                                "input (N, 3, H, W) RGB in [0, 1]; see docs/quality.md) for the standard FID")
+    evaluate.add_argument("--features", default="auto", choices=FEATURE_KINDS,
+                          help="the feature space: auto (a classifier for labelled data, a contrastive encoder "
+                               "trained on the real images for unlabelled data), classifier or contrastive")
     evaluate.add_argument("--json", action="store_true", help="print JSON")
     evaluate.set_defaults(handler=run_eval)
 
@@ -151,16 +155,18 @@ def _console_log() -> logging.Logger:
 
 
 def run_eval(args) -> int:
-    from .evaluate import UNTRAINED_FEATURES, evaluate
+    from .evaluate import evaluate
 
     result = evaluate(args.source, args.data, args.num_samples, args.seed, args.samples, args.report,
-                      args.inception)
+                      args.inception, features=args.features)
     if args.json:
         print(json.dumps(result, indent=2))
         return 0
     accuracy = result["classifier_accuracy"]
+    instances = result["encoder_instance_accuracy"]
     print(f"{result['model']} vs {result['data']} ({result['num_images']} images each; features: "
-          f"{result['feature_space']}" + (f", classifier accuracy {accuracy:.3f})" if accuracy else ")"))
+          f"{result['feature_space']}" + (f", classifier accuracy {accuracy:.3f})" if accuracy else
+                                          f", instance accuracy {instances:.3f})" if instances else ")"))
     generated, floor = result["generated"], result["real_vs_real"]
     print(f"  {'':<18} {'generated':>10} {'real vs real':>13}")
     for key, label in (("fd", "Fréchet distance"), ("kid", "KID"), ("precision", "precision"),
@@ -175,9 +181,6 @@ def run_eval(args) -> int:
         print(f"  Fréchet distance is {result['fd_ratio_to_floor']}x the real-vs-real floor")
     else:
         print("  no ratio to the real-vs-real floor: it is 0 in these features")
-    if result["feature_space"] == UNTRAINED_FEATURES:
-        print("  these features come from an untrained network (the data has no labels): Fréchet distance and "
-              "precision say little here; read recall and coverage, or pass --inception FILE.onnx")
     if "report" in result:
         print(f"  report: {result['report']}")
     return 0

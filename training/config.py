@@ -12,6 +12,7 @@ LOSSES = ("nonsat", "hinge", "wgan-gp", "rpgan")
 DEVICES = ("auto", "cpu", "cuda")
 AMP_MODES = ("auto", "on", "off", "cuda")  # training/precision.py
 AUGMENTATIONS = ("flip", "color", "translation", "cutout")  # training/augment.py
+FEATURE_KINDS = ("auto", "classifier", "contrastive")  # ganserve eval --features (training/evaluate.py)
 
 # What an option left unset means, per architecture: each architecture comes with the recipe
 # it trains best with (docs/quality.md). The resolved values are what config.json records.

@@ -1,15 +1,17 @@
 """`ganserve eval`: how far a generator is from its real data, next to the real-vs-real floor.
 
-Features come from a small classifier trained on the real data itself (fixed seed, cached),
-so the numbers mean something for any 1- or 3-channel data set, not only ImageNet-like
-photos. Reported:
-- Fréchet distance (FD) between Gaussian fits of real and generated features;
-- class coverage: the share of classes the classifier finds among generated images, and the
-  KL divergence of the real class histogram from the generated one;
+Features come from a network trained on the real data itself (fixed seed, cached), so the
+numbers mean something for any 1- or 3-channel data set, not only ImageNet-like photos:
+- labelled data: a small classifier; its class predictions also give class coverage;
+- unlabelled data (a folder of photos): a contrastive encoder (training/contrastive.py) that
+  learnt to tell each real image from the others; `--features` picks either where both apply.
+Reported:
+- Fréchet distance (FD) between Gaussian fits of real and generated features, KID, and
+  precision / recall / density / coverage of k-NN manifolds;
+- for a classifier: the share of classes found among generated images, and the KL divergence
+  of the real class histogram from the generated one;
 - the same figures for two disjoint halves of the real data (the floor a perfect generator
   would reach with this many images).
-For unlabelled data the features come from the same network, untrained with a fixed seed
-(a documented fallback: FD still ranks models, coverage is not reported).
 """
 
 from __future__ import annotations
@@ -27,6 +29,8 @@ from torch import nn
 from serving.formats.files import cache_dir
 from serving.formats.pixels import from_levels
 
+from . import contrastive
+from .config import FEATURE_KINDS
 from .data import ImageDataset, load_dataset
 from .errors import ConfigError
 from .inception import InceptionFeatures
@@ -57,59 +61,95 @@ class FeatureNet(nn.Module):
 
 @dataclass
 class FeatureSpace:
-    net: FeatureNet
-    trained: bool
-    accuracy: float | None  # on a held-out tenth of the real data
+    body: nn.Module  # images (N, C, H, W) -> features (N, 128)
+    classes: nn.Module | None  # features -> class logits: the classifier's head; None without labels
+    accuracy: float | None  # held-out: the classifier's on classes, the encoder's on instances
     inception: InceptionFeatures | None = None  # --inception: FD etc. in its space instead
 
     @torch.no_grad()
-    def features(self, images: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
-        """(features (N, D), predicted class (N,)) in batches; D = 128, or Inception's own."""
+    def features(self, images: torch.Tensor) -> tuple[np.ndarray, np.ndarray | None]:
+        """(features (N, D), predicted class (N,) or None) in batches; D = 128, or Inception's own."""
         feats, preds = [], []
         for start in range(0, len(images), 512):
-            h = self.net.body(images[start:start + 512])
+            h = self.body(images[start:start + 512])
             feats.append(h.numpy())
-            preds.append(self.net.head(h).argmax(1).numpy())
+            if self.classes is not None:
+                preds.append(self.classes(h).argmax(1).numpy())
         features = self.inception(images) if self.inception else np.concatenate(feats).astype(np.float64)
-        return features, np.concatenate(preds)  # classes always come from the data's own classifier
+        return features, np.concatenate(preds) if preds else None  # classes come from the data's own classifier
+
+    @property
+    def kind(self) -> str:
+        return "classifier" if self.classes is not None else "contrastive"
 
     def describe(self) -> str:
         if self.inception:
             return self.inception.describe()
-        return "classifier trained on the real data" if self.trained else UNTRAINED_FEATURES
+        if self.classes is not None:
+            return "classifier trained on the real data"
+        return CONTRASTIVE_FEATURES
 
 
-UNTRAINED_FEATURES = "untrained network (no labels)"
+CONTRASTIVE_FEATURES = "contrastive encoder trained on the real images (no labels)"
 MEANINGFUL_FLOOR = 1e-6  # a real-vs-real FD below this is 0 for the features, not a yardstick
 
 
 def ratio_to_floor(fd: float, floor: float) -> float | None:
     """FD as a multiple of the real-vs-real floor; None where the floor is (near) zero, so no
-    ratio is printed against it (an untrained network's features can put every image close)."""
+    ratio is printed against a floor that is no yardstick."""
     return round(fd / floor, 2) if floor >= MEANINGFUL_FLOOR else None
 
 
-def feature_space(data: ImageDataset, seed: int = 0) -> FeatureSpace:
-    """The classifier for this data, trained once with a fixed seed and cached on disk."""
+def feature_space(data: ImageDataset, seed: int = 0, kind: str = "auto") -> FeatureSpace:
+    """The feature network for this data, trained once with a fixed seed and cached on disk:
+    its classifier where it has labels, else its contrastive encoder (`kind` chooses)."""
+    if kind not in FEATURE_KINDS:
+        raise ConfigError(f"--features must be one of {', '.join(FEATURE_KINDS)}; got {kind!r}")
+    if kind == "classifier" and data.labels is None:
+        raise ConfigError(f"--features classifier needs labelled data, and --data {data.source!r} has none; "
+                          "use --features contrastive (the default for unlabelled data)")
+    if kind == "contrastive" or data.labels is None:
+        return _encoder_space(data, seed)
+    torch.manual_seed(seed)  # the initial weights: with the data, they fix the classifier
+    net = FeatureNet(data.shape[0], data.num_classes)
+    accuracy = _cached(net, data, f"v2-{seed}", "eval-classifiers", lambda: _train_classifier(net, data, seed),
+                       f"training the evaluation classifier for %s (%d images, {CLASSIFIER_STEPS} steps)")
+    return FeatureSpace(net.body, net.head, accuracy)
+
+
+def _encoder_space(data: ImageDataset, seed: int) -> FeatureSpace:
+    steps = contrastive.STEPS
+    net = contrastive.ContrastiveNet(data.shape[0], data.shape[1])
+
+    def fit() -> float:
+        trained, accuracy = contrastive.train_contrastive(data, seed, steps)
+        net.load_state_dict(trained.state_dict())
+        return accuracy
+
+    accuracy = _cached(net, data, f"contrastive-v1-{seed}-{steps}", "eval-encoders", fit,
+                       f"training the contrastive evaluation encoder for %s (%d images, {steps} steps)")
+    return FeatureSpace(net.body, None, accuracy)
+
+
+def _cached(net: nn.Module, data: ImageDataset, version: str, folder_name: str, fit, message: str) -> float:
+    """Load net's weights for this data set from the cache, or fit them (`fit()` returns the
+    held-out accuracy) and cache them: once per data set, version and seed."""
     from safetensors.torch import load_file, save_file
 
-    key = hashlib.sha256(data.fingerprint() + f"v2-{seed}".encode()).hexdigest()[:16]
-    folder = cache_dir() / "eval-classifiers"
+    key = hashlib.sha256(data.fingerprint() + version.encode()).hexdigest()[:16]
+    folder = cache_dir() / folder_name
     weights, info = folder / f"{key}.safetensors", folder / f"{key}.json"
-    torch.manual_seed(seed)
-    net = FeatureNet(data.shape[0], data.num_classes).eval()
-    if data.labels is None:
-        return FeatureSpace(net, trained=False, accuracy=None)
     if weights.is_file() and info.is_file():
         net.load_state_dict(load_file(str(weights)), strict=True)
-        return FeatureSpace(net, True, json.loads(info.read_text())["accuracy"])
-    log.info("training the evaluation classifier for %s (%d images, %d steps; once per data set, cached in %s)",
-             data.source, len(data), CLASSIFIER_STEPS, folder)
-    accuracy = _train_classifier(net, data, seed)
+        net.eval()
+        return json.loads(info.read_text())["accuracy"]
+    log.info(message + "; once per data set, cached in %s", data.source, len(data), folder)
+    accuracy = fit()
+    net.eval()
     folder.mkdir(parents=True, exist_ok=True)
     save_file(net.state_dict(), str(weights))
     info.write_text(json.dumps({"accuracy": accuracy, "source": data.source}))
-    return FeatureSpace(net, True, accuracy)
+    return accuracy
 
 
 def _train_classifier(net: FeatureNet, data: ImageDataset, seed: int) -> float:
@@ -141,20 +181,21 @@ def class_figures(predicted: np.ndarray, real_labels: np.ndarray, num_classes: i
 
 class Comparison:
     """One definition of an evaluation, shared by `ganserve eval` and `train --eval-every`, so
-    both print the same figures for the same weights: the data set's own classifier (one per
-    data set, cached), `count` real images as the reference, `count` others as the
+    both print the same figures for the same weights: the data set's own feature network (one
+    per data set and kind, cached), `count` real images as the reference, `count` others as the
     real-vs-real floor, and generated images from the latents of GENERATED_SEED_OFFSET."""
 
     GENERATED_SEED_OFFSET = 10_000
 
-    def __init__(self, data: ImageDataset, num_samples: int | None, seed: int = 0, inception=None):
+    def __init__(self, data: ImageDataset, num_samples: int | None, seed: int = 0, inception=None,
+                 features: str = "auto"):
         half = len(data) // 2
         self.count = min(num_samples or half, half)
         if self.count < 50:
             raise ConfigError(f"--num-samples: {self.count} images is too few to compare sets; use at least 50 "
                               f"(and a data set of at least 100 images; this one has {len(data)})")
         self.data, self.seed = data, seed
-        self.space = feature_space(data, seed)
+        self.space = feature_space(data, seed, features)
         self.space.inception = inception  # features from a user's Inception file instead, when given
         order = torch.randperm(len(data), generator=torch.Generator().manual_seed(seed))
         self.real_a = data.batch(order[:self.count].numpy())
@@ -165,23 +206,25 @@ class Comparison:
         return generate_with(generator, latent_dim, num_classes, self.count, self.seed + self.GENERATED_SEED_OFFSET)
 
     def figures(self, images: torch.Tensor) -> dict:
-        return _figures(self.reference, *self.space.features(images), self.data, self.space.trained)
+        return _figures(self.reference, *self.space.features(images), self.data)
 
 
 def evaluate(source: Path | None = None, data_spec: str | None = None, num_samples: int | None = None,
              seed: int | None = None, samples: str | torch.Tensor | None = None, report: Path | None = None,
-             inception: Path | None = None, shape: tuple[int, int] | None = None) -> dict:
+             inception: Path | None = None, shape: tuple[int, int] | None = None, features: str = "auto") -> dict:
     """Evaluate a run/release folder (it generates its own images) or a set of samples
     (`samples`: any --data spec, e.g. npz:FILE from `ganserve sample --format npz`) against
     real data (default: the data the run was trained on). `inception`: an Inception-v3 ONNX
     file whose features replace the classifier's (the standard FID). `shape`: (resolution,
-    channels) the real data is brought to, when no run says it (a model folder, samples)."""
+    channels) the real data is brought to, when no run says it (a model folder, samples).
+    `features`: auto (the classifier for labelled data, else the contrastive encoder),
+    classifier or contrastive."""
     inception_features = InceptionFeatures(inception) if inception is not None else None  # fail early
     if source is not None and (Path(source) / "model.json").is_file():  # an exported model folder
         card = json.loads((Path(source) / "model.json").read_text())
         samples_from_model = model_folder_images(Path(source), num_samples or 5000)
         return evaluate(None, data_spec or card["source"]["dataset"], num_samples, seed, samples_from_model,
-                        report, inception, (card["height"], card["channels"])) | {"model": str(source)}
+                        report, inception, (card["height"], card["channels"]), features) | {"model": str(source)}
     release = read_release(source) if source is not None else None
     if release is None and (samples is None or data_spec is None):
         raise ConfigError("eval needs a run folder, a model folder, or --samples SPEC together with --data SPEC")
@@ -205,7 +248,7 @@ def evaluate(source: Path | None = None, data_spec: str | None = None, num_sampl
         raise ConfigError(f"--data {spec!r} has images of shape {data.shape}; the samples are {expected_shape}")
     if generated is not None and len(generated) < min(num_samples or len(data) // 2, len(data) // 2):
         num_samples = len(generated)
-    comparison = Comparison(data, num_samples, seed or 0, inception_features)
+    comparison = Comparison(data, num_samples, seed or 0, inception_features, features)
     count, space = comparison.count, comparison.space
     if generated is None:
         generated = comparison.generated_by(release.build_generator(), release.spec.latent_dim,
@@ -214,7 +257,8 @@ def evaluate(source: Path | None = None, data_spec: str | None = None, num_sampl
         "model": str(release.path) if release else str(samples if isinstance(samples, str) else "samples"),
         "data": spec, "num_images": count,
         "feature_space": space.describe(),
-        "classifier_accuracy": space.accuracy,
+        "classifier_accuracy": space.accuracy if space.kind == "classifier" else None,
+        "encoder_instance_accuracy": space.accuracy if space.kind == "contrastive" else None,
         "generated": comparison.figures(generated[:count]),
         "real_vs_real": comparison.figures(comparison.real_b),
     }
@@ -229,12 +273,12 @@ def evaluate(source: Path | None = None, data_spec: str | None = None, num_sampl
     return result
 
 
-def _figures(reference: np.ndarray, features: np.ndarray, predicted: np.ndarray, data: ImageDataset,
-             with_classes: bool) -> dict:
+def _figures(reference: np.ndarray, features: np.ndarray, predicted: np.ndarray | None,
+             data: ImageDataset) -> dict:
     figures = {"fd": round(frechet_distance(reference, features), 4),
                "kid": round(kernel_inception_distance(reference, features), 5),
                **{k: round(v, 4) for k, v in precision_recall_density_coverage(reference, features).items()}}
-    if with_classes:
+    if predicted is not None:
         figures.update(class_figures(predicted, data.labels.numpy(), data.num_classes))
     return figures
 

@@ -195,12 +195,69 @@ def test_no_ratio_is_given_against_a_floor_of_zero():
     assert ratio_to_floor(0.0008, 0.0) is None and ratio_to_floor(0.0008, 1e-9) is None
 
 
-def test_eval_without_labels_says_its_features_mean_little(tmp_path, capsys):
+def test_eval_without_labels_compares_in_a_contrastive_encoder_s_features(tmp_path, capsys):
     real = _digits_uint8()
-    np.savez(tmp_path / "real.npz", images=real)  # no labels: the features are an untrained network's
+    np.savez(tmp_path / "real.npz", images=real)  # no labels: the encoder learns from the images alone
     np.savez(tmp_path / "noise.npz", images=np.random.default_rng(0).integers(0, 256, real.shape, dtype=np.uint8))
     assert main(["eval", "--samples", f"npz:{tmp_path / 'noise.npz'}", "--data", f"npz:{tmp_path / 'real.npz'}",
-                 "--num-samples", "200"]) == 0
-    out = capsys.readouterr().out
-    assert "features: untrained network (no labels)" in out
-    assert "Fréchet distance and precision say little here; read recall and coverage" in out
+                 "--num-samples", "200", "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["feature_space"] == "contrastive encoder trained on the real images (no labels)"
+    assert result["classifier_accuracy"] is None
+    assert result["encoder_instance_accuracy"] > 0.05  # of 2 x 179 held-out views: chance is under 0.003
+    assert result["real_vs_real"]["fd"] > 1e-3  # a floor that is a yardstick, unlike an untrained network's
+    assert result["fd_ratio_to_floor"] > 10 and "classes_covered" not in result["generated"]
+
+
+def test_eval_refuses_classifier_features_for_unlabelled_data(tmp_path, capsys):
+    np.savez(tmp_path / "real.npz", images=_digits_uint8())
+    assert main(["eval", "--samples", f"npz:{tmp_path / 'real.npz'}", "--data", f"npz:{tmp_path / 'real.npz'}",
+                 "--features", "classifier"]) == 2
+    err = capsys.readouterr().err
+    assert "--features classifier needs labelled data" in err and "--features contrastive" in err
+
+
+def _shapes_folder(folder, count: int = 600, side: int = 24):
+    """Unlabelled RGB pictures with detail to lose: a gradient background, a patch of stripes one
+    to three pixels wide, a coloured rectangle and a disc, each drawn at random; what a small photo
+    folder looks like to the evaluation, made here."""
+    from PIL import Image, ImageDraw
+
+    rng = np.random.default_rng(0)
+    folder.mkdir()
+    ramp = np.linspace(0, 1, side)[:, None, None]
+    for i in range(count):
+        top, bottom = rng.integers(0, 256, 3), rng.integers(0, 256, 3)
+        pixels = (top * (1 - ramp) + bottom * ramp).repeat(side, 1)
+        y, x, period = *rng.integers(0, side - 10, 2), rng.integers(2, 7)
+        stripes = (np.arange(10)[None, :] + np.zeros((10, 1))) % period < period / 2  # (10, 10)
+        patch = pixels[y:y + 10, x:x + 10]
+        patch[stripes] = rng.integers(0, 256, 3)
+        picture = Image.fromarray(pixels.astype(np.uint8))
+        draw = ImageDraw.Draw(picture)
+        x, y = rng.integers(0, side - 8, 2)
+        draw.rectangle([x, y, x + rng.integers(3, 8), y + rng.integers(3, 8)], fill=tuple(rng.integers(0, 256, 3)))
+        x, y = rng.integers(0, side - 7, 2)
+        draw.ellipse([x, y, x + 6, y + 6], fill=tuple(rng.integers(0, 256, 3)))
+        picture.save(folder / f"{i:04d}.png")
+    return folder
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("seed", [0, 1])
+def test_contrastive_features_rank_known_degradations(tmp_path, seed):
+    """The metric validated as a metric: on unlabelled pictures and on unlabelled digits, each
+    degradation is farther from the real images than the real-vs-real floor, by a margin, and
+    blur x4 farther than blur x2 (training/degradations.py)."""
+    from training.data import load_dataset
+    from training.degradations import DEGRADATIONS, ORDERED_PAIRS
+    from training.evaluate import Comparison
+
+    np.savez(tmp_path / "digits.npz", images=_digits_uint8())
+    for spec in (f"folder:{_shapes_folder(tmp_path / 'shapes')}", f"npz:{tmp_path / 'digits.npz'}"):
+        comparison = Comparison(load_dataset(spec), 300, seed, features="contrastive")
+        sets = {"real vs real": comparison.real_b,
+                **{name: degrade(comparison.real_b) for name, degrade in DEGRADATIONS.items()}}
+        fd = {name: comparison.figures(images)["fd"] for name, images in sets.items()}
+        for milder, stronger in ORDERED_PAIRS:
+            assert fd[stronger] > 1.1 * fd[milder], (spec, milder, stronger, fd)
