@@ -122,14 +122,23 @@ def next_run_dir(out: Path, config) -> Path:
     return out / f"{max(numbers, default=-1) + 1:05d}-{config.arch}-{data_name or 'data'}"
 
 
+def _data_shape(config) -> list[int]:
+    """(channels, height, width) the run will train on: the data is read (and, for a folder, its decoded
+    cache made) as training would, so the dry run also says whether the data can be used."""
+    from .data import load_dataset
+
+    return list(load_dataset(config.data, config.resolution, config.channels).shape)
+
+
 def run_train(args) -> int:
     config, run_dir = resolve(args)
     if args.dry_run:
         from .schedules import table
 
-        resolved = config.resolved(config.resolution)  # the width may still follow the data's size
-        print(json.dumps({"run_dir": str(run_dir), "resume": bool(args.resume), **resolved.to_dict(),
-                          "schedule": table(resolved)}, indent=2))
+        shape = None if args.resume else _data_shape(config)  # the recipe and width follow the data's size
+        resolved = config.resolved(shape[1] if shape else config.resolution)
+        print(json.dumps({"run_dir": str(run_dir), "resume": bool(args.resume), "data_shape": shape,
+                          **resolved.to_dict(), "schedule": table(resolved)}, indent=2))
         return 0
     from tqdm.contrib.logging import logging_redirect_tqdm
 

@@ -27,6 +27,7 @@ from .losses import discriminator_loss, generator_loss, gradient_penalty, zero_c
 from .networks import NetworkSpec, build_discriminator, build_generator
 from .release import CalibrationSet, ReleaseMetadata, write_release
 from .samples import save_grid
+from .stalled import StalledDiscriminator
 
 log = logging.getLogger(__name__)
 # dcgan trains in channels_last (NHWC), the layout its convolutions run fastest in on a CPU: a step at 28 px
@@ -308,6 +309,7 @@ class _StepLogger:
         self.window_start, self.window_steps = time.perf_counter(), 0
         self.real_diversity = 0.0
         self.warned = False
+        self.stalled = StalledDiscriminator()
 
     def step(self, step: int, losses: dict[str, float], trainer: Trainer) -> None:
         self.window_steps += 1
@@ -332,6 +334,9 @@ class _StepLogger:
             if warning:
                 self.warned = True
                 log.warning(warning)
+            stalled = self.stalled.check(step, losses, self.config.log_every)
+            if stalled:
+                log.warning(stalled)
             _append_jsonl(self.path, record)
             if self.writer:
                 for key, value in record.items():

@@ -119,3 +119,26 @@ def test_resuming_a_state_of_another_network_layout_is_one_line(tmp_path, capsys
     errors = [line for line in capsys.readouterr().err.splitlines() if "error" in line]
     assert len(errors) == 1 and errors[0].startswith(f"ganserve train: error: {run}: its newest state does not fit")
     assert 'Unexpected key(s) in state_dict: "head.extra.weight"' in errors[0]
+
+
+def _photo_folder(folder, side: int, count: int = 4):
+    import numpy as np
+    from PIL import Image
+
+    folder.mkdir()
+    for i in range(count):
+        Image.fromarray(np.random.default_rng(i).integers(0, 256, (side, side, 3), dtype=np.uint8)).save(
+            folder / f"{i}.png")
+    return folder
+
+
+def test_dry_run_reads_the_data_so_what_follows_its_size_is_what_training_uses(tmp_path, capsys):
+    """resnet's width follows the image side: a dry run on 64 px photos says 64, as the run will."""
+    photos = _photo_folder(tmp_path / "photos", 64)
+    assert main(["train", "--dry-run", "--arch", "resnet", "--data", f"folder:{photos}"]) == 0
+    printed = json.loads(capsys.readouterr().out)
+    assert printed["data_shape"] == [3, 64, 64] and printed["width"] == 64
+    assert main(["train", "--dry-run", "--arch", "resnet", "--data", f"folder:{photos}", "--resolution", "32"]) == 0
+    assert json.loads(capsys.readouterr().out)["width"] == 32
+    assert main(["train", "--dry-run", "--data", f"folder:{tmp_path / 'missing'}"]) == 2
+    assert "is not a folder" in capsys.readouterr().err
