@@ -16,14 +16,7 @@ from pathlib import Path
 from ..errors import ServingError
 from ..formats.model_card import ModelCard
 from ..repository.layout import resolve_model_folder, scan
-from ..requests import (
-    DEFAULT_DRS_MAX_CANDIDATES,
-    DEFAULT_FRAME_MS,
-    DEFAULT_FRAMES,
-    INTERPOLATE_FIELDS,
-    MAX_FRAMES,
-    generate_fields,
-)
+from ..requests import INTERPOLATE_FIELDS, Field, generate_fields
 from ..runtime.engines import ENGINES
 from ..runtime.providers import DEVICES
 from ..settings import PRECISIONS, worker_layout
@@ -38,6 +31,21 @@ INTERPOLATE_FLAGS = {"seed_from": "--from", "seed_to": "--to", "frames": "--fram
 SCORE_FLAGS = {"labels": "--labels", "images": "IMAGES"}
 MODEL_HELP = ("model folder written by 'ganserve export' or 'ganserve import', or a model of a repository: DIR/NAME "
               "(its newest version) or DIR/NAME/VERSION")
+
+
+PYTHON_TYPES = {"integer": int, "number": float, "string": str}
+
+
+def _field_flag(parser, field: Field, flag: str, spelling: dict[str, str], **options) -> None:
+    """A flag for a request field, whose type, default, range and meaning come from the field
+    (serving/requests.py), so they are written once for HTTP and the command line alike; the
+    fields its help names are spelled as flags (`spelling`: field name -> flag)."""
+    default = f" (default: {field.default})" if field.default is not None else ""
+    rule = f"; {field.rule()}" if field.allowed and "{" not in field.allowed else ""
+    text = re.sub(r"\b[a-z]+(?:_[a-z]+)+\b", lambda m: spelling.get(m.group(0), m.group(0)), field.description)
+    settings = {"dest": field.name, "type": PYTHON_TYPES.get(field.kind, str), "default": field.default,
+                "help": text + rule + default, **({"required": True} if field.required else {})}
+    parser.add_argument(flag, **{**settings, **options})
 
 
 def _device_flags(parser) -> None:
@@ -109,11 +117,9 @@ def register(subparsers) -> None:
     sample.add_argument("--shard", default="0/1", metavar="K/N", help="write only shard K of N (K from 0; default 0/1)")
     sample.add_argument("--labels", help="class labels for conditional models, cycled over the seeds "
                                          "(e.g. 3, 0-9 or 1,1,2); default: seed modulo the class count")
-    sample.add_argument("--truncation", type=float, help=GENERATE["truncation"].description)
-    sample.add_argument("--keep-top", type=float, metavar="FRACTION", help=GENERATE["keep_top"].description)
-    sample.add_argument("--drs-accept", type=float, metavar="RATE", help=GENERATE["drs_accept"].description)
-    sample.add_argument("--drs-max-candidates", type=int, default=DEFAULT_DRS_MAX_CANDIDATES, metavar="N",
-                        help=GENERATE["drs_max_candidates"].description + f" (default: {DEFAULT_DRS_MAX_CANDIDATES})")
+    for name, metavar in (("truncation", "PSI"), ("keep_top", "FRACTION"), ("drs_accept", "RATE"),
+                          ("drs_max_candidates", "N")):
+        _field_flag(sample, GENERATE[name], SAMPLE_FLAGS[name], SAMPLE_FLAGS, metavar=metavar)
     sample.add_argument("--resume", action="store_true", help="skip images already written and valid")
     sample.add_argument("--merge", action="store_true",
                         help="after every --shard K/N has run into --out: check that their manifests cover each "
@@ -130,17 +136,12 @@ def register(subparsers) -> None:
                                         description="Spherical interpolation between two seeds' latents; the "
                                                     "first and last frames are the seeds' own images.")
     interpolate.add_argument("model", metavar="MODEL", type=Path, help=MODEL_HELP)
-    interpolate.add_argument("--from", dest="seed_from", type=int, required=True, metavar="SEED",
-                             help=INTERPOLATE_FIELDS["seed_from"].description)
-    interpolate.add_argument("--to", dest="seed_to", type=int, required=True, metavar="SEED",
-                             help=INTERPOLATE_FIELDS["seed_to"].description)
-    interpolate.add_argument("--frames", type=int, default=DEFAULT_FRAMES,
-                             help=f"2 to {MAX_FRAMES} (default: {DEFAULT_FRAMES})")
-    interpolate.add_argument("--label", help=INTERPOLATE_FIELDS["class_label"].description)
-    interpolate.add_argument("--label-to", help=INTERPOLATE_FIELDS["label_to"].description)
-    interpolate.add_argument("--truncation", type=float, help=INTERPOLATE_FIELDS["truncation"].description)
-    interpolate.add_argument("--frame-ms", type=int, default=DEFAULT_FRAME_MS,
-                             help=f"GIF: milliseconds per frame (default: {DEFAULT_FRAME_MS})")
+    options = {"seed_from": {"metavar": "SEED"}, "seed_to": {"metavar": "SEED"}, "frames": {"metavar": "N"},
+               "class_label": {"dest": "label", "type": str, "metavar": "LABEL"},  # labels stay text, read by
+               "label_to": {"type": str, "metavar": "LABEL"},  # _one_label: a class index or name
+               "truncation": {"metavar": "PSI"}, "frame_ms": {"metavar": "MS"}}
+    for name, extra in options.items():
+        _field_flag(interpolate, INTERPOLATE_FIELDS[name], INTERPOLATE_FLAGS[name], INTERPOLATE_FLAGS, **extra)
     interpolate.add_argument("--out", type=Path, required=True, help="a .png (strip) or .gif (animation) file")
     _device_flags(interpolate)
     interpolate.set_defaults(handler=run_interpolate)

@@ -230,3 +230,21 @@ def test_every_command_that_runs_a_model_takes_the_same_device_and_engine_flags(
         assert capsys.readouterr().out.startswith("wrote 8 frames from seed 1 to seed 2")
         outputs.append((scores, strip.read_bytes()))
     assert outputs[0] == outputs[1]
+
+
+def test_request_flags_take_their_type_default_and_range_from_the_request_model():
+    """serving/requests.py writes each field once; the command line's flags are made from it."""
+    from serving.requests import INTERPOLATE_FIELDS, generate_fields
+
+    for command, fields, names in (("sample", generate_fields(None), ("truncation", "keep_top", "drs_accept",
+                                                                        "drs_max_candidates")),
+                                   ("interpolate", INTERPOLATE_FIELDS, ("seed_from", "seed_to", "frames",
+                                                                         "truncation", "frame_ms"))):
+        options = command_options(command)
+        for name in names:
+            field, action = fields[name], options[name]
+            assert action.default == field.default and action.required == field.required, (command, name)
+            assert action.type is {"integer": int, "number": float}[field.kind], (command, name)
+            if field.allowed and "{" not in field.allowed:
+                assert field.rule() in action.help, (command, name)
+    assert command_options("sample")["drs_max_candidates"].help.startswith("with --drs-accept:")  # flags' spelling
