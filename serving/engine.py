@@ -210,7 +210,7 @@ class Engine:
 
     def sample(self, request: GenerateRequest) -> modes.Sampled:
         """Any generation mode (plain, best-of, rejection), with what it cost."""
-        return modes.run_now(modes.generate(request, self.graphs))
+        return modes.run_now(modes.sample(request, self.graphs))
 
     def interpolate(self, seed_from: int, seed_to: int, frames: int = 8, label: int | None = None,
                     truncation: float | None = None, label_to: int | None = None) -> np.ndarray:

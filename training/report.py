@@ -12,8 +12,7 @@ import torch
 
 from .calibration import fit_platt
 from .release import Release
-from .samples import generate as sample
-from .samples import save_grid
+from .samples import release_images, save_grid
 
 TRUNCATIONS = (0.5, 0.75, 1.0, 1.5, 2.0, None)
 
@@ -29,7 +28,7 @@ def write_report(folder: Path, release: Release, result: dict, space, real_refer
 
     folder.mkdir(parents=True, exist_ok=True)
     count = len(real_other)
-    save_grid(sample(release, 64, seed), folder / "samples.png", columns=8, min_width=512)
+    save_grid(release_images(release, 64, seed), folder / "samples.png", columns=8, min_width=512)
 
     figures = []
     metrics_file = release.path.parent / "metrics.jsonl"
@@ -47,7 +46,7 @@ def write_report(folder: Path, release: Release, result: dict, space, real_refer
         discriminator = release.build_discriminator()
         with torch.no_grad():
             real_logits = discriminator(real_other).numpy()
-            fake_logits = discriminator(sample(release, count, seed + 1)).numpy()
+            fake_logits = discriminator(release_images(release, count, seed + 1)).numpy()
         platt = fit_platt(real_logits, fake_logits)
 
         def calibrated(logits):
@@ -63,7 +62,7 @@ def write_report(folder: Path, release: Release, result: dict, space, real_refer
         figures.append(("D's calibrated probability", "d_probability.png"))
 
     reference, _ = space.features(real_reference)
-    fds = [frechet_distance(reference, space.features(sample(release, count, seed + 2, psi))[0])
+    fds = [frechet_distance(reference, space.features(release_images(release, count, seed + 2, psi))[0])
            for psi in TRUNCATIONS]
     fig, ax = plt.subplots(figsize=(7, 3.5))
     ax.plot([str(p) if p else "none" for p in TRUNCATIONS], fds, marker="o")

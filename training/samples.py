@@ -42,7 +42,7 @@ def save_grid(images: torch.Tensor, path: Path, columns: int | None = None, min_
     picture.save(path)
 
 
-def generate(release, count: int, seed: int, truncation: float | None = None) -> torch.Tensor:
+def release_images(release, count: int, seed: int, truncation: float | None = None) -> torch.Tensor:
     """(count, C, H, W) images from a release's G for latents drawn from `seed`."""
     spec = release.spec
     return generate_with(release.build_generator(), spec.latent_dim, spec.num_classes, count, seed, truncation)

@@ -163,7 +163,7 @@ def create_app(serving: Serving) -> Starlette:
                     return images
 
                 graphs = dataclasses.replace(graphs, generate=generate_and_encode)
-            sampled = await modes.generate(wanted, graphs)
+            sampled = await modes.sample(wanted, graphs)
         IMAGES_GENERATED.inc(len(sampled.images))
         labels = None if sampled.labels is None else sampled.labels.tolist()
         body = images_body(sampled.images, wanted.seeds, labels, wanted.format, served.identity, sampled.stats,

@@ -139,7 +139,7 @@ async def _generate(serving, served, wanted: oip.InferRequest) -> dict:
     parameters = {name: wanted.parameters[name] for name in GENERATE_PARAMETERS if name in wanted.parameters}
     request = generate_request(card, seeds=seeds, labels=labels, **parameters, format="npy",
                                max_images=serving.settings.max_images, spell=_spell)
-    sampled = await modes.generate(request, served.graphs)
+    sampled = await modes.sample(request, served.graphs)
     IMAGES_GENERATED.inc(len(sampled.images))
     return {"IMAGE": sampled.images}
 

@@ -7,7 +7,7 @@ graphs. The HTTP service passes callables that go through its cross-request batc
 engine (and with it the batch CLI) passes callables that run the graphs at once, and drives
 the coroutine with `run_now`, which costs nothing since such awaits never suspend.
 
-    >>> sampled = run_now(generate(request, graphs))
+    >>> sampled = run_now(sample(request, graphs))
     >>> sampled.images.shape                     # uint8 (N, H, W, C)
 """
 
@@ -48,7 +48,8 @@ class Sampled:
     stats: dict = field(default_factory=dict)  # what guided sampling cost; empty for plain
 
 
-async def generate(request: GenerateRequest, graphs: Graphs) -> Sampled:
+async def sample(request: GenerateRequest, graphs: Graphs) -> Sampled:
+    """A generate request through its mode (plain, best-of-K, rejection): one image per seed."""
     labels = label_array(request.seeds, request.labels, graphs.num_classes)
     mode = request.mode
     if isinstance(mode, Plain):

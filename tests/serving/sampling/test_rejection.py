@@ -62,7 +62,7 @@ def test_the_cap_falls_back_to_the_best_candidate():
     graphs = modes.Graphs(latent_dim=4, num_classes=0, generate=generate, score=score,
                           probability=lambda logits: logits, acceptance_rule=rule)
     request = GenerateRequest(seeds=[5], labels=None, mode=Rejection(0.25, 6))
-    sampled = modes.run_now(modes.generate(request, graphs))
+    sampled = modes.run_now(modes.sample(request, graphs))
     assert sampled.stats["candidates_drawn"] == 6 and sampled.stats["accepted_by_test"] == 0
     assert images_seen == [4, 2] and sampled.images.reshape(-1).tolist() == [2]  # the third candidate
 
