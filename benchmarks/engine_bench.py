@@ -138,15 +138,14 @@ def labelled_sampler(model_dir, count: int, repeats: int, work=WORK) -> dict:
 def label_bookkeeping(counts=(100_000, 1_000_000, 10_000_000), batch: int = 256) -> list[dict]:
     """Seconds the sampler spends planning a job and finding every batch's labels, without the
     engine: it must grow with the seed count, not with its square (a 10M-seed shard)."""
-    from serving.cli.sampler import SampleJob, _labels_for, _plan
+    from serving.cli.sampler import SampleJob, _labels_for
 
     rows = []
     for count in counts:
         job = SampleJob(seeds=list(range(count)), out=WORK / "unused", labels=list(range(10)), batch_size=batch)
         start = time.perf_counter()
-        for _, positions in _plan(job, set()):
-            for i in range(0, len(positions), batch):
-                _labels_for(job, positions[i:i + batch])
+        for _, positions in job.layout.writes(job, set()):  # one engine batch each
+            _labels_for(job, positions)
         seconds = time.perf_counter() - start
         rows.append({"seeds": count, "seconds": round(seconds, 3), "us_per_seed": round(seconds / count * 1e6, 3)})
         print(f"label bookkeeping: {count} seeds in {seconds:.2f} s ({rows[-1]['us_per_seed']} us per seed)")

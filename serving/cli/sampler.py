@@ -1,25 +1,18 @@
 """The batch sampler behind `ganserve sample`: many seeds to files, resumable and shardable.
 
 The engine runs in this process; PNG encoding and file writing run in a pool of worker
-processes, overlapped with the next engine run, so encoding is not the bottleneck.
-Outputs:
-  png  one file per seed (seed00000042.png)
-  npz  parts of up to `part_size` images (images uint8 [N,H,W,C], seeds, and labels when given)
-  tar  parts of up to `part_size` PNGs
-Every image gets a manifest line {seed, label, file, sha256}; sha256 is of the PNG bytes
-(png, tar) or of the raw pixels (npz).
+processes, overlapped with the next engine run, so encoding is not the bottleneck. The output
+formats (png files, npz or tar parts) and their manifests: `sample_formats.py`.
 """
 
 from __future__ import annotations
 
 import errno
 import hashlib
-import io
 import json
 import multiprocessing
 import re
 import signal
-import tarfile
 import time
 from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass
@@ -31,12 +24,9 @@ from tqdm import tqdm
 from ..engine import Engine
 from ..errors import ServingError
 from ..formats.files import write_atomically
-from ..formats.images import seed_file_name
-from ..formats.png import encode_pngs
 from ..requests import GenerateRequest, Mode, Plain
 from ..runtime.cpus import available_cpus
-
-FORMATS = ("png", "npz", "tar")
+from .sample_formats import FORMATS, LAYOUTS, WRITERS
 
 
 @dataclass(frozen=True)
@@ -60,10 +50,10 @@ class SampleJob:
         name = "manifest.jsonl" if count == 1 else f"manifest-{index:05d}-of-{count:05d}.jsonl"
         return self.out / name
 
-    def part_name(self, part: int) -> str:
-        index, count = self.shard
-        shard = "" if count == 1 else f"-shard{index:05d}"
-        return f"part{shard}-{part:05d}.{self.format}"
+    @property
+    def layout(self):
+        """How this job's format lies on disk (sample_formats.py)."""
+        return LAYOUTS[self.format]
 
 
 def run_sample(engine: Engine, job: SampleJob, progress: bool = True) -> dict:
@@ -73,18 +63,18 @@ def run_sample(engine: Engine, job: SampleJob, progress: bool = True) -> dict:
     if not (job.resume or job.force):
         _refuse_earlier_output(job)
     job.out.mkdir(parents=True, exist_ok=True)
-    done = _whole_parts(job, _completed(job)) if job.resume else set()
+    done = job.layout.done(job, _completed(job)) if job.resume else set()
     if not job.resume:
         job.manifest_path.unlink(missing_ok=True)
     else:
         _rewrite_manifest(job, done)
-    todo_parts = _plan(job, done)
-    total = sum(len(positions) for _, positions in todo_parts)
+    writes = job.layout.writes(job, done)
+    total = sum(len(positions) for _, positions in writes)
     started = time.perf_counter()
     bar = tqdm(total=total, unit="img", disable=not progress, dynamic_ncols=True)
     workers = job.workers or available_cpus()
     try:
-        _write_all(engine, job, todo_parts, workers, bar)
+        _write_all(engine, job, writes, workers, bar)
     except OSError as error:
         if error.errno != errno.ENOSPC:
             raise
@@ -97,19 +87,16 @@ def run_sample(engine: Engine, job: SampleJob, progress: bool = True) -> dict:
             "images_per_s": round(total / seconds, 1) if seconds else None, "manifest": str(job.manifest_path)}
 
 
-def _write_all(engine: Engine, job: SampleJob, todo_parts, workers: int, bar) -> None:
+def _write_all(engine: Engine, job: SampleJob, writes, workers: int, bar) -> None:
     with _encoding_pool(workers) as pool, open(job.manifest_path, "a") as manifest:
         in_flight: list[Future] = []
-        for part, positions in todo_parts:
-            for start in range(0, len(positions), job.batch_size) if job.format == "png" else [0]:
-                chunk = positions[start:start + job.batch_size] if job.format == "png" else positions
-                seeds = [job.seeds[i] for i in chunk]
-                labels = _labels_for(job, chunk)
-                images = _generate(engine, seeds, labels, job)
-                target = job.out / (job.part_name(part) if job.format != "png" else "")
-                in_flight.append(pool.submit(_write, job.format, target, seeds, labels, images))
-                while len(in_flight) > workers:  # keep every worker busy, no more
-                    _finish(in_flight.pop(0), manifest, bar)
+        for target, positions in writes:
+            seeds = [job.seeds[i] for i in positions]
+            labels = _labels_for(job, positions)
+            images = _generate(engine, seeds, labels, job)
+            in_flight.append(pool.submit(_write, job.format, target, seeds, labels, images))
+            while len(in_flight) > workers:  # keep every worker busy, no more
+                _finish(in_flight.pop(0), manifest, bar)
         for future in in_flight:
             _finish(future, manifest, bar)
 
@@ -147,9 +134,7 @@ def _refuse_earlier_output(job: SampleJob) -> None:
     elif job.manifest_path.exists():
         found = job.manifest_path
     else:
-        names = {seed_file_name(seed) for seed in job.seeds} if job.format == "png" else {
-            job.part_name(part) for part, _ in _plan(job, set())}
-        found = next((job.out / name for name in names if (job.out / name).exists()), None)
+        found = next((job.out / name for name in job.layout.names(job) if (job.out / name).exists()), None)
     if found is not None:
         raise ServingError(f"--out {job.out} already holds output (e.g. {found.name}); pass --resume to finish "
                            "that run, --force to write over it, or choose an empty folder")
@@ -173,21 +158,6 @@ def _labels_for(job: SampleJob, positions: list[int]) -> list[int] | None:
     return [job.labels[i % len(job.labels)] for i in positions]
 
 
-def _plan(job: SampleJob, done: set[int]) -> list[tuple[int, list[int]]]:
-    """(part number, positions in job.seeds still to write). PNG writes per seed; npz/tar
-    rewrite a whole part unless all of its seeds are done, so a part file is always complete."""
-    parts = []
-    for part, start in enumerate(range(0, len(job.seeds), job.part_size)):
-        positions = list(range(start, min(start + job.part_size, len(job.seeds))))
-        if job.format == "png":
-            positions = [i for i in positions if job.seeds[i] not in done]
-        elif all(job.seeds[i] in done for i in positions):
-            positions = []
-        if positions:
-            parts.append((part, positions))
-    return parts
-
-
 def _finish(future: Future, manifest, bar) -> None:
     count, text = future.result()
     manifest.write(text)
@@ -195,54 +165,11 @@ def _finish(future: Future, manifest, bar) -> None:
     bar.update(count)
 
 
-# --- writers: run in worker processes; each returns the manifest lines of what it wrote -------
-
 def _write(fmt: str, target: Path, seeds, labels, images) -> tuple[int, str]:
-    """Write one batch; (images written, their manifest lines as JSON text), serialised here
-    so the process running the engine does less."""
-    lines = _WRITERS[fmt](target, seeds, labels, images)
+    """Write one batch, in a worker process; (images written, their manifest lines as JSON
+    text), serialised there so the process running the engine does less."""
+    lines = WRITERS[fmt](target, seeds, labels, images)
     return len(lines), "".join(json.dumps(line) + "\n" for line in lines)
-
-
-def _write_pngs(folder: Path, seeds, labels, images) -> list[dict]:
-    # Written in place, not through a temp file and a rename: the rename doubled the file
-    # system's work per image. The manifest is the record of what is complete (its line comes
-    # after the file), and --resume re-hashes every listed file, so a file cut short by a
-    # crash is never counted and is written again.
-    lines = []
-    for i, (seed, data) in enumerate(zip(seeds, encode_pngs(images))):
-        name = seed_file_name(seed)
-        (folder / name).write_bytes(data)
-        lines.append(_line(seed, labels, i, name, data))
-    return lines
-
-
-def _write_npz(path: Path, seeds, labels, images) -> list[dict]:
-    buffer = io.BytesIO()
-    extra = {"labels": np.asarray(labels, np.int64)} if labels else {}
-    np.savez(buffer, images=images, seeds=np.asarray(seeds, np.int64), **extra)
-    write_atomically(path, buffer.getvalue())
-    return [_line(seed, labels, i, path.name, image.tobytes()) for i, (seed, image) in enumerate(zip(seeds, images))]
-
-
-def _write_tar(path: Path, seeds, labels, images) -> list[dict]:
-    buffer, lines = io.BytesIO(), []
-    with tarfile.open(fileobj=buffer, mode="w", format=tarfile.PAX_FORMAT) as archive:
-        for i, (seed, data) in enumerate(zip(seeds, encode_pngs(images))):
-            info = tarfile.TarInfo(seed_file_name(seed))
-            info.size, info.mtime = len(data), 0
-            archive.addfile(info, io.BytesIO(data))
-            lines.append(_line(seed, labels, i, path.name, data))
-    write_atomically(path, buffer.getvalue())
-    return lines
-
-
-_WRITERS = {"png": _write_pngs, "npz": _write_npz, "tar": _write_tar}
-
-
-def _line(seed: int, labels, index: int, file: str, data: bytes) -> dict:
-    return {"seed": seed, "label": labels[index] if labels else None, "file": file,
-            "sha256": hashlib.sha256(data).hexdigest()}
 
 
 # --- shards ---------------------------------------------------------------------------------
@@ -330,46 +257,10 @@ def _completed(job: SampleJob) -> set[int]:
         seed = line.get("seed")
         if seed not in wanted or not isinstance(line.get("file"), str):
             continue
-        path = job.out / line["file"]
-        if job.format == "png":
-            data = path.read_bytes() if path.is_file() else None
-        else:
-            data = _part_contents(path, job.format, cache).get(seed)
+        data = job.layout.stored(job.out / line["file"], seed, cache)
         if data is not None and hashlib.sha256(data).hexdigest() == line.get("sha256"):
             valid.add(seed)
     return valid
-
-
-def _whole_parts(job: SampleJob, valid: set[int]) -> set[int]:
-    """npz/tar parts are rewritten whole, so only seeds of fully valid parts count as done."""
-    if job.format == "png":
-        return valid
-    done = set()
-    for start in range(0, len(job.seeds), job.part_size):
-        seeds = job.seeds[start:start + job.part_size]
-        if all(s in valid for s in seeds):
-            done.update(seeds)
-    return done
-
-
-def _part_contents(path: Path, fmt: str, cache: dict) -> dict[int, bytes]:
-    """seed -> bytes that were hashed, for one npz/tar part (empty if unreadable)."""
-    if str(path) in cache:
-        return cache[str(path)]
-    contents: dict[int, bytes] = {}
-    try:
-        if fmt == "npz":
-            with np.load(path, allow_pickle=False) as part:
-                contents = {int(s): image.tobytes() for s, image in zip(part["seeds"], part["images"])}
-        else:
-            with tarfile.open(path) as archive:
-                for member in archive.getmembers():
-                    seed = int(member.name.removeprefix("seed").removesuffix(".png"))
-                    contents[seed] = archive.extractfile(member).read()
-    except (OSError, ValueError, KeyError, tarfile.TarError):
-        contents = {}
-    cache[str(path)] = contents
-    return contents
 
 
 def _rewrite_manifest(job: SampleJob, done: set[int]) -> None:
