@@ -28,7 +28,6 @@ from training.data import load_dataset
 from training.degradations import DEGRADATIONS, ORDERED_PAIRS
 from training.evaluate import Comparison, ratio_to_floor
 from training.release import read_release
-from training.samples import generate_with
 
 
 def generator_at(run_dir: Path, step: int) -> tuple[torch.nn.Module, int]:
@@ -55,7 +54,7 @@ def evaluate_sets(data, kind: str, seed: int, count: int, models: dict) -> dict[
     sets = {"real vs real": real, **{name: degrade(real) for name, degrade in DEGRADATIONS.items()}}
     for label, (run, step) in models.items():
         generator, latent_dim = generator_at(run, step)
-        sets[f"model {label}"] = generate_with(generator, latent_dim, 0, count, seed + comparison.GENERATED_SEED_OFFSET)
+        sets[f"model {label}"] = comparison.generated_by(generator, latent_dim, 0)
     figures = {}
     for name, images in sets.items():
         figures[name] = {k: v for k, v in comparison.figures(images).items() if k != "class_histogram"}

@@ -60,8 +60,9 @@ def register(subparsers) -> None:
     evaluate.add_argument("--num-samples", type=int,
                           help="images per set (default: a run's --eval-samples, so the figures match its log; "
                                "otherwise half the real data)")
-    evaluate.add_argument("--seed", type=int, help="which real images and latents are drawn (default: a run's "
-                          "own --seed, as --eval-every used; otherwise 0)")
+    evaluate.add_argument("--seed", type=int, default=0,
+                          help="which real images are drawn, and which seeds generate (seed S: S * 1,000,000 onwards; "
+                               "default 0: seeds 0..N-1, as 'ganserve sample' and --eval-every draw them)")
     evaluate.add_argument("--report", type=Path, metavar="DIR",
                           help="also write DIR/report.md with the sample grid, loss curves, D's calibrated "
                                "probability on real vs generated images, and FD against truncation")
@@ -164,8 +165,11 @@ def _console_log() -> logging.Logger:
 
 
 def run_eval(args) -> int:
+    from .errors import ConfigError
     from .evaluate import evaluate
 
+    if args.seed < 0:
+        raise ConfigError(f"--seed must be non-negative, got {args.seed}")
     result = evaluate(args.source, args.data, args.num_samples, args.seed, args.samples, args.report,
                       args.inception, features=args.features)
     if args.json:

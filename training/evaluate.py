@@ -19,6 +19,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -27,7 +28,9 @@ import torch
 from torch import nn
 
 from serving.formats.files import cache_dir
-from serving.formats.pixels import from_levels
+from serving.formats.model_card import ModelCard
+from serving.formats.pixels import from_levels, to_levels
+from serving.sampling.latents import label_array, latents
 
 from . import contrastive
 from .config import FEATURE_KINDS
@@ -35,8 +38,7 @@ from .data import ImageDataset, load_dataset
 from .errors import ConfigError
 from .inception import InceptionFeatures
 from .metrics import frechet_distance, kernel_inception_distance, precision_recall_density_coverage
-from .release import read_release
-from .samples import generate_with
+from .release import Release, read_release
 
 log = logging.getLogger(__name__)
 CLASSIFIER_STEPS = 600
@@ -180,12 +182,9 @@ def class_figures(predicted: np.ndarray, real_labels: np.ndarray, num_classes: i
 
 
 class Comparison:
-    """One definition of an evaluation, shared by `ganserve eval` and `train --eval-every`, so
-    both print the same figures for the same weights: the data set's own feature network (one
-    per data set and kind, cached), `count` real images as the reference, `count` others as the
-    real-vs-real floor, and generated images from the latents of GENERATED_SEED_OFFSET."""
-
-    GENERATED_SEED_OFFSET = 10_000
+    """One definition of an evaluation, shared by `ganserve eval` and `train --eval-every`: the
+    data set's own feature network (one per data set and kind, cached), `count` real images as
+    the reference and `count` others as the real-vs-real floor, drawn by `seed`."""
 
     def __init__(self, data: ImageDataset, num_samples: int | None, seed: int = 0, inception=None,
                  features: str = "auto"):
@@ -202,75 +201,125 @@ class Comparison:
         self.real_b = data.batch(order[half:half + self.count].numpy())
         self.reference, _ = self.space.features(self.real_a)
 
+    @property
+    def generated_seeds(self) -> list[int]:
+        """The seeds a generator is scored on: eval seed s takes s * 1,000,000 onwards, so seed 0
+        scores the images `ganserve sample --seeds 0-N` writes."""
+        start = self.seed * SEEDS_PER_EVAL_SEED
+        return list(range(start, start + self.count))
+
     def generated_by(self, generator: nn.Module, latent_dim: int, num_classes: int) -> torch.Tensor:
-        return generate_with(generator, latent_dim, num_classes, self.count, self.seed + self.GENERATED_SEED_OFFSET)
+        return generator_images(generator, latent_dim, num_classes, self.generated_seeds)
 
     def figures(self, images: torch.Tensor) -> dict:
         return _figures(self.reference, *self.space.features(images), self.data)
 
 
-def evaluate(source: Path | None = None, data_spec: str | None = None, num_samples: int | None = None,
-             seed: int | None = None, samples: str | torch.Tensor | None = None, report: Path | None = None,
-             inception: Path | None = None, shape: tuple[int, int] | None = None, features: str = "auto") -> dict:
-    """Evaluate a run/release folder (it generates its own images) or a set of samples
-    (`samples`: any --data spec, e.g. npz:FILE from `ganserve sample --format npz`) against
-    real data (default: the data the run was trained on). `inception`: an Inception-v3 ONNX
-    file whose features replace the classifier's (the standard FID). `shape`: (resolution,
-    channels) the real data is brought to, when no run says it (a model folder, samples).
-    `features`: auto (the classifier for labelled data, else the contrastive encoder),
-    classifier or contrastive."""
-    inception_features = InceptionFeatures(inception) if inception is not None else None  # fail early
-    if source is not None and (Path(source) / "model.json").is_file():  # an exported model folder
-        card = json.loads((Path(source) / "model.json").read_text())
-        samples_from_model = model_folder_images(Path(source), num_samples or 5000)
-        return evaluate(None, data_spec or card["source"]["dataset"], num_samples, seed, samples_from_model,
-                        report, inception, (card["height"], card["channels"]), features) | {"model": str(source)}
-    release = read_release(source) if source is not None else None
-    if release is None and (samples is None or data_spec is None):
+SEEDS_PER_EVAL_SEED = 1_000_000
+
+
+@torch.no_grad()
+def generator_images(generator: nn.Module, latent_dim: int, num_classes: int, seeds: list[int]) -> torch.Tensor:
+    """A PyTorch G's images for these seeds as its exported model draws them: the serving seed
+    contract's latents and default labels (serving/sampling/latents.py), rounded to uint8 levels.
+    So a run, its release and its exported model are scored on the same images."""
+    z = torch.from_numpy(latents(seeds, latent_dim))  # (N, latent_dim)
+    labels = label_array(seeds, None, num_classes)
+    device = next(generator.parameters()).device
+    batches = []
+    for start in range(0, len(seeds), 512):
+        batch_labels = None if labels is None else torch.from_numpy(labels[start:start + 512]).to(device)
+        batches.append(generator(z[start:start + 512].to(device), batch_labels).float().cpu())
+    return from_levels(to_levels(torch.cat(batches)))  # (N, C, H, W), on the 256 levels a PNG holds
+
+
+def model_folder_images(folder: Path, seeds: list[int]) -> torch.Tensor:
+    """An exported model's images for these seeds, made by the serving engine exactly as
+    `ganserve sample` makes them (the seed contract of docs/DESIGN.md)."""
+    from serving.engine import Engine
+
+    images = Engine(folder, device="cpu", warmup=False).generate(seeds)  # (N, H, W, C) uint8
+    return from_levels(torch.from_numpy(images).permute(0, 3, 1, 2).float())
+
+
+@dataclass
+class Subject:
+    """What `ganserve eval` scores, and how its images are made once the comparison is drawn."""
+
+    name: str
+    data_spec: str  # the real data it is compared with
+    shape: tuple[int, int, int]  # (C, H, W) of its images, which the real data is brought to
+    images: Callable[[Comparison], torch.Tensor]
+    count: int | None = None  # images per set when --num-samples is not given (None: half the real data)
+    release: Release | None = None  # a run's or release's, for --report
+
+
+def subject_of(source: Path | None, data_spec: str | None, samples: str | None) -> Subject:
+    """A run or release folder (its G, in PyTorch), an exported model folder (the serving
+    engine), or a set of images (`samples`: any --data spec, with `data_spec`)."""
+    if source is not None and (Path(source) / "model.json").is_file():
+        card = ModelCard.read(source)
+        spec = data_spec or card.source.get("dataset")
+        if spec is None:
+            raise ConfigError(f"{source}: its model.json does not say what data it was trained on; pass --data SPEC")
+        return Subject(str(source), spec, (card.channels, card.height, card.width),
+                       lambda comparison: model_folder_images(Path(source), comparison.generated_seeds))
+    if source is not None:
+        release = read_release(source)
+        spec = release.spec
+        return Subject(str(release.path), data_spec or release.metadata.dataset,
+                       (spec.channels, spec.resolution, spec.resolution),
+                       lambda comparison: comparison.generated_by(release.build_generator(), spec.latent_dim,
+                                                                  spec.num_classes),
+                       count=release.metadata.eval_samples, release=release)  # the count --eval-every used
+    if samples is None or data_spec is None:
         raise ConfigError("eval needs a run folder, a model folder, or --samples SPEC together with --data SPEC")
-    if isinstance(samples, torch.Tensor):
-        generated = samples
-    else:
-        generated = load_dataset(samples).images if samples else None
-    spec = data_spec or release.metadata.dataset
-    if release is not None:
-        resolution, channels = release.metadata.dataset_resolution, release.metadata.dataset_channels
-        expected_shape = (release.spec.channels, release.spec.resolution, release.spec.resolution)
-        if num_samples is None:  # the count --eval-every used, so the figures match the run's log
-            num_samples = release.metadata.eval_samples
-        if seed is None:
-            seed = release.metadata.seed
-    else:  # the samples say what the real images must become
-        resolution, channels = shape or (generated.shape[2], generated.shape[1])
-        expected_shape = tuple(generated.shape[1:])
-    data = load_dataset(spec, resolution, channels)
-    if data.shape != expected_shape:
-        raise ConfigError(f"--data {spec!r} has images of shape {data.shape}; the samples are {expected_shape}")
-    if generated is not None and len(generated) < min(num_samples or len(data) // 2, len(data) // 2):
-        num_samples = len(generated)
-    comparison = Comparison(data, num_samples, seed or 0, inception_features, features)
-    count, space = comparison.count, comparison.space
-    if generated is None:
-        generated = comparison.generated_by(release.build_generator(), release.spec.latent_dim,
-                                            release.spec.num_classes)
-    result = {
-        "model": str(release.path) if release else str(samples if isinstance(samples, str) else "samples"),
-        "data": spec, "num_images": count,
-        "feature_space": space.describe(),
-        "classifier_accuracy": space.accuracy if space.kind == "classifier" else None,
-        "encoder_instance_accuracy": space.accuracy if space.kind == "contrastive" else None,
-        "generated": comparison.figures(generated[:count]),
-        "real_vs_real": comparison.figures(comparison.real_b),
-    }
-    result["fd_ratio_to_floor"] = ratio_to_floor(result["generated"]["fd"], result["real_vs_real"]["fd"])
+    images = load_dataset(samples).images
+    return Subject(samples, data_spec, tuple(images.shape[1:]), lambda comparison: images[:comparison.count],
+                   count=len(images))
+
+
+def evaluate(source: Path | None = None, data_spec: str | None = None, num_samples: int | None = None,
+             seed: int = 0, samples: str | None = None, report: Path | None = None,
+             inception: Path | None = None, features: str = "auto") -> dict:
+    """The figures of a run, release or model folder, or of a set of samples, against real data
+    (default: the data it was trained on), beside the real-vs-real floor. `seed` draws the real
+    halves and the generated seeds (0: seeds 0..N-1, as `ganserve sample` writes them).
+    `inception`: an Inception-v3 ONNX file whose features replace the data's own network (the
+    standard FID). `features`: auto (the classifier for labelled data, else the contrastive
+    encoder), classifier or contrastive."""
+    inception_features = InceptionFeatures(inception) if inception is not None else None  # fail early
+    subject = subject_of(source, data_spec, samples)
+    channels, resolution, _ = subject.shape
+    data = load_dataset(subject.data_spec, resolution, channels)
+    if data.shape != subject.shape:
+        raise ConfigError(f"--data {subject.data_spec!r} has images of shape {data.shape}; the samples are "
+                          f"{subject.shape}")
+    wanted = num_samples or subject.count
+    if samples is not None:
+        wanted = min(wanted, subject.count)  # no more than the samples hold
+    comparison = Comparison(data, wanted, seed, inception_features, features)
+    result = {"model": subject.name, "data": subject.data_spec, "num_images": comparison.count,
+              **figures_against(comparison, subject.images(comparison))}
     if report is not None:
-        if release is None:
+        if subject.release is None:
             raise ConfigError("--report needs a run folder (it plots the run's losses and samples its G)")
         from .report import write_report
 
-        result["report"] = str(write_report(report, release, result, space, comparison.real_a, comparison.real_b,
-                                            seed or 0))
+        result["report"] = str(write_report(report, subject.release, result, comparison.space, comparison.real_a,
+                                            comparison.real_b, seed))
     return result
+
+
+def figures_against(comparison: Comparison, images: torch.Tensor) -> dict:
+    """The figures of these images and of the real-vs-real floor, in the comparison's features."""
+    space = comparison.space
+    generated, floor = comparison.figures(images[:comparison.count]), comparison.figures(comparison.real_b)
+    return {"feature_space": space.describe(),
+            "classifier_accuracy": space.accuracy if space.kind == "classifier" else None,
+            "encoder_instance_accuracy": space.accuracy if space.kind == "contrastive" else None,
+            "generated": generated, "real_vs_real": floor,
+            "fd_ratio_to_floor": ratio_to_floor(generated["fd"], floor["fd"])}
 
 
 def _figures(reference: np.ndarray, features: np.ndarray, predicted: np.ndarray | None,
@@ -285,7 +334,8 @@ def _figures(reference: np.ndarray, features: np.ndarray, predicted: np.ndarray 
 
 class RunEvaluator:
     """Evaluation during training (`--eval-every`): `ganserve eval`'s Comparison on the run's
-    whole data set, so a step's logged figures are what `ganserve eval` prints for its release."""
+    whole data set with its default seed, so a step's logged figures are what `ganserve eval`
+    prints for its release, and (within the export's 1-level parity) for its exported model."""
 
     def __init__(self, data: ImageDataset, count: int, seed: int = 0):
         self.comparison = Comparison(data, count, seed)
@@ -295,12 +345,3 @@ class RunEvaluator:
         figures = self.comparison.figures(self.comparison.generated_by(generator, latent_dim, num_classes))
         figures.pop("class_histogram", None)
         return figures
-
-
-def model_folder_images(folder: Path, count: int) -> torch.Tensor:
-    """Seeds 0..count-1 of an exported model, made by the serving engine exactly as
-    `ganserve sample` makes them (the seed contract of docs/DESIGN.md)."""
-    from serving.engine import Engine
-
-    images = Engine(folder, device="cpu", warmup=False).generate(range(count))  # (N, H, W, C) uint8
-    return from_levels(torch.from_numpy(images).permute(0, 3, 1, 2).float())

@@ -356,7 +356,7 @@ class _BestKeeper:
         from .evaluate import RunEvaluator
 
         self.run_dir, self.calibration = run_dir, calibration
-        self.evaluator = RunEvaluator(train_set, config.eval_samples, config.seed)
+        self.evaluator = RunEvaluator(train_set, config.eval_samples)  # ganserve eval's default draw
         self.best_fd = _best_fd(run_dir / "metrics.jsonl")
 
     def evaluate(self, trainer: Trainer) -> None:

@@ -136,10 +136,33 @@ def test_model_folder_images_follow_the_serving_seed_contract(model_dir, conditi
     from training.evaluate import model_folder_images
 
     for folder in (model_dir, conditional_model_dir):
-        images = model_folder_images(folder, 10)
+        images = model_folder_images(folder, list(range(10)))
         served = Engine(folder, warmup=False).generate(range(10))  # uint8 (N, H, W, C)
         expected = torch.from_numpy(served).permute(0, 3, 1, 2).float() / 127.5 - 1.0
         assert torch.equal(images, expected)
+
+
+def test_a_run_and_its_exported_model_are_scored_on_the_same_images(tmp_path, capsys):
+    """One model, one set of figures: the run's G draws seeds 0..N-1 on the serving seed contract,
+    rounded to uint8 levels, as its exported model does (the two within the export's parity)."""
+    from export.exporter import ExportOptions, export_model
+    from training.evaluate import generator_images, model_folder_images
+    from training.release import read_release
+
+    run, model = tmp_path / "run", tmp_path / "model"
+    train(tiny_config(steps=2, checkpoint_every=2), run, progress=False)
+    export_model(run / "release", ExportOptions(out=model, calibration_samples=20))
+    release = read_release(run)
+    seeds = list(range(64))
+    from_run = generator_images(release.build_generator(), release.spec.latent_dim, release.spec.num_classes, seeds)
+    from_model = model_folder_images(model, seeds)
+    assert float((from_run - from_model).abs().max()) <= 1 / 127.5 + 1e-6  # at most one level apart
+    figures = {}
+    for source in (run, model):
+        assert main(["eval", str(source), "--num-samples", "200", "--json"]) == 0
+        figures[source.name] = json.loads(capsys.readouterr().out)
+    assert figures["run"]["real_vs_real"] == figures["model"]["real_vs_real"]
+    assert figures["run"]["generated"]["fd"] == pytest.approx(figures["model"]["generated"]["fd"], rel=0.02)
 
 
 def _inception_like_onnx(path, channels: int = 3, side: int = 32) -> None:
