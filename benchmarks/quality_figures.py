@@ -48,17 +48,26 @@ def curves(result: dict, out: Path) -> None:
     axes.set_yscale("log")
     axes.grid(True, which="both", alpha=0.3)
     axes.legend(fontsize="small", ncol=2)  # two columns: a study of many recipes keeps its curves visible
-    axes.set_title(f"{result['data']}: every seed of every recipe")
+    axes.set_title(f"{result.get('title') or result['data']}: every seed of every recipe")
     figure.tight_layout()
     figure.savefig(out, dpi=110)
 
 
-def grids(result: dict, recipes: list[str], out: Path) -> None:
+def grids(result: dict, recipes: list[str], out: Path, real: str | None = None) -> None:
+    """The last sample grid of each recipe's seed 0, side by side; with `real` (a --data spec), 64 real
+    images last, drawn as the grids are."""
     tag = result["data"].replace(":", "-").replace("/", "_").strip("._-")
     pictures = []
     for recipe in recipes:
         folder = WORK / "quality" / tag / f"{recipe}-seed0" / "samples"
         pictures.append(Image.open(sorted(folder.glob("step-*.png"))[-1]).convert("RGB"))
+    if real:
+        from training.data import load_dataset
+        from training.samples import save_grid
+
+        with tempfile.TemporaryDirectory() as folder:
+            save_grid(load_dataset(real).batch(range(64)), Path(folder) / "real.png", columns=8)
+            pictures.append(Image.open(Path(folder) / "real.png").convert("RGB").resize(pictures[0].size))
     gap = 16
     sheet = Image.new("RGB", (sum(p.width for p in pictures) + gap * (len(pictures) - 1),
                               max(p.height for p in pictures)), "white")
@@ -122,6 +131,8 @@ def main() -> None:
     parser.add_argument("--only", nargs="+", metavar="RECIPE",
                         help="draw the curves of these recipes only (results files often hold others too)")
     parser.add_argument("--name", default="quality-resnet", help="docs/NAME-curves.png, docs/NAME-grids.png")
+    parser.add_argument("--title", help="what the curves' title calls the data (default: its --data spec)")
+    parser.add_argument("--real", metavar="SPEC", help="with --grids: 64 real images of this --data spec, last")
     parser.add_argument("--digits-sheet", type=Path, metavar="MODEL",
                         help="write docs/digits-samples.png from this exported digits model instead")
     parser.add_argument("--interpolation-sheet", type=Path, metavar="MODEL",
@@ -138,10 +149,10 @@ def main() -> None:
         parser.error("give RESULT.json files, --digits-sheet MODEL or --interpolation-sheet MODEL")
     loaded = [json.loads(path.read_text()) for path in args.results]
     runs = [run for one in loaded for run in one["runs"] if not args.only or run["recipe"] in args.only]
-    result = {**loaded[0], "runs": runs}
+    result = {**loaded[0], "runs": runs, "title": args.title}
     curves(result, DOCS / f"{args.name}-curves.png")
     if args.grids:
-        grids(result, args.grids, DOCS / f"{args.name}-grids.png")
+        grids(result, args.grids, DOCS / f"{args.name}-grids.png", args.real)
     print("wrote", DOCS / f"{args.name}-curves.png", *([DOCS / f"{args.name}-grids.png"] if args.grids else []))
 
 

@@ -95,6 +95,11 @@ RECIPES = {
     "resnet-w64": ["--arch", "resnet", "--width", "64"],
     # R1/R2 every 8th D step (scaled by 8, as StyleGAN2's lazy regularisation): 2.2x the images/s
     "resnet-w16-lazy8": ["--arch", "resnet", "--width", "16", "--penalty-every", "8"],
+    # 64 px photos (docs/quality.md, "Photos at 64 px"): spectral norm's D fell to chance (its gain on the images
+    # to 4e-5, benchmarks/d_diagnosis.py); R1 on real images, lazily every 16th D step, keeps D in check instead
+    "photo-sn": ["--spectral-norm", "--r1-gamma", "0", "--penalty-every", "1"],  # dcgan's default before it
+    "photo-r1": ["--no-spectral-norm", "--r1-gamma", "1", "--penalty-every", "16"],
+    "photo-r1-flip": ["--no-spectral-norm", "--r1-gamma", "1", "--penalty-every", "16", "--augment", "flip"],
 }
 # Recipes that differ from another only in what costs nothing per step (a learning-rate schedule) take its
 # measured speed under --speeds-from.
@@ -108,7 +113,10 @@ def one_core() -> dict:
 
 
 def train(run_dir: Path, data: str, recipe: list[str], steps: int, seed: int, curve: bool = False) -> None:
-    evals = ["--eval-every", str(max(1, steps // CURVE_POINTS)), "--eval-samples", "1000"] if curve else []
+    every = str(max(1, steps // CURVE_POINTS))
+    # with curves, the state at every evaluated step is kept too (eval_validation.py scores a run's models by step)
+    evals = ["--eval-every", every, "--eval-samples", "1000", "--checkpoint-every", every,
+             "--keep-checkpoints", str(CURVE_POINTS + 1)] if curve else []
     subprocess.run([GANSERVE, "train", "--data", data, *recipe, "--steps", str(steps), "--seed", str(seed),
                     "--run-dir", str(run_dir), *QUIET, *evals], check=True, env=one_core(),
                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -129,7 +137,8 @@ def curve(run_dir: Path, images_per_s: float, batch: int) -> list[dict]:
 
 
 def warm_classifier(data: str) -> None:
-    """Train (and cache) the data set's evaluation classifier once, before two runs would both."""
+    """Train (and cache) the data set's evaluation network (its classifier, or for unlabelled data its
+    contrastive encoder) once, before two runs would both."""
     subprocess.run([sys.executable, "-c", "from training.data import load_dataset; from training.evaluate import "
                     f"feature_space; feature_space(load_dataset({data!r}))"], check=True, env=one_core())
 
@@ -246,8 +255,8 @@ def main() -> None:
         more = {"fd_by_eval_seed": fds} if others else {}
         runs.append({"recipe": name, "seed": seed, **figures, **more,
                      **({"curve": curve(run_dir, speeds[name], batch_size(RECIPES[name]))} if args.curves else {})})
-        print(name, seed, {k: figures["generated"][k] for k in ("fd", "precision", "coverage", "classes_covered")},
-              flush=True)
+        print(name, seed, {k: figures["generated"].get(k) for k in ("fd", "precision", "recall", "coverage",
+                                                                    "classes_covered")}, flush=True)
     result = {"data": args.data, "budget_core_seconds": args.budget,
               "batch_sizes": {name: batch_size(RECIPES[name]) for name in args.recipes},
               "images_per_s_one_core": speeds, "steps": steps, "eval_seeds": args.eval_seeds,

@@ -17,14 +17,20 @@ FEATURE_KINDS = ("auto", "classifier", "contrastive")  # ganserve eval --feature
 # What an option left unset means, per architecture: each architecture comes with the recipe
 # it trains best with (docs/quality.md). The resolved values are what config.json records.
 RECIPES = {
-    "dcgan": {"spectral_norm": True, "loss": "nonsat", "r1_gamma": 0.0, "r2_gamma": 0.0, "lr_g": 5e-4, "lr_d": 5e-4,
-              "beta1": 0.0, "beta2": 0.99, "schedules": False, "lr_decay_from": 0.6},
-    "resnet": {"spectral_norm": False, "loss": "rpgan", "r1_gamma": 0.1, "r2_gamma": 0.1, "lr_g": 2e-4,
-               "lr_d": 2e-4, "beta1": 0.0, "beta2": 0.9, "schedules": True, "ema_half_life": 10.0,
+    "dcgan": {"spectral_norm": True, "loss": "nonsat", "r1_gamma": 0.0, "r2_gamma": 0.0, "penalty_every": 1,
+              "lr_g": 5e-4, "lr_d": 5e-4, "beta1": 0.0, "beta2": 0.99, "schedules": False, "lr_decay_from": 0.6},
+    "resnet": {"spectral_norm": False, "loss": "rpgan", "r1_gamma": 0.1, "r2_gamma": 0.1, "penalty_every": 1,
+               "lr_g": 2e-4, "lr_d": 2e-4, "beta1": 0.0, "beta2": 0.9, "schedules": True, "ema_half_life": 10.0,
                "lr_decay_from": 1.0},
 }
 RECIPES["mlp"] = {**RECIPES["dcgan"], "lr_g": 2e-4, "lr_d": 2e-4, "beta1": 0.5, "beta2": 0.999,  # the tutorial's
                   "lr_decay_from": 1.0}  # Adam, at a constant rate
+# dcgan from 64 px: spectral norm's D lost its features and fell to chance on 64 px photos (its gain on the
+# images fell 100x, its gradients 500x: benchmarks/d_diagnosis.py); R1 on real images every 16th step keeps D
+# learning instead: on 10,000 faces at 30 minutes of one core, FD 2.26 against 7.78, recall 0.46 against 0.03
+# (docs/quality.md, "Photos at 64 px").
+PHOTO_MIN_RESOLUTION = 64
+PHOTO_RECIPE = {**RECIPES["dcgan"], "spectral_norm": False, "r1_gamma": 1.0, "penalty_every": 16}
 
 
 def _opt(default, help_text: str):
@@ -47,16 +53,19 @@ class TrainConfig:
                                    "docs/quality.md; 64 for GPUs and long runs), resnet 32 up to 32 px and 64 above "
                                    "(stages past 32 px halve it); mlp: fixed at 128")
     spectral_norm: bool | None = _opt(None, "spectral normalisation on D's weights; default: on for dcgan and "
-                                            "mlp, off for resnet (normalisation-free)")
+                                            "mlp, off for resnet (normalisation-free) and for dcgan from 64 px "
+                                            "(R1 instead)")
     conditional: bool = _opt(False, "class-conditional G (embedding) and D (projection); needs labels")
     # objective and optimiser
     loss: str | None = _opt(None, "nonsat | hinge | wgan-gp | rpgan (relativistic pairing, R3GAN's); "
                                   "default: nonsat, rpgan for resnet")
     gp_weight: float = _opt(10.0, "WGAN-GP gradient-penalty weight")
-    r1_gamma: float | None = _opt(None, "zero-centred R1 penalty on real images (0: off); default 0, resnet 0.1")
+    r1_gamma: float | None = _opt(None, "zero-centred R1 penalty on real images (0: off); default 0, resnet 0.1, "
+                                        "dcgan from 64 px 1")
     r2_gamma: float | None = _opt(None, "zero-centred R2 penalty on generated images (0: off); default 0, "
                                         "resnet 0.1")
-    penalty_every: int = _opt(1, "apply R1/R2 every N steps, weighted by N (lazy regularisation)")
+    penalty_every: int | None = _opt(None, "apply R1/R2 every N steps, weighted by N (lazy regularisation); "
+                                           "default 1, dcgan from 64 px 16")
     lr_g: float | None = _opt(None, "Adam learning rate of G (at the start, with --schedules); default: dcgan 5e-4 "
                                     "(it won at the CPU budget, docs/quality.md), mlp and resnet 2e-4")
     lr_d: float | None = _opt(None, "Adam learning rate of D (at the start, with --schedules); default: dcgan 5e-4, "
@@ -105,10 +114,14 @@ class TrainConfig:
         """Every unset option filled from the architecture's recipe (and, for the width, the
         image side: `resolution`, the data's own when --resolution was not given)."""
         _choice("--arch", self.arch, ARCHITECTURES)
-        recipe = {k: v for k, v in RECIPES[self.arch].items() if getattr(self, k) is None}
+        side = self.resolution or resolution
+        recipe = RECIPES[self.arch]
+        if self.arch == "dcgan" and side is not None and side >= PHOTO_MIN_RESOLUTION:
+            recipe = PHOTO_RECIPE
+        recipe = {k: v for k, v in recipe.items() if getattr(self, k) is None}
         width = self.width
         if width is None:
-            width = resnet_width(self.resolution or resolution or 32) if self.arch == "resnet" else 16
+            width = resnet_width(side or 32) if self.arch == "resnet" else 16
         schedules = recipe.get("schedules", self.schedules)
         if self.lr_decay_from is None and schedules:
             recipe["lr_decay_from"] = 0.0  # --schedules anneals the rates over the whole run, as R3GAN
@@ -129,7 +142,7 @@ class TrainConfig:
             raise ConfigError(f"--holdout must be in [0, 0.5), got {self.holdout}")
         for flag, value in (("--latent-dim", self.latent_dim), ("--width", self.width or 1),
                             ("--batch-size", self.batch_size), ("--steps", self.steps),
-                            ("--penalty-every", self.penalty_every),
+                            ("--penalty-every", self.penalty_every or 1),
                             ("--log-every", self.log_every), ("--sample-every", self.sample_every),
                             ("--checkpoint-every", self.checkpoint_every),
                             ("--keep-checkpoints", self.keep_checkpoints), ("--eval-samples", self.eval_samples)):

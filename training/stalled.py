@@ -36,4 +36,5 @@ class StalledDiscriminator:
                 f"{self.recent.maxlen * log_every} steps: it gives real and generated images the same logit, so G "
                 "learns nothing more from it. If the latest grid in samples/ is still far from the data, D has "
                 "stopped learning: train a new run with R1 in place of spectral norm (--no-spectral-norm --r1-gamma 1 "
-                "--penalty-every 16), which kept D learning where spectral norm's fell to chance (docs/quality.md)")
+                "--penalty-every 16, dcgan's default from 64 px), which kept D learning where spectral norm's fell "
+                "to chance (docs/quality.md)")

@@ -142,3 +142,21 @@ def test_dry_run_reads_the_data_so_what_follows_its_size_is_what_training_uses(t
     assert json.loads(capsys.readouterr().out)["width"] == 32
     assert main(["train", "--dry-run", "--data", f"folder:{tmp_path / 'missing'}"]) == 2
     assert "is not a folder" in capsys.readouterr().err
+
+
+def test_dcgan_s_recipe_follows_the_data_s_resolution(tmp_path, capsys):
+    """From 64 px, R1 every 16th step in place of spectral norm (docs/quality.md, "Photos at 64 px");
+    the digits keep theirs; --dry-run reads the data to say which, and a flag still overrides."""
+    photos = _photo_folder(tmp_path / "photos", 64)
+    assert main(["train", "--dry-run", "--data", f"folder:{photos}", "--out", str(tmp_path / "runs")]) == 0
+    printed = json.loads(capsys.readouterr().out)
+    assert printed["data_shape"] == [3, 64, 64]
+    assert (printed["spectral_norm"], printed["r1_gamma"], printed["penalty_every"]) == (False, 1.0, 16)
+    assert main(["train", "--dry-run", "--data", f"folder:{photos}", "--spectral-norm", "--r1-gamma", "0"]) == 0
+    printed = json.loads(capsys.readouterr().out)
+    assert (printed["spectral_norm"], printed["r1_gamma"], printed["penalty_every"]) == (True, 0.0, 16)
+    for data, resolution in ((f"folder:{_photo_folder(tmp_path / 'small', 32)}", "32"), ("digits", "28"),
+                             (f"folder:{photos}", "32")):  # --resolution 32 brings the photos below 64 px
+        assert main(["train", "--dry-run", "--data", data, "--resolution", resolution]) == 0
+        printed = json.loads(capsys.readouterr().out)
+        assert (printed["spectral_norm"], printed["r1_gamma"], printed["penalty_every"]) == (True, 0.0, 1)
