@@ -270,8 +270,9 @@ def _shapes_folder(folder, count: int = 600, side: int = 24):
 @pytest.mark.parametrize("seed", [0, 1])
 def test_contrastive_features_rank_known_degradations(tmp_path, seed):
     """The metric validated as a metric: on unlabelled pictures and on unlabelled digits, each
-    degradation is farther from the real images than the real-vs-real floor, by a margin, and
-    blur x4 farther than blur x2 (training/degradations.py)."""
+    degradation is farther from the real images than the real-vs-real floor, by a margin (5x for
+    collapse and noise, 5% for blur and JPEG, whose effect on small pictures is subtle), and blur
+    x4 farther than blur x2 (training/degradations.py)."""
     from training.data import load_dataset
     from training.degradations import DEGRADATIONS, ORDERED_PAIRS
     from training.evaluate import Comparison
@@ -283,4 +284,5 @@ def test_contrastive_features_rank_known_degradations(tmp_path, seed):
                 **{name: degrade(comparison.real_b) for name, degrade in DEGRADATIONS.items()}}
         fd = {name: comparison.figures(images)["fd"] for name, images in sets.items()}
         for milder, stronger in ORDERED_PAIRS:
-            assert fd[stronger] > 1.1 * fd[milder], (spec, milder, stronger, fd)
+            margin = 5.0 if stronger in ("one image repeated", "noise") else 1.05  # blur and JPEG are subtler
+            assert fd[stronger] > margin * fd[milder], (spec, milder, stronger, fd)
