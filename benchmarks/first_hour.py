@@ -3,7 +3,12 @@ two photos that ship with scikit-learn, PNG and JPEG, odd sizes, one greyscale, 
 WebP, one corrupt file, two class sub-folders), then the README's steps: train, export, eval,
 sample. Records what each step printed and the figures to results/first-hour.json.
 
+With --photos FOLDER (a user's folder of 64 px photos), the default recipe on it instead, for
+--minutes of the machine (its speed measured first): the figures of `ganserve eval` and the
+sample grid at each of those minutes, to results/first-hour-photos.json and its grids.
+
     python benchmarks/first_hour.py [--steps 1200] [--threads 1]
+    python benchmarks/first_hour.py --photos FACES --minutes 30 60 --threads 2
 """
 
 from __future__ import annotations
@@ -57,11 +62,47 @@ def step(name: str, command: list[str], env: dict) -> dict:
             "stdout": run.stdout[-4000:], "stderr": run.stderr[-4000:]}
 
 
+def photos_hour(folder: Path, minutes: list[int], threads: int) -> None:
+    """The default recipe on a photo folder: speed first (80 steps), then one run whose evaluations,
+    grids and states fall at each of `minutes`."""
+    root = WORK / "first-hour-photos"
+    subprocess.run(["rm", "-rf", str(root)], check=True)
+    env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
+    data = f"folder:{folder}"
+    speed = step("speed", [GANSERVE, "train", "--data", data, "--steps", "80", "--log-every", "20",
+                           "--run-dir", str(root / "speed"), "--no-progress"], env)
+    rates = [json.loads(line)["images_per_s"] for line in (root / "speed" / "metrics.jsonl").read_text().splitlines()]
+    images_per_s = sorted(rates[1:])[len(rates[1:]) // 2]
+    every = round(minutes[0] * 60 * images_per_s / 64)  # steps in the first mark's minutes
+    marks = [every * (m // minutes[0]) for m in minutes]  # evaluations fall every `every` steps
+    run_dir = root / "run"
+    training = step("train", [GANSERVE, "train", "--data", data, "--steps", str(marks[-1]), "--eval-every",
+                              str(every), "--eval-samples", "2000", "--sample-every", str(every),
+                              "--checkpoint-every", str(every), "--keep-checkpoints", str(len(marks) + 1),
+                              "--log-every", "100", "--run-dir", str(run_dir), "--no-progress"], env)
+    records = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    figures = {r["step"]: r["eval"] for r in records if "eval" in r}
+    write_result("first-hour-photos", {
+        "threads": threads, "images_per_s": images_per_s, "speed": speed, "train": training,
+        "marks": [{"minutes": m, "step": s, "eval": figures.get(s), "grid": f"samples/step-{s:08d}.png"}
+                  for m, s in zip(minutes, marks)],
+        "losses": [{k: r[k] for k in ("step", "loss_d", "loss_g", "d_real", "d_fake", "diversity") if k in r}
+                   for r in records if "loss_d" in r]})
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--steps", type=int, default=1200)
     parser.add_argument("--threads", type=int, default=1, help="torch threads (1: leaves a core to other work)")
+    parser.add_argument("--photos", type=Path, metavar="FOLDER", help="the default recipe on this photo folder")
+    parser.add_argument("--minutes", type=int, nargs="+", default=[30, 60],
+                        help="with --photos: the minutes of this machine at which to evaluate (default: 30 60)")
     args = parser.parse_args()
+    if any(m % args.minutes[0] for m in args.minutes):
+        parser.error(f"--minutes: each must be a multiple of the first ({args.minutes[0]}), as 30 60")
+    if args.photos:
+        photos_hour(args.photos, args.minutes, args.threads)
+        return
     root = WORK / "first-hour"
     subprocess.run(["rm", "-rf", str(root)], check=True)
     build_folder(root / "photos")
