@@ -69,12 +69,9 @@ def views(images: torch.Tensor, rng: torch.Generator) -> torch.Tensor:
     return augment(pair, VIEW_POLICY, rng, len(pair), slice(None))
 
 
-def train_contrastive(data, seed: int, steps: int = STEPS) -> tuple[ContrastiveNet, float]:
-    """(the trained encoder, its instance accuracy on held-out images): the share of held-out
-    images whose second view is the nearest of all held-out views to its first."""
-    torch.manual_seed(seed)
-    channels, resolution, _ = data.shape
-    net = ContrastiveNet(channels, resolution)
+def train_contrastive(net: ContrastiveNet, data, seed: int, steps: int = STEPS) -> float:
+    """Train `net` in place on the real images; returns its instance accuracy on held-out
+    images: the share whose second view is the nearest of all held-out views to its first."""
     generator = torch.Generator().manual_seed(seed)
     order = torch.randperm(len(data), generator=generator)
     held, train = order[: max(len(data) // 10, 2)], order[max(len(data) // 10, 2):]
@@ -87,7 +84,7 @@ def train_contrastive(data, seed: int, steps: int = STEPS) -> tuple[ContrastiveN
         loss.backward()
         optimizer.step()
     net.eval()
-    return net, instance_accuracy(net, data.batch(held[:256].numpy()), generator)
+    return instance_accuracy(net, data.batch(held[:256].numpy()), generator)
 
 
 @torch.no_grad()

@@ -121,14 +121,10 @@ def feature_space(data: ImageDataset, seed: int = 0, kind: str = "auto") -> Feat
 
 def _encoder_space(data: ImageDataset, seed: int) -> FeatureSpace:
     steps = contrastive.STEPS
+    torch.manual_seed(seed)  # the initial weights: with the data, they fix the encoder
     net = contrastive.ContrastiveNet(data.shape[0], data.shape[1])
-
-    def fit() -> float:
-        trained, accuracy = contrastive.train_contrastive(data, seed, steps)
-        net.load_state_dict(trained.state_dict())
-        return accuracy
-
-    accuracy = _cached(net, data, f"contrastive-v1-{seed}-{steps}", "eval-encoders", fit,
+    accuracy = _cached(net, data, f"contrastive-v1-{seed}-{steps}", "eval-encoders",
+                       lambda: contrastive.train_contrastive(net, data, seed, steps),
                        f"training the contrastive evaluation encoder for %s (%d images, {steps} steps)")
     return FeatureSpace(net.body, None, accuracy)
 
