@@ -1,12 +1,18 @@
-"""Service settings, from environment variables (so `ganserve serve`, a bento and a container
-are configured the same way). Read once, by `serving/service.py`, and passed down from there."""
+"""Service settings: each written once here (its environment variable, `ganserve serve`'s flag,
+type, default and meaning), read from the environment so that `ganserve serve`, a bento and a
+container are configured the same way. `ganserve serve` generates its flags from SETTINGS and
+passes what was given on as variables; `Settings.from_env()` is read once, by
+`serving/service.py`, and passed down from there. The README's table is checked against SETTINGS
+(tests/serving/test_settings.py)."""
 
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from .errors import ServingError
 from .runtime import providers
 from .runtime.cpus import available_cpus
 from .runtime.engines import ENGINES
@@ -15,62 +21,155 @@ DEFAULT_MODEL_TAG = "ganserve-digits:latest"
 PRECISIONS = ("auto", "fp32", "fp16", "bf16")  # serving/engine.py
 
 
-def _int(name: str, default: int, low: int = 1) -> int:
-    raw = os.environ.get(name)
-    if raw is None or raw == "":
-        return default
-    try:
-        value = int(raw)
-    except ValueError:
-        raise SystemExit(f"{name}={raw!r}: expected an integer") from None
-    if value < low:
-        raise SystemExit(f"{name}={raw!r}: must be at least {low}")
-    return value
+@dataclass(frozen=True)
+class Setting:
+    """One setting. `kind`: integer (at least `low`), seconds (0 or more), switch (0 or 1),
+    choice (one of `choices`, the first the default), text, or file (a path)."""
+
+    name: str  # the Settings field; its variable is GANSERVE_<NAME>
+    kind: str
+    meaning: str
+    default: object = None
+    low: int = 1
+    choices: tuple[str, ...] = ()
+    flag: str | None = None  # default: --name-with-dashes
+    metavar: str | None = None
+
+    @property
+    def variable(self) -> str:
+        return "GANSERVE_" + self.name.upper()
+
+    @property
+    def option(self) -> str:
+        return self.flag or "--" + self.name.replace("_", "-")
+
+    def parse(self, raw: str):
+        """The value `raw` spells; ValueError saying what is allowed when it spells none."""
+        if self.kind == "integer":
+            try:
+                value = int(raw)
+            except ValueError:
+                raise ValueError(f"use an integer of at least {self.low}") from None
+            if value < self.low:
+                raise ValueError(f"use an integer of at least {self.low}")
+            return value
+        if self.kind == "seconds":
+            try:
+                value = float(raw)
+            except ValueError:
+                value = math.nan
+            if not 0 <= value < math.inf:  # NaN too
+                raise ValueError("use 0 (off) or a positive number of seconds")
+            return value
+        if self.kind == "switch":
+            if raw not in ("0", "1"):
+                raise ValueError("use 1 (on) or 0 (off)")
+            return raw == "1"
+        if self.kind == "choice" and raw not in self.choices:
+            raise ValueError(f"use one of {', '.join(self.choices)}")
+        return raw
+
+    def from_env(self, environ) -> object:
+        raw = environ.get(self.variable)
+        if raw is None or raw == "":
+            return self.default
+        try:
+            return self.parse(raw)
+        except ValueError as rule:
+            raise SystemExit(f"{self.variable}={raw!r}: {rule}") from None
+
+    def from_flag(self, raw: str | bool | None) -> object:
+        """A `ganserve serve` flag's value (None: not given); ServingError naming the flag."""
+        if raw is None or isinstance(raw, bool):
+            return raw
+        try:
+            return self.parse(raw)
+        except ValueError as rule:
+            raise ServingError(f"{self.option}: {raw!r} is not allowed; {rule}") from None
+
+    def as_variable(self, value) -> str:
+        if self.kind == "switch":
+            return "1" if value else "0"
+        if self.kind == "file":
+            return str(Path(value).resolve())  # the server runs from another folder
+        return str(value)
+
+    def help(self) -> str:
+        if self.kind == "switch":
+            return f"{self.meaning} (off by default); also {self.variable}=1"
+        default = "" if self.default is None else f" (default: {self.as_variable(self.default)})"
+        return f"{self.meaning}{default}; also {self.variable}"
 
 
-def _seconds(name: str, default: float) -> float:
-    raw = os.environ.get(name)
-    if raw is None or raw == "":
-        return default
-    try:
-        value = float(raw)
-    except ValueError:
-        raise SystemExit(f"{name}={raw!r}: expected a number of seconds") from None
-    if not 0 <= value < float("inf"):
-        raise SystemExit(f"{name}={raw!r}: must be 0 (off) or a positive number of seconds")
-    return value
-
-
-def _choice(name: str, allowed: tuple[str, ...]) -> str:
-    value = os.environ.get(name) or allowed[0]
-    if value not in allowed:
-        raise SystemExit(f"{name}={value!r}: use one of {', '.join(allowed)}")
-    return value
+SETTINGS = (
+    Setting("model", "text", "a model folder, a repository of them, or a BentoML model tag",
+            default=DEFAULT_MODEL_TAG, flag="MODEL"),
+    Setting("device", "choice", "auto (TensorRT, CUDA, then the CPU), cpu, cuda or tensorrt",
+            default="auto", choices=providers.DEVICES),
+    Setting("engine", "choice", "auto (measured per model on this machine: OpenVINO where faster, else ONNX "
+            "Runtime), onnxruntime or openvino", default="auto", choices=ENGINES),
+    Setting("precision", "choice", "auto, fp32, fp16 (GPU graphs) or bf16 (OpenVINO on a CPU with native "
+            "bfloat16)", default="auto", choices=PRECISIONS),
+    Setting("workers", "integer", "worker processes; 0: one per usable core on a CPU, 4 on a GPU", default=0,
+            low=0, metavar="N"),
+    Setting("threads", "integer", "engine threads per worker; 0: 1 per worker on a CPU, the engine's choice on "
+            "a GPU", default=0, low=0, metavar="N"),
+    Setting("max_images", "integer", "most images one /generate may ask for", default=64, metavar="N"),
+    Setting("max_score_images", "integer", "most images one /score may send", default=256, metavar="N"),
+    # 64: past it, per-image speed drops on a CPU
+    Setting("max_batch", "integer", "most rows in one engine run", default=64, metavar="N"),
+    Setting("max_queue", "integer", "rows waiting before requests are refused (503, Retry-After)", default=8192,
+            metavar="N"),
+    Setting("max_queue_seconds", "integer", "seconds of queued work before requests are refused", default=10,
+            metavar="S"),
+    Setting("batch_wait_ms", "integer", "extra wait to grow batches (0: greedy, no added latency)", default=0,
+            low=0, metavar="MS"),
+    Setting("max_body_bytes", "integer", "request body limit (413 beyond)", default=32 * 1024 * 1024,
+            metavar="BYTES"),
+    Setting("access_log", "switch", "log every request", default=False),
+    # off: the spans cost 22% of a worker's CPU (benchmarks/README.md)
+    Setting("tracing", "switch", "BentoML's OpenTelemetry spans on ganserve's routes (22% of a worker's CPU)",
+            default=False),
+    Setting("api_keys_file", "file", "keys, one per line, for 'Authorization: Bearer KEY' on every route but "
+            "the probes and /metrics; unset: the server is open", flag="--api-key-file", metavar="FILE"),
+    Setting("protect_metrics", "switch", "with an API keys file: /metrics needs a key too", default=False),
+    Setting("default_model", "text", "the repository's model the plain routes serve; unset: the only one, or "
+            "the first by name", metavar="NAME"),
+    Setting("poll_seconds", "seconds", "how often the repository is scanned for new versions, each verified "
+            "and gated on quality before it goes live (0: never, only admin loads)", default=10.0, metavar="S"),
+    Setting("max_loaded_models", "integer", "models kept in memory per worker, the least recently used "
+            "unloaded (0: no bound)", default=0, low=0, metavar="N"),
+    Setting("admin_keys_file", "file", "the admin routes' keys (load, rollback); unset: those routes are off",
+            flag="--admin-key-file", metavar="FILE"),
+)
+SETTING = {setting.name: setting for setting in SETTINGS}
 
 
 @dataclass(frozen=True)
 class Settings:
-    model: str  # a model folder, a repository of them (serving/repository/layout.py), or a BentoML model tag
-    device: str  # auto | cpu | cuda | tensorrt
-    max_images: int  # most images one generate request may ask for
-    max_score_images: int  # most images one score request may send
-    max_batch: int  # most rows in one ONNX Runtime run (64: past it, per-image speed drops on CPU)
-    max_queue: int  # rows waiting before requests are refused with 503
-    max_queue_seconds: float  # seconds of queued work before requests are refused with 503
-    batch_wait_ms: int  # extra wait to grow batches (0: greedy, no added latency)
-    threads: int  # ONNX Runtime intra-op threads per worker (0: its default)
-    workers: int  # service worker processes
-    max_body_bytes: int  # request body limit (413 beyond)
+    """The settings in force: one field per entry of SETTINGS (its meaning is there)."""
+
+    model: str
+    device: str
+    engine: str
+    precision: str
+    workers: int
+    threads: int
+    max_images: int
+    max_score_images: int
+    max_batch: int
+    max_queue: int
+    max_queue_seconds: int
+    batch_wait_ms: int
+    max_body_bytes: int
     access_log: bool
-    tracing: bool  # BentoML's OpenTelemetry spans on ganserve's routes (off: they cost 22% of a worker's CPU)
-    api_keys_file: str | None = None  # one key per line; None: the server is open (serving/http/auth.py)
-    protect_metrics: bool = False  # /metrics needs a key too
-    default_model: str | None = None  # what the plain routes serve; None: the only model (or the first by name)
-    poll_seconds: float = 10.0  # how often the repository is scanned for new versions (0: never)
-    max_loaded_models: int = 0  # models kept in memory per worker, least recently used unloaded (0: no bound)
-    admin_keys_file: str | None = None  # keys of the admin routes; None: they are off (serving/http/admin.py)
-    engine: str = "auto"  # auto (measured per model: serving/runtime/engines.py) | onnxruntime | openvino
-    precision: str = "auto"  # auto | fp32 | fp16 (GPU graphs) | bf16 (OpenVINO on a CPU with native bfloat16)
+    tracing: bool
+    api_keys_file: str | None
+    protect_metrics: bool
+    default_model: str | None
+    poll_seconds: float
+    max_loaded_models: int
+    admin_keys_file: str | None
 
     @property
     def model_is_folder(self) -> bool:
@@ -78,35 +177,11 @@ class Settings:
         return Path(self.model).is_dir()
 
     @classmethod
-    def from_env(cls) -> Settings:
-        device = os.environ.get("GANSERVE_DEVICE", "auto")
-        if device not in providers.DEVICES:
-            raise SystemExit(f"GANSERVE_DEVICE={device!r}: use one of {', '.join(providers.DEVICES)}")
+    def from_env(cls, environ=None) -> Settings:
+        values = {setting.name: setting.from_env(os.environ if environ is None else environ) for setting in SETTINGS}
         # Unset (or 0) workers: the same layout as `ganserve serve`, so a container gets it too.
-        workers, threads = worker_layout(device, _int("GANSERVE_WORKERS", 0, low=0), _int("GANSERVE_THREADS", 0, low=0))
-        return cls(
-            model=os.environ.get("GANSERVE_MODEL", DEFAULT_MODEL_TAG),
-            device=device,
-            max_images=_int("GANSERVE_MAX_IMAGES", 64),
-            max_score_images=_int("GANSERVE_MAX_SCORE_IMAGES", 256),
-            max_batch=_int("GANSERVE_MAX_BATCH", 64),
-            max_queue=_int("GANSERVE_MAX_QUEUE", 8192),
-            max_queue_seconds=_int("GANSERVE_MAX_QUEUE_SECONDS", 10),
-            batch_wait_ms=_int("GANSERVE_BATCH_WAIT_MS", 0, low=0),
-            threads=threads,
-            workers=workers,
-            max_body_bytes=_int("GANSERVE_MAX_BODY_BYTES", 32 * 1024 * 1024),
-            access_log=os.environ.get("GANSERVE_ACCESS_LOG", "0") == "1",
-            tracing=os.environ.get("GANSERVE_TRACING", "0") == "1",
-            api_keys_file=os.environ.get("GANSERVE_API_KEYS_FILE") or None,
-            protect_metrics=os.environ.get("GANSERVE_PROTECT_METRICS", "0") == "1",
-            default_model=os.environ.get("GANSERVE_DEFAULT_MODEL") or None,
-            poll_seconds=_seconds("GANSERVE_POLL_SECONDS", 10.0),
-            max_loaded_models=_int("GANSERVE_MAX_LOADED_MODELS", 0, low=0),
-            admin_keys_file=os.environ.get("GANSERVE_ADMIN_KEYS_FILE") or None,
-            engine=_choice("GANSERVE_ENGINE", ENGINES),
-            precision=_choice("GANSERVE_PRECISION", PRECISIONS),
-        )
+        values["workers"], values["threads"] = worker_layout(values["device"], values["workers"], values["threads"])
+        return cls(**values)
 
 
 # On an H200 with 16 cores, 4 CUDA workers served 16-image requests 4.5x faster than one

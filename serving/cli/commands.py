@@ -17,9 +17,7 @@ from ..errors import ServingError
 from ..formats.model_card import ModelCard
 from ..repository.layout import resolve_model_folder, scan
 from ..requests import INTERPOLATE_FIELDS, Field, generate_fields
-from ..runtime.engines import ENGINES
-from ..runtime.providers import DEVICES
-from ..settings import PRECISIONS, worker_layout
+from ..settings import SETTING, SETTINGS, Setting
 
 GENERATE = generate_fields(None)
 # How the command line spells the request fields (serving/requests.py names them as HTTP does).
@@ -48,18 +46,32 @@ def _field_flag(parser, field: Field, flag: str, spelling: dict[str, str], **opt
     parser.add_argument(flag, **{**settings, **options})
 
 
+def _setting_flag(parser, setting: Setting) -> None:
+    """`setting`'s flag (serving/settings.py), unset by default: a flag given wins, else its
+    GANSERVE_ variable, else the setting's default. Values are checked by Setting.from_flag, so a bad
+    one is one line naming the flag."""
+    options = {"dest": setting.name, "default": None, "help": setting.help().replace("%", "%%")}
+    if setting.kind == "switch":
+        options["action"] = "store_true"
+    elif setting.kind == "choice":
+        options["choices"] = setting.choices
+    else:
+        options["metavar"] = setting.metavar
+    parser.add_argument(setting.option, **options)
+
+
+DEVICE_SETTINGS = ("device", "engine", "precision")
+
+
 def _device_flags(parser) -> None:
     """--device, --engine and --precision: one rule for every command that runs a model."""
-    parser.add_argument("--device", default="auto", choices=DEVICES, help="default: auto (TensorRT, CUDA, CPU)")
-    parser.add_argument("--engine", choices=ENGINES, default=None,
-                        help="auto (default; GANSERVE_ENGINE): OpenVINO where it measures faster on this machine "
-                             "for this model, else ONNX Runtime; or onnxruntime, or openvino (pip install "
-                             "'ganserve[openvino]'). The same choice everywhere on one machine: `serve` and `sample` "
-                             "give the same bytes")
-    parser.add_argument("--precision", choices=PRECISIONS, default=None,
-                        help="auto (default; GANSERVE_PRECISION): fp32 on ONNX Runtime's CPU, bf16 on OpenVINO where "
-                             "the CPU has native bfloat16; fp32 with --engine onnxruntime gives the same bytes on "
-                             "every machine")
+    for name in DEVICE_SETTINGS:
+        _setting_flag(parser, SETTING[name])
+
+
+def _device_choice(args) -> dict[str, str]:
+    """The device, engine and precision a command runs on: its flags, else the environment, else auto."""
+    return {name: getattr(args, name) or SETTING[name].from_env(os.environ) for name in DEVICE_SETTINGS}
 
 
 def _spelling(flags: dict[str, str]):
@@ -78,29 +90,8 @@ def register(subparsers) -> None:
                        help="model folder (models/NAME), repository (models/), or BentoML model tag")
     serve.add_argument("--port", type=int, default=3000, help="default: 3000")
     serve.add_argument("--host", default="0.0.0.0", help="default: 0.0.0.0 (every interface)")
-    serve.add_argument("--workers", type=int, default=0,
-                       help="worker processes (default 0: one per CPU core with one ONNX Runtime thread each "
-                            "on the CPU; on a GPU, 4 or one per core if fewer)")
-    serve.add_argument("--threads", type=int, default=0, help="ONNX Runtime threads per worker (0: its default)")
-    _device_flags(serve)
-    serve.add_argument("--max-images", type=int, default=64, help="most images per /generate request (default: 64)")
-    serve.add_argument("--access-log", action="store_true", help="log every request (off by default)")
-    serve.add_argument("--api-key-file", type=Path, metavar="FILE",
-                       help="require 'Authorization: Bearer KEY' with one of the keys in FILE (one per line) on "
-                            "every route but /livez, /readyz and /metrics (default: no keys, the server is open)")
-    serve.add_argument("--protect-metrics", action="store_true", help="with --api-key-file: /metrics needs a key too")
-    serve.add_argument("--default-model", metavar="NAME",
-                       help="the repository's model that /generate, /score, ... serve (default: the only model, or "
-                            "the first by name)")
-    serve.add_argument("--poll-seconds", type=float, default=10.0, metavar="S",
-                       help="scan the repository for new versions every S seconds; each is verified and gated on "
-                            "quality before it replaces the live one (default: 10; 0: never, only admin loads)")
-    serve.add_argument("--max-loaded-models", type=int, default=0, metavar="N",
-                       help="keep at most N models in memory per worker, unloading the least recently used; the "
-                            "next request loads it again (default 0: no bound)")
-    serve.add_argument("--admin-key-file", type=Path, metavar="FILE",
-                       help="turn on the admin routes (/admin/models/NAME/load, .../rollback) for requests with "
-                            "'Authorization: Bearer KEY', KEY one of FILE's keys (default: the admin routes are off)")
+    for setting in SETTINGS[1:]:  # all but MODEL, the positional argument above
+        _setting_flag(serve, setting)
     serve.set_defaults(handler=run_serve)
 
     sample = subparsers.add_parser("sample", help="write many generated images to files",
@@ -168,40 +159,15 @@ def run_serve(args) -> int:
     else:
         reference = args.model
         _check_store_has(reference)
-    for flag, value, low in (("--port", args.port, 1), ("--workers", args.workers, 0),
-                             ("--threads", args.threads, 0), ("--max-images", args.max_images, 1),
-                             ("--poll-seconds", args.poll_seconds, 0),
-                             ("--max-loaded-models", args.max_loaded_models, 0)):
-        if not value >= low:  # NaN too
-            raise ServingError(f"{flag}: {value} is not allowed; use at least {low}")
-    if args.protect_metrics and not args.api_key_file:
-        raise ServingError("--protect-metrics needs --api-key-file")
-    keys_file = {}
-    if args.api_key_file:
-        from ..http.auth import read_keys
-
-        read_keys(args.api_key_file)  # a missing or empty file fails here, in one line
-        keys_file = {"GANSERVE_API_KEYS_FILE": str(args.api_key_file.resolve()),
-                     "GANSERVE_PROTECT_METRICS": "1" if args.protect_metrics else "0"}
-    if args.admin_key_file:
-        from ..http.auth import read_keys
-
-        admin = set(read_keys(args.admin_key_file))
-        if args.api_key_file and admin & set(read_keys(args.api_key_file)):
-            raise ServingError(f"--admin-key-file {args.admin_key_file}: an admin key is also an API key; admin keys "
-                               "must be their own")
-        keys_file["GANSERVE_ADMIN_KEYS_FILE"] = str(args.admin_key_file.resolve())
-    if args.default_model:
-        keys_file["GANSERVE_DEFAULT_MODEL"] = args.default_model
-    for variable, value in (("GANSERVE_ENGINE", args.engine), ("GANSERVE_PRECISION", args.precision)):
-        if value:
-            keys_file[variable] = value
+    if not 1 <= args.port <= 65535:
+        raise ServingError(f"--port: {args.port} is not allowed; use 1 to 65535")
+    given = {setting: setting.from_flag(getattr(args, setting.name)) for setting in SETTINGS[1:]}
+    given = {setting: value for setting, value in given.items() if value is not None}
+    in_force = {setting.name: given.get(setting, setting.from_env(os.environ)) for setting in SETTINGS[1:]}
+    _check_key_files(in_force["api_keys_file"], in_force["admin_keys_file"], in_force["protect_metrics"])
     _check_port_free(args.host, args.port)
-    workers, threads = worker_layout(args.device, args.workers, args.threads)
-    env = {**os.environ, **keys_file, "GANSERVE_MODEL": reference, "GANSERVE_DEVICE": args.device,
-           "GANSERVE_WORKERS": str(workers), "GANSERVE_THREADS": str(threads),
-           "GANSERVE_MAX_IMAGES": str(args.max_images), "GANSERVE_ACCESS_LOG": "1" if args.access_log else "0",
-           "GANSERVE_POLL_SECONDS": str(args.poll_seconds), "GANSERVE_MAX_LOADED_MODELS": str(args.max_loaded_models)}
+    env = {**os.environ, SETTING["model"].variable: reference,
+           **{setting.variable: setting.as_variable(value) for setting, value in given.items()}}
     print(usage_examples(args.port), flush=True)
     bentoml = shutil.which("bentoml", path=str(Path(sys.executable).parent)) or shutil.which("bentoml")
     if bentoml is None:
@@ -209,6 +175,19 @@ def run_serve(args) -> int:
     os.execve(bentoml, [bentoml, "serve", "serving.service:GanService", "--host", args.host,
                         "--port", str(args.port)], env)
     return 0  # not reached
+
+
+def _check_key_files(api_keys: str | None, admin_keys: str | None, protect_metrics: bool) -> None:
+    """Key files that are missing, empty or share a key fail here, in one line."""
+    from ..http.auth import read_keys
+
+    if protect_metrics and not api_keys:
+        raise ServingError("--protect-metrics needs --api-key-file")  # or their variables
+    if api_keys:
+        read_keys(api_keys)
+    if admin_keys and set(read_keys(admin_keys)) & set(read_keys(api_keys) if api_keys else ()):
+        raise ServingError(f"--admin-key-file {admin_keys}: an admin key is also an API key; admin keys must be "
+                           "their own")
 
 
 def _check_repository(folder: Path, default: str | None) -> None:
@@ -285,8 +264,7 @@ def run_sample_command(args) -> int:
     labels = parse_labels(args.labels) if args.labels else None
     mode = sampling_mode(args.keep_top, args.drs_accept, args.drs_max_candidates, spell=spell)
     truncation = None if args.truncation is None else GENERATE["truncation"].check(args.truncation, "--truncation")
-    engine = Engine(_model_folder(args.model), device=args.device, max_batch=args.batch_size, engine=args.engine,
-                    precision=args.precision)
+    engine = Engine(_model_folder(args.model), max_batch=args.batch_size, **_device_choice(args))
     mode = mode_for(engine.card, mode, spell)
     if labels is not None:
         labels = check_labels(engine.card.num_classes, labels, spell)
@@ -312,8 +290,7 @@ def run_interpolate(args) -> int:
         raise ServingError(f"--out: {args.out} must end in .png (a strip) or .gif (an animation)")
     label, label_to = (_one_label(text, flag) for text, flag in ((args.label, "--label"),
                                                                   (args.label_to, "--label-to")))
-    engine = Engine(_model_folder(args.model), device=args.device, engine=args.engine, precision=args.precision,
-                    warmup=False)
+    engine = Engine(_model_folder(args.model), warmup=False, **_device_choice(args))
     request = interpolate_request(engine.card, seed_from=args.seed_from, seed_to=args.seed_to, frames=args.frames,
                                   class_label=label, label_to=label_to, truncation=args.truncation, format=fmt,
                                   frame_ms=args.frame_ms, spell=spell)
@@ -351,8 +328,7 @@ def run_score(args) -> int:
     from ..formats.images import decode_image
     from ..requests import parse_labels, score_request
 
-    engine = Engine(_model_folder(args.model), device=args.device, engine=args.engine, precision=args.precision,
-                    warmup=False)
+    engine = Engine(_model_folder(args.model), warmup=False, **_device_choice(args))
     labels = parse_labels(args.labels) if args.labels else None
     images = []
     for path in args.images:

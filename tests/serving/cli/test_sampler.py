@@ -212,11 +212,14 @@ def test_shards_share_a_folder_but_a_shard_rerun_is_refused(engine, tmp_path):
 
 def test_every_command_that_runs_a_model_takes_the_same_device_and_engine_flags(model_dir, tmp_path, capsys):
     from serving.cli import main
+    from serving.runtime.engines import ENGINES
+    from serving.runtime.providers import DEVICES
+    from serving.settings import PRECISIONS
 
     for command in ("serve", "sample", "interpolate", "score"):
         options = command_options(command)
-        assert (options["device"].default, options["engine"].default, options["precision"].default) == \
-            ("auto", None, None), command
+        assert [(options[name].choices, options[name].default) for name in ("device", "engine", "precision")] == \
+            [(DEVICES, None), (ENGINES, None), (PRECISIONS, None)], command  # unset: GANSERVE_*, else auto
     # pinned or left to the defaults (the tests run on ONNX Runtime, conftest.py), the same figures and bytes
     pinned = ["--device", "cpu", "--engine", "onnxruntime", "--precision", "fp32"]
     image = tmp_path / "a.png"
