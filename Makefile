@@ -52,7 +52,7 @@ serve: model
 	$(BIN)/ganserve serve $(MODEL) --port $(PORT)
 
 bench: model
-	$(PY) benchmarks/run.py
+	$(PY) -m benchmarks.run
 
 clean:
 	rm -rf $(VENV) $(KSERVE) runs models

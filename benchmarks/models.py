@@ -16,9 +16,18 @@ from pathlib import Path
 
 import numpy as np
 
-from common import WORK
+from benchmarks.common import WORK, quick
 
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+
+
+def _folder(name: str) -> str:
+    """A model's name in the work folder: --quick models (a few steps) never stand in for real ones."""
+    return f"{name}-quick" if quick() else name
+
+
+def _steps(steps: int) -> int:
+    return min(steps, 10) if quick() else steps
 
 
 def bench_data_spec() -> str:
@@ -30,7 +39,8 @@ def trained_dcgan28(steps: int = 400) -> Path:
     from training.config import TrainConfig
     from training.loop import train
 
-    out = WORK / "models" / "dcgan28"
+    name, steps = _folder("dcgan28"), _steps(steps)
+    out = WORK / "models" / name
     if (out / "model.json").is_file():
         return out
     spec = bench_data_spec()
@@ -38,8 +48,8 @@ def trained_dcgan28(steps: int = 400) -> Path:
     # budgets): the model every figure in results/ was measured on.
     config = TrainConfig(data=spec, resolution=28, width=64, steps=steps, checkpoint_every=steps,
                          sample_every=steps)
-    train(config, WORK / "runs" / "dcgan28", progress=sys.stderr.isatty())
-    export_model(WORK / "runs" / "dcgan28", ExportOptions(out=out, force=True, calibration_samples=500))
+    train(config, WORK / "runs" / name, progress=sys.stderr.isatty())
+    export_model(WORK / "runs" / name, ExportOptions(out=out, force=True, calibration_samples=500))
     return out
 
 
@@ -50,7 +60,7 @@ def trained_default28(steps: int = 400, seed: int = 0) -> Path:
     from training.config import TrainConfig
     from training.loop import train
 
-    name = "default28" if seed == 0 else f"default28-seed{seed}"
+    name, steps = _folder("default28" if seed == 0 else f"default28-seed{seed}"), _steps(steps)
     out = WORK / "models" / name
     if (out / "model.json").is_file():
         return out
@@ -83,10 +93,11 @@ def trained(name: str, arch: str, resolution: int, channels: int, width: int | N
     from training.config import TrainConfig
     from training.loop import train
 
+    name, steps = _folder(name), _steps(steps)
     out = WORK / "models" / name
     if (out / "model.json").is_file():
         return out
-    spec = {"digits": "digits", "mnist": bench_data_spec(), "faces": faces_spec()}[data]
+    spec = {"digits": lambda: "digits", "mnist": bench_data_spec, "faces": faces_spec}[data]()
     config = TrainConfig(data=spec, arch=arch, resolution=resolution, channels=channels, width=width,
                          conditional=conditional, steps=steps, checkpoint_every=steps, sample_every=steps)
     train(config, WORK / "runs" / name, progress=sys.stderr.isatty())
@@ -102,6 +113,7 @@ def untrained(name: str, arch: str, resolution: int, width: int = 64, num_classe
     from training.networks import NetworkSpec, build_discriminator, build_generator
     from training.release import ReleaseMetadata, write_release
 
+    name = _folder(name)
     out = WORK / "models" / name
     if (out / "model.json").is_file():
         return out

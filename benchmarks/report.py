@@ -221,29 +221,27 @@ def gpu_table(data: dict) -> list[str]:
     return lines
 
 
+def provenance(data: dict, name: str) -> str:
+    """Where a table's figures come from: the file, date, revision and machine."""
+    machine = data.get("machine", {})
+    return (f"*`results/{name}.json`: measured {machine.get('date', '?')} at revision {data.get('revision', '?')} "
+            f"on {machine.get('cpu', '?')}, {machine.get('cores', '?')} cores.*")
+
+
 def render() -> str:
     sections = []
-    machine = None
     http = _load("http")
     if http and http["rows"] and "model" in http["rows"][0]:
-        sections += targets_table(http) + [""]
-    for name, render_section in (("http", http_table), ("engine", engine_table), ("sampler", sampler_table),
-                                 ("cold_start", cold_table)):
+        sections += targets_table(http) + ["", provenance(http, "http"), ""]
+    tables = [(name, render_section) for name, render_section in (
+        ("http", http_table), ("engine", engine_table), ("sampler", sampler_table), ("cold_start", cold_table),
+        ("gpu", gpu_table), ("http-engines", default_engines_table))]
+    focused = sorted(path.stem for path in RESULTS.glob("http-*.json") if path.stem != "http-engines")
+    tables += [(name, lambda data, name=name: http_table(data, f"HTTP: `{name}.json`")) for name in focused]
+    for name, render_section in tables:  # focused reruns (one endpoint or setting) last
         data = _load(name)
         if data:
-            machine = machine or data["machine"]
-            sections += render_section(data) + [""]
-    gpu = _load("gpu")
-    if gpu:
-        sections += gpu_table(gpu) + [""]
-    engines = _load("http-engines")
-    if engines:
-        sections += default_engines_table(engines) + [""]
-    for path in sorted(RESULTS.glob("http-*.json")):  # focused reruns (one endpoint or setting)
-        sections += http_table(json.loads(path.read_text()), f"HTTP: `{path.name}`") + [""]
-    if machine:
-        sections.insert(0, f"Machine: {machine['cpu']}, {machine['cores']} cores, {machine['memory_gb']} GiB, "
-                           f"Python {machine['python']}, measured {machine['date']}.\n")
+            sections += render_section(data) + ["", provenance(data, name), ""]
     return "\n".join(sections)
 
 

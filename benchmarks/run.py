@@ -1,6 +1,6 @@
 """`make bench`: every benchmark, then the results table in benchmarks/README.md.
 
-    python benchmarks/run.py [--quick]
+    python -m benchmarks.run [--quick]
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-HERE = Path(__file__).resolve().parent
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def main() -> None:
@@ -19,14 +19,14 @@ def main() -> None:
     args = parser.parse_args()
     quick = ["--repeats", "2"] if args.quick else []
     steps = [
-        ["engine_bench.py", *quick],
-        ["cold_start.py", *(["--repeats", "2"] if args.quick else [])],
-        ["http_bench.py", *(["--repeats", "1", "--seconds", "3"] if args.quick else [])],
+        ["engine.engine_bench", *quick],
+        ["server.cold_start", *(["--repeats", "2"] if args.quick else [])],
+        ["server.http_bench", *(["--repeats", "1", "--seconds", "3"] if args.quick else [])],
     ]
     for step in steps:
         print(f"== {step[0]}", flush=True)
-        subprocess.run([sys.executable, str(HERE / step[0]), *step[1:]], check=True, cwd=HERE)
-    subprocess.run([sys.executable, str(HERE / "report.py")], check=True)
+        subprocess.run([sys.executable, "-m", f"benchmarks.{step[0]}", *step[1:]], check=True, cwd=ROOT)
+    subprocess.run([sys.executable, "-m", "benchmarks.report"], check=True, cwd=ROOT)
 
 
 if __name__ == "__main__":

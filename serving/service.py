@@ -57,7 +57,7 @@ SERVING.server_ready = _server_ready
     image=IMAGE,
     workers=SETTINGS.workers,
     # No BentoML max_concurrency: past it BentoML answers 429 with no Retry-After (measured under
-    # overload, benchmarks/overload.py); the batcher's own limits refuse with 503 and Retry-After.
+    # overload, benchmarks/server/overload.py); the batcher's own limits refuse with 503 and Retry-After.
     traffic={"timeout": 60},
     # BentoML's OpenTelemetry middleware makes a span for every request even with tracing off
     # (no exporter, sample rate 0): 22% of a loaded worker's CPU, more than the engine's run.

@@ -26,7 +26,7 @@ RECIPES = {
 RECIPES["mlp"] = {**RECIPES["dcgan"], "lr_g": 2e-4, "lr_d": 2e-4, "beta1": 0.5, "beta2": 0.999,  # the tutorial's
                   "lr_decay_from": 1.0}  # Adam, at a constant rate
 # dcgan from 64 px: spectral norm's D lost its features and fell to chance on 64 px photos (its gain on the
-# images fell 100x, its gradients 500x: benchmarks/d_diagnosis.py); R1 on real images every 16th step keeps D
+# images fell 100x, its gradients 500x: benchmarks/quality/d_diagnosis.py); R1 on real images every 16th step keeps D
 # learning instead: on 10,000 faces at 30 minutes of one core, FD 2.26 against 7.78, recall 0.46 against 0.03
 # (docs/quality.md, "Photos at 64 px").
 PHOTO_MIN_RESOLUTION = 64

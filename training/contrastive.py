@@ -35,7 +35,7 @@ class ContrastiveNet(nn.Module):
     """conv 3x3 -> [conv 4x4 stride 2, ReLU] until the map is at most 8 px -> mean over space:
     128 features (`body`, the evaluation's); `head` is SimCLR's projection, for training only.
     (Measured on 64 px faces: concatenating every stage's pooled features, or their spread as
-    well as their mean, separated blur less well than this: benchmarks/eval_validation.py.)"""
+    well as their mean, separated blur less well than this: benchmarks/quality/eval_validation.py.)"""
 
     def __init__(self, channels: int, resolution: int):
         super().__init__()

@@ -31,7 +31,7 @@ from .stalled import StalledDiscriminator
 
 log = logging.getLogger(__name__)
 # dcgan trains in channels_last (NHWC), the layout its convolutions run fastest in on a CPU: a step at 28 px
-# is 1.2x as fast, at 64 px RGB 1.1x, at 8 px the same (benchmarks/channels_last.py). resnet's grouped
+# is 1.2x as fast, at 64 px RGB 1.1x, at 8 px the same (benchmarks/training_speed/channels_last.py). resnet's grouped
 # convolutions lost (0.9x) and mlp has none, so they keep PyTorch's default. Releases store weights contiguous.
 LAYOUTS = {"dcgan": torch.channels_last}
 SAMPLE_COUNT = 64  # images in each sample grid (fixed latents, so grids are comparable over time)

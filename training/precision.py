@@ -20,7 +20,7 @@ from dataclasses import dataclass
 import torch
 
 # Architectures whose CPU default is bfloat16 where the CPU has it: faster steps (benchmarks/
-# bf16_training.py) and no worse FD at an equal budget (benchmarks/quality_study.py), measured.
+# bf16_training.py) and no worse FD at an equal budget (benchmarks/quality/quality_study.py), measured.
 CPU_BF16_WINS: frozenset[str] = frozenset({"dcgan"})
 # ...from this image side up: at 8 px (the built-in digits) a dcgan step was slower in bfloat16
 # (0.90x; the layers are too small to repay the casts), at 28 px 1.39x, at 64 px 1.54-1.88x.

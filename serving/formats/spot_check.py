@@ -17,7 +17,7 @@ SEEDS = (0, 1)
 # uint8 levels from the export's images: another provider may round differently (fp32), float16
 # keeps ~3 decimal digits, and bfloat16 (OpenVINO on a CPU) ~2: over 1,000 seeds of trained models
 # of every architecture and size its images were at most 16 levels from float32's (99% of pixels
-# within 3; benchmarks/engine_pixels.py, results/engine-pixels.json)
+# within 3; benchmarks/engine/engine_pixels.py, results/engine-pixels.json)
 LEVELS_ALLOWED = {"fp32": 2, "fp16": 8, "bf16": 16}
 LEVELS_BROKEN = 32  # past this the runtime computes something else: refuse
 

@@ -3,7 +3,7 @@ must not be served (a damaged file, a card edited by hand, and generators consis
 their own spot check, as a faulty exporter would leave them, that draw one image for every
 seed, or NaN).
 
-Shared by the repository tests and `benchmarks/swap_bench.py`.
+Shared by the repository tests and `benchmarks/server/swap_bench.py`.
 """
 
 from __future__ import annotations

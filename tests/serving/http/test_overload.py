@@ -1,7 +1,7 @@
 """Overload over real HTTP: a burst far beyond what the queue may hold is answered 503 at once
 with Retry-After (no request waits to time out, nothing is a 500), and the server answers
 normally, with the same bytes for the same seed, once the burst has passed. The figures at 4x
-the sustainable rate are benchmarks/overload.py's (results/overload.json)."""
+the sustainable rate are benchmarks/server/overload.py's (results/overload.json)."""
 
 import asyncio
 
