@@ -101,3 +101,22 @@ def test_serve_command_refuses_an_unknown_tag_or_a_busy_port_in_one_line(model_d
 def test_serve_command_refuses_it_in_one_line(damaged_model, capsys):
     assert main(["serve", str(damaged_model)]) == 2
     assert "sha256 does not match model.json" in capsys.readouterr().err
+
+
+def test_a_port_whose_last_server_just_stopped_is_free():
+    """Connections the server closed linger in TIME_WAIT for a minute; like the server itself
+    (SO_REUSEADDR), the start-up check does not take them for a server still listening."""
+    import socket
+
+    from serving.cli.commands import _check_port_free
+
+    with socket.socket() as server:
+        server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        server.bind(("127.0.0.1", 0))
+        server.listen()
+        port = server.getsockname()[1]
+        client = socket.create_connection(("127.0.0.1", port))
+        accepted, _ = server.accept()
+        accepted.close()  # the server side closes first: its end goes to TIME_WAIT
+        client.close()
+    _check_port_free("127.0.0.1", port)
