@@ -57,8 +57,9 @@ def test_every_benchmark_script_is_in_the_list():
     listed = {(case.values[0] if hasattr(case, "values") else case[0]) for case in SCRIPTS}
     helpers = {"common", "models", "report", "run", "engine.flops", "server.naive_server", "server.noop_service",
                "server.adaptive_service", "server.diagnosis_service"}  # run by the scripts, not on their own
-    found = {str(path.relative_to(ROOT / "benchmarks").with_suffix("")).replace("/", ".")
-             for path in (ROOT / "benchmarks").rglob("*.py") if path.name != "__init__.py" and "peers" not in path.parts}
+    scripts = [path for path in (ROOT / "benchmarks").rglob("*.py")
+               if path.name != "__init__.py" and "peers" not in path.parts]
+    found = {str(path.relative_to(ROOT / "benchmarks").with_suffix("")).replace("/", ".") for path in scripts}
     assert found == listed | helpers
 
 
