@@ -53,13 +53,13 @@ def curves(result: dict, out: Path) -> None:
     figure.savefig(out, dpi=110)
 
 
-def grids(result: dict, recipes: list[str], out: Path, real: str | None = None) -> None:
-    """The last sample grid of each recipe's seed 0, side by side; with `real` (a --data spec), 64 real
-    images last, drawn as the grids are."""
+def grids(result: dict, recipes: list[str], out: Path, real: str | None = None, seed: int = 0) -> None:
+    """The last sample grid of each recipe's run of `seed`, side by side; with `real` (a --data spec),
+    64 real images last, drawn as the grids are."""
     tag = result["data"].replace(":", "-").replace("/", "_").strip("._-")
     pictures = []
     for recipe in recipes:
-        folder = WORK / "quality" / tag / f"{recipe}-seed0" / "samples"
+        folder = WORK / "quality" / tag / f"{recipe}-seed{seed}" / "samples"
         pictures.append(Image.open(sorted(folder.glob("step-*.png"))[-1]).convert("RGB"))
     if real:
         from training.data import load_dataset
@@ -132,6 +132,7 @@ def main() -> None:
                         help="draw the curves of these recipes only (results files often hold others too)")
     parser.add_argument("--name", default="quality-resnet", help="docs/NAME-curves.png, docs/NAME-grids.png")
     parser.add_argument("--title", help="what the curves' title calls the data (default: its --data spec)")
+    parser.add_argument("--grid-seed", type=int, default=0, help="with --grids: the training seed drawn (default: 0)")
     parser.add_argument("--real", metavar="SPEC", help="with --grids: 64 real images of this --data spec, last")
     parser.add_argument("--digits-sheet", type=Path, metavar="MODEL",
                         help="write docs/digits-samples.png from this exported digits model instead")
@@ -154,7 +155,7 @@ def main() -> None:
     result = {**loaded[0], "runs": runs, "title": args.title}
     curves(result, docs / f"{args.name}-curves.png")
     if args.grids:
-        grids(result, args.grids, docs / f"{args.name}-grids.png", args.real)
+        grids(result, args.grids, docs / f"{args.name}-grids.png", args.real, args.grid_seed)
     print("wrote", docs / f"{args.name}-curves.png", *([docs / f"{args.name}-grids.png"] if args.grids else []))
 
 
