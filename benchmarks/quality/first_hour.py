@@ -62,17 +62,21 @@ def step(name: str, command: list[str], env: dict) -> dict:
             "stdout": run.stdout[-4000:], "stderr": run.stderr[-4000:]}
 
 
-def photos_hour(folder: Path, minutes: list[int], threads: int) -> None:
-    """The default recipe on a photo folder: speed first (80 steps), then one run whose evaluations,
-    grids and states fall at each of `minutes`."""
+def photos_hour(folder: Path, minutes: list[int], threads: int, images_per_s: float | None = None) -> None:
+    """The default recipe on a photo folder: speed first (80 steps; or `images_per_s`, measured
+    before on an idle machine), then one run whose evaluations, grids and states fall at each of
+    `minutes` of that speed."""
     root = WORK / "first-hour-photos"
     subprocess.run(["rm", "-rf", str(root)], check=True)
     env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
     data = f"folder:{folder}"
-    speed = step("speed", [GANSERVE, "train", "--data", data, "--steps", "80", "--log-every", "20",
-                           "--run-dir", str(root / "speed"), "--no-progress"], env)
-    rates = [json.loads(line)["images_per_s"] for line in (root / "speed" / "metrics.jsonl").read_text().splitlines()]
-    images_per_s = sorted(rates[1:])[len(rates[1:]) // 2]
+    speed = {"given": images_per_s}
+    if images_per_s is None:
+        speed = step("speed", [GANSERVE, "train", "--data", data, "--steps", "80", "--log-every", "20",
+                               "--run-dir", str(root / "speed"), "--no-progress"], env)
+        rates = [json.loads(line)["images_per_s"]
+                 for line in (root / "speed" / "metrics.jsonl").read_text().splitlines()]
+        images_per_s = sorted(rates[1:])[len(rates[1:]) // 2]
     every = round(minutes[0] * 60 * images_per_s / 64)  # steps in the first mark's minutes
     marks = [every * (m // minutes[0]) for m in minutes]  # evaluations fall every `every` steps
     run_dir = root / "run"
@@ -97,11 +101,14 @@ def main() -> None:
     parser.add_argument("--photos", type=Path, metavar="FOLDER", help="the default recipe on this photo folder")
     parser.add_argument("--minutes", type=int, nargs="+", default=[30, 60],
                         help="with --photos: the minutes of this machine at which to evaluate (default: 30 60)")
+    parser.add_argument("--images-per-s", type=float,
+                        help="with --photos: the speed measured before on this machine, idle (default: measure it "
+                             "first; a busy machine would measure too few steps)")
     args = parse_args(parser, steps=12)
     if any(m % args.minutes[0] for m in args.minutes):
         parser.error(f"--minutes: each must be a multiple of the first ({args.minutes[0]}), as 30 60")
     if args.photos:
-        photos_hour(args.photos, args.minutes, args.threads)
+        photos_hour(args.photos, args.minutes, args.threads, args.images_per_s)
         return
     root = WORK / "first-hour"
     subprocess.run(["rm", "-rf", str(root)], check=True)
