@@ -167,8 +167,9 @@ def main() -> None:
         rows = engine_vs_torch(chosen, args.threads, args.repeats, BATCHES[:2] if args.quick else BATCHES)
         write_result("engine", {"peak": rows[0], "rows": rows[1:]})
     if args.only != "engine":
-        write_result("sampler", {**sampler_vs_engine(models["dcgan28"], args.sampler_images, 3),
-                                 "labelled": labelled_sampler(models["dcgan28c"], args.sampler_images, 3),
+        repeats = 1 if args.quick else 3
+        write_result("sampler", {**sampler_vs_engine(models["dcgan28"], args.sampler_images, repeats),
+                                 "labelled": labelled_sampler(models["dcgan28c"], args.sampler_images, repeats),
                                  "label_bookkeeping": label_bookkeeping()})
 
 

@@ -115,19 +115,20 @@ def main() -> None:
     build_folder(root / "photos")
     env = {**os.environ, "OMP_NUM_THREADS": str(args.threads), "GANSERVE_CACHE": str(root / "cache")}
     data = f"folder:{root / 'photos'}"
-    every = str(args.steps if args.quick else max(1, args.steps // 6))  # --quick: one evaluation per run
+    every = str(max(1, args.steps // 6))
+    evals = [] if args.quick else ["--eval-every", every]  # --quick: no evaluations
     steps = {
         "train dcgan 32 px (the default recipe)": [GANSERVE, "train", "--data", data, "--resolution", "32",
-                                                   "--steps", str(args.steps), "--eval-every", every,
+                                                   "--steps", str(args.steps), *evals,
                                                    "--log-every", "100", "--run-dir", str(root / "runs/dcgan"),
                                                    "--no-progress"],
         "train dcgan 32 px --augment flip,translation": [
-            GANSERVE, "train", "--data", data, "--resolution", "32", "--steps", str(args.steps), "--eval-every",
-            every, "--augment", "flip,translation", "--log-every", "100", "--run-dir", str(root / "runs/flip"),
+            GANSERVE, "train", "--data", data, "--resolution", "32", "--steps", str(args.steps), *evals,
+            "--augment", "flip,translation", "--log-every", "100", "--run-dir", str(root / "runs/flip"),
             "--no-progress"],
         "train resnet 32 px (--width 16 --penalty-every 8)": [
             GANSERVE, "train", "--data", data, "--resolution", "32", "--arch", "resnet", "--width", "16",
-            "--penalty-every", "8", "--steps", str(args.steps // 3), "--eval-every", every,
+            "--penalty-every", "8", "--steps", str(args.steps // 3), *evals,
             "--log-every", "100", "--run-dir", str(root / "runs/resnet"), "--no-progress"],
         "train dcgan 64 px (speed only)": [GANSERVE, "train", "--data", data, "--resolution", "64",
                                            "--steps", "6" if args.quick else "60", "--log-every", "20",
@@ -139,9 +140,9 @@ def main() -> None:
         "sample again without --resume": [GANSERVE, "sample", str(root / "models/photos"), "--seeds", "0-9",
                                           "--out", str(root / "samples"), "--no-progress"],
     }
-    if args.quick:  # the default recipe's path only: train, export, eval, sample
-        steps = {name: command for name, command in steps.items() if "(the default recipe)" in name
-                 or not name.startswith("train")}
+    if args.quick:  # the default recipe's path only, without evaluations: train, export, sample
+        steps = {name: command for name, command in steps.items()
+                 if "(the default recipe)" in name or not name.startswith(("train", "eval"))}
     results = {name: step(name, command, env) for name, command in steps.items()}
     for name in [name for name in steps if name.startswith("train")]:
         run_dir = Path(steps[name][steps[name].index("--run-dir") + 1])

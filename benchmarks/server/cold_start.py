@@ -77,10 +77,13 @@ def main() -> None:
             args.model = trained_default28()
     runs = [cold_start(args.model) for _ in range(args.repeats)]
     result = {"model": args.model.name, "seconds_to_ready": summary([s for s, _ in runs]),
-              "resident_mb": summary([m for _, m in runs]), "serving_install": serving_install_size()}
+              "resident_mb": summary([m for _, m in runs])}
+    if not args.quick:  # a fresh venv and a pip install: most of a quick run's time
+        result["serving_install"] = serving_install_size()
+    install = result.get("serving_install", {})
     print(f"cold start {result['seconds_to_ready']['median']:.2f} s to /readyz, "
           f"{result['resident_mb']['median']:.0f} MB resident, serving install "
-          f"{result['serving_install']['site_packages_mb']} MB (torch: {result['serving_install']['torch_installed']})")
+          f"{install.get('site_packages_mb')} MB (torch: {install.get('torch_installed')})")
     write_result("cold_start", result)
 
 
