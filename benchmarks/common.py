@@ -48,7 +48,6 @@ def machine() -> dict:
             "date": time.strftime("%Y-%m-%d")}
 
 
-
 def summary(values: list[float]) -> dict:
     """Median and spread of repeated measurements."""
     ordered = sorted(values)

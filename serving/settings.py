@@ -107,9 +107,10 @@ SETTINGS = (
     Setting("device", "choice", "auto (TensorRT, CUDA, then the CPU), cpu, cuda or tensorrt",
             default="auto", choices=providers.DEVICES),
     Setting("engine", "choice", "auto (measured per model on this machine: OpenVINO where faster, else ONNX "
-            "Runtime), onnxruntime or openvino", default="auto", choices=ENGINES),
+            "Runtime), onnxruntime or openvino (pip install 'ganserve[openvino]')", default="auto", choices=ENGINES),
     Setting("precision", "choice", "auto, fp32, fp16 (GPU graphs) or bf16 (OpenVINO on a CPU with native "
-            "bfloat16)", default="auto", choices=PRECISIONS),
+            "bfloat16); fp32 on onnxruntime gives the same bytes on every machine", default="auto",
+            choices=PRECISIONS),
     Setting("workers", "integer", "worker processes; 0: one per usable core on a CPU, 4 on a GPU", default=0,
             low=0, metavar="N"),
     Setting("threads", "integer", "engine threads per worker; 0: 1 per worker on a CPU, the engine's choice on "
