@@ -33,7 +33,7 @@ from training.errors import UserError
 from training.release import CalibrationSet, Release, read_release
 from training.samples import to_uint8
 
-from .graphs import OPSET, DiscriminatorGraph, GeneratorGraph, export_graph
+from .graphs import OPSET, DiscriminatorGraph, EncoderGraph, GeneratorGraph, export_graph
 from .rewrites import for_inference
 from .verify import ExportError, Tolerance, compare, open_runtime
 
@@ -41,6 +41,7 @@ G_TOLERANCE = Tolerance(absolute=1)  # uint8 levels: rounding at .5 may flip by 
 D_TOLERANCE = Tolerance(absolute=1e-3, relative=1e-4)
 G_FP16_TOLERANCE = Tolerance(absolute=8)  # float16 keeps ~3 decimal digits: a few levels at most
 D_FP16_TOLERANCE = Tolerance(absolute=5e-2, relative=2e-2)
+E_TOLERANCE = Tolerance(absolute=1e-3, relative=1e-4)  # latents; the refinement searches around them anyway
 PARITY_SEED = 1234
 
 
@@ -91,6 +92,11 @@ def _export_into(folder: Path, release: Release, name: str, options: ExportOptio
               "discriminator": GraphToExport(disc_graph, disc_inputs, "logits", D_TOLERANCE, disc_graph)}
     if conditional:  # a second G that takes a blend of classes: /interpolate between labels
         graphs["generator_blend"] = GraphToExport(fast_gen_graph, blend_inputs, "images", G_TOLERANCE, gen_graph)
+    encoder = release_encoder(release)
+    if encoder is not None:  # E for projection (ganserve train-encoder): G's images in, their latents out
+        encoder_graph = EncoderGraph(encoder)
+        graphs["encoder"] = GraphToExport(encoder_graph, encoder_inputs(disc_inputs), "latent", E_TOLERANCE,
+                                          encoder_graph)
     if options.fp16:
         graphs["generator_fp16"] = GraphToExport(GeneratorGraph(copy.deepcopy(generator), torch.float16),
                                                  gen_inputs, "images", G_FP16_TOLERANCE, gen_graph)
@@ -108,13 +114,19 @@ def _export_into(folder: Path, release: Release, name: str, options: ExportOptio
         class_names=release.metadata.class_names if conditional else None,
         height=spec.resolution, width=spec.resolution, channels=spec.channels, graphs=entries, files=files,
         source={"release": str(release.path), "step": release.metadata.step,
-                "dataset": release.metadata.dataset, "sha256": release.files},
+                "dataset": release.metadata.dataset, "sha256": release.files,
+                **({"encoder": _encoder_record(release.encoder)} if "encoder" in entries else {})},
         calibration=calibration, parity=parity,
         export={"exporter": "torch.onnx.export(dynamo=True)", "opset": OPSET, "torch": torch.__version__,
                 "ganserve": package_version,
                 "created": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")})
     card.write(folder)
     return card
+
+
+def _encoder_record(encoder: dict) -> dict:
+    """What model.json keeps of the release's E: its width, how it was trained, and its figures."""
+    return {k: encoder[k] for k in ("width", "options", "figures") if k in encoder}
 
 
 def generator_inputs(latent_dim: int, num_classes: int):
@@ -140,6 +152,25 @@ def discriminator_inputs(gen_graph, gen_inputs):
         return {"images": images, **({"labels": feeds["labels"]} if "labels" in feeds else {})}
 
     return make
+
+
+def encoder_inputs(disc_inputs):
+    """batch -> E's parity feeds: D's (half G's images, half noise), without labels."""
+    def make(batch: int) -> dict[str, np.ndarray]:
+        return {"images": disc_inputs(batch)["images"]}
+
+    return make
+
+
+def release_encoder(release: Release) -> torch.nn.Module | None:
+    """The release's E, if it has one; refused when it was trained for another G."""
+    if release.encoder is None:
+        return None
+    encoder = release.build_encoder()
+    if encoder is None:
+        raise ExportError(f"{release.path}: encoder.safetensors was trained for another generator; train it again "
+                          f"with ganserve train-encoder {release.path}")
+    return encoder
 
 
 @dataclass(frozen=True)
@@ -280,6 +311,8 @@ def _to_torch(feeds: dict[str, np.ndarray]) -> dict[str, torch.Tensor]:
 def _io_names(conditional: bool, key: str) -> list[str]:
     if key == "generator_blend":
         return ["z", "label_weights"]
+    if key == "encoder":
+        return ["images"]
     first = "z" if key.startswith("generator") else "images"
     return [first, "labels"] if conditional else [first]
 

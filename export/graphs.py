@@ -55,6 +55,17 @@ class DiscriminatorGraph(nn.Module):
         return self.discriminator(x, labels).float()  # (N,)
 
 
+class EncoderGraph(nn.Module):
+    """images (N, H, W, C) uint8 -> latent (N, latent_dim) float32: E for projection."""
+
+    def __init__(self, encoder: nn.Module):
+        super().__init__()
+        self.encoder = encoder
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return self.encoder(from_levels(images.permute(0, 3, 1, 2).float()))
+
+
 def export_graph(graph: nn.Module, example: dict[str, torch.Tensor], output_name: str, path: Path) -> None:
     """Export with torch.onnx.export(dynamo=True): the torch.export-based exporter is the one
     PyTorch recommends (and defaults to) since 2.9; the TorchScript exporter is deprecated.

@@ -23,12 +23,21 @@ import onnxruntime as ort
 from .errors import NoDiscriminator, ServingError
 from .formats import spot_check
 from .formats.model_card import ModelCard
-from .requests import GenerateRequest, ScoreRequest, generate_request, interpolate_request, score_request
+from .requests import (
+    GenerateRequest,
+    ProjectRequest,
+    ScoreRequest,
+    generate_request,
+    interpolate_request,
+    project_request,
+    require_encoder,
+    score_request,
+)
 from .runtime import engines, openvino_graph
 from .runtime.graph import Graph
 from .runtime.openvino_graph import OpenVinoGraph
 from .runtime.providers import CPU, DEVICES, cuda_device_count, usable_providers, wanted_provider
-from .sampling import modes
+from .sampling import modes, projection
 from .sampling.latents import discriminator_feeds, generator_feeds, label_array, latents
 from .sampling.rejection import AcceptanceRule, burn_in_seeds
 from .settings import PRECISIONS
@@ -65,7 +74,8 @@ class Engine:
         self._burn_in_lock = threading.Lock()  # requests in executor threads share one computation
         self.graphs = modes.Graphs(self.card.latent_dim, self.card.num_classes, _at_once(self.run_generator),
                                    _at_once(self.run_discriminator), self.probability,
-                                   _at_once(self.acceptance_rule), _at_once(self.run_blend))
+                                   _at_once(self.acceptance_rule), _at_once(self.run_blend),
+                                   _at_once(self.run_encoder))
         self.ready = False
         self.spot_check: dict = {"verdict": "not run (no warm-up)"}
         if warmup:
@@ -80,6 +90,7 @@ class Engine:
         # A model imported without its discriminator serves generation only (requests.py refuses the rest)
         self.discriminator = self._open("discriminator", precision) if self.card.has_discriminator else None
         self._blend: Graph | OpenVinoGraph | None = None
+        self._encoder: Graph | OpenVinoGraph | None = None
         self.provider = self.generator.provider
         if self.choice.engine == "openvino":
             self.precision = self.choice.precision
@@ -133,6 +144,14 @@ class Engine:
         if self._blend is None:
             self._blend = self._open("generator_blend", self.precision)
         return self._blend.run(feeds)
+
+    def run_encoder(self, feeds: dict[str, np.ndarray]) -> np.ndarray:
+        """feeds {images} -> float32 latents (N, latent_dim): E for projection, opened on first
+        use (a model folder without one serves everything else)."""
+        require_encoder(self.card)
+        if self._encoder is None:
+            self._encoder = self._open("encoder", self.precision)
+        return self._encoder.run(feeds).astype(np.float32, copy=False)
 
     def warm_up(self) -> None:
         """Run both graphs at every size the runtime wants warm, so first requests are fast;
@@ -219,6 +238,15 @@ class Engine:
                                       class_label=label, label_to=label_to, truncation=truncation)
         return modes.run_now(modes.interpolate(request, self.graphs))
 
+    def project(self, images: np.ndarray, labels: Sequence[int] | None = None, **options) -> projection.Projected:
+        """The latents G draws `images` (uint8 (N, H, W, C)) from: E's guess, refined
+        (serving/sampling/projection.py; `options`: rounds, candidates)."""
+        request = project_request(self.card, images, None if labels is None else list(labels), **options)
+        return self.project_images(request)
+
+    def project_images(self, request: ProjectRequest) -> projection.Projected:
+        return modes.run_now(projection.project(request, self.graphs))
+
     def score(self, images: np.ndarray, labels: Sequence[int] | None = None) -> tuple[np.ndarray, np.ndarray]:
         """(logits, p_real) float32 (N,) for uint8 (N, H, W, C) images."""
         return self.score_images(score_request(self.card, images, None if labels is None else list(labels)))
@@ -269,7 +297,7 @@ class Engine:
     def close(self) -> None:
         """Let go of the graphs' thread pools now (the sessions go with the last reference):
         a server that swaps versions unloads the old one without waiting for the GC."""
-        for graph in (self.generator, self.discriminator, self._blend):
+        for graph in (self.generator, self.discriminator, self._blend, self._encoder):
             if graph is not None:
                 graph.close()
 

@@ -14,3 +14,7 @@ class ModelFolderError(ServingError):
 
 class NoDiscriminator(ServingError):
     """A request that needs D, of a model imported as a generator only."""
+
+
+class NoEncoder(ServingError):
+    """A projection, of a model exported without an encoder (`ganserve train-encoder` makes one)."""

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .errors import NoDiscriminator, ServingError
+from .errors import NoDiscriminator, NoEncoder, ServingError
 
 MAX_SEED = 2**63 - 1
 MIN_TRUNCATION, MAX_TRUNCATION = 0.1, 10.0
@@ -36,6 +36,10 @@ DEFAULT_DRS_MAX_CANDIDATES = 16
 DEFAULT_FRAMES = 8
 DEFAULT_FRAME_MS = 100
 GENERATE_FORMATS = ("png", "zip", "json", "npy")
+PROJECT_FORMATS = ("json", "npy", "png")
+MAX_PROJECT_ROUNDS, DEFAULT_PROJECT_ROUNDS = 64, 8
+MAX_PROJECT_CANDIDATES, DEFAULT_PROJECT_CANDIDATES = 256, 32
+MAX_PROJECT_RUNS = 4096  # rounds x candidates: G's runs per projected image
 INTERPOLATE_FORMATS = ("png", "gif")
 RANDOM_SEEDS = 2**31  # a request without a seed gets one below this
 
@@ -62,7 +66,7 @@ class Field:
     the field ("... is not allowed; <allowed>"); `{maximum}` in it is filled in per check."""
 
     name: str
-    kind: str  # integer | number | boolean | string | file
+    kind: str  # integer | number | boolean | string | file | latent (a list of numbers: one latent vector)
     description: str
     allowed: str = ""
     default: object = None
@@ -101,6 +105,10 @@ class Field:
             value = float(value) if ok else value
         elif self.kind == "boolean":
             ok = isinstance(value, bool)
+        elif self.kind == "latent":
+            ok = isinstance(value, (list, tuple)) and len(value) > 0 and all(
+                isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in value)
+            value = [float(v) for v in value] if ok else value
         else:
             ok = isinstance(value, str) and (self.choices is None or value in self.choices)
         if not ok:
@@ -144,6 +152,8 @@ def generate_fields(max_images: int | None) -> dict[str, Field]:
         _seed_field("seed", "the first seed; image i uses seed + i (random when omitted)", example=42),
         _seed_field("seeds", "explicit seeds, one image each (instead of seed and n)", array=True,
                     max_items=max_images),
+        Field("latents", "latent", "latent vectors, one image each (instead of seeds): from /project, or edited",
+              "give a list of latents, each a list of latent_dim finite numbers", array=True, max_items=max_images),
         _class_field("class_label", "conditional models: the class of every image (default: seed % classes)"),
         _class_field("labels", "conditional models: a class per image", array=True, max_items=max_images),
         _truncation_field(),
@@ -163,9 +173,12 @@ def generate_fields(max_images: int | None) -> dict[str, Field]:
     return {f.name: f for f in fields}
 
 
+_LATENT_RULE = "give a list of latent_dim finite numbers"
 INTERPOLATE_FIELDS = {f.name: f for f in [
-    _seed_field("seed_from", "the first frame is this seed's image", required=True, example=3),
-    _seed_field("seed_to", "the last frame is this seed's image", required=True, example=7),
+    _seed_field("seed_from", "the first frame is this seed's image (or give latent_from)", example=3),
+    _seed_field("seed_to", "the last frame is this seed's image (or give latent_to)", example=7),
+    Field("latent_from", "latent", "the first frame's latent, instead of seed_from (from /project)", _LATENT_RULE),
+    Field("latent_to", "latent", "the last frame's latent, instead of seed_to", _LATENT_RULE),
     Field("frames", "integer", "frames along the path, both ends included", f"use 2 to {MAX_FRAMES}",
           default=DEFAULT_FRAMES, minimum=2, maximum=MAX_FRAMES),
     _class_field("class_label", "conditional models: the class of every frame (the first frame's, with label_to)"),
@@ -187,6 +200,22 @@ def score_fields(max_images: int | None) -> dict[str, Field]:
                      "(labels=3,1,4)", array=True, max_items=max_images),
         Field("resize", "boolean", "convert images of another size or colour type to the model's",
               "use true or false", default=False),
+    ]
+    return {f.name: f for f in fields}
+
+
+@functools.cache
+def project_fields(max_images: int | None) -> dict[str, Field]:
+    fields = [
+        *score_fields(max_images).values(),
+        Field("rounds", "integer", "refinement rounds after the encoder's first guess, each one batched run of G "
+              "(0: the encoder alone)", f"use 0 to {MAX_PROJECT_ROUNDS}", default=DEFAULT_PROJECT_ROUNDS, minimum=0,
+              maximum=MAX_PROJECT_ROUNDS),
+        Field("candidates", "integer", "latents tried per round and image", f"use 2 to {MAX_PROJECT_CANDIDATES}",
+              default=DEFAULT_PROJECT_CANDIDATES, minimum=2, maximum=MAX_PROJECT_CANDIDATES),
+        Field("format", "string", "json (each image's latent, distances, p_real and reconstruction as a base64 "
+              "PNG), npy (the latents, float32 [N, latent_dim]) or png (the reconstruction, or a grid of them)",
+              "use one of " + ", ".join(PROJECT_FORMATS), default="json", choices=PROJECT_FORMATS),
     ]
     return {f.name: f for f in fields}
 
@@ -223,18 +252,21 @@ class GenerateRequest:
     truncation: float | None = None
     mode: Mode = Plain()
     format: str = "png"
+    latents: np.ndarray | None = None  # float32 (N, latent_dim), one image each, instead of seeds (then [])
 
 
 @dataclass(frozen=True)
 class InterpolateRequest:
-    seed_from: int
-    seed_to: int
+    seed_from: int | None  # None: latent_from is the first frame's latent
+    seed_to: int | None
     frames: int = DEFAULT_FRAMES
     label: int | None = None  # every frame's class, or the first frame's with label_to
     label_to: int | None = None
     truncation: float | None = None
     format: str = "png"
     frame_ms: int = DEFAULT_FRAME_MS
+    latent_from: np.ndarray | None = None  # float32 (latent_dim,)
+    latent_to: np.ndarray | None = None
 
 
 @dataclass(frozen=True)
@@ -244,13 +276,27 @@ class ScoreRequest:
     names: list[str]  # how each image is named in the answer
 
 
-def generate_request(card, *, n=1, seed=None, seeds=None, class_label=None, labels=None, truncation=None,
-                     keep_top=None, drs_accept=None, drs_max_candidates=DEFAULT_DRS_MAX_CANDIDATES, format="png",
-                     max_images: int | None = None, spell: Spell = _same) -> GenerateRequest:
+@dataclass(frozen=True)
+class ProjectRequest:
+    images: np.ndarray  # uint8 (N, H, W, C) of the model's shape
+    labels: list[int] | None
+    names: list[str]
+    rounds: int = DEFAULT_PROJECT_ROUNDS
+    candidates: int = DEFAULT_PROJECT_CANDIDATES
+    format: str = "json"
+    with_p_real: bool = True  # D scores the reconstructions (a model without D: False)
+
+
+def generate_request(card, *, n=1, seed=None, seeds=None, latents=None, class_label=None, labels=None,
+                     truncation=None, keep_top=None, drs_accept=None, drs_max_candidates=DEFAULT_DRS_MAX_CANDIDATES,
+                     format="png", max_images: int | None = None, spell: Spell = _same) -> GenerateRequest:
     """`card`: the model's card (its class count); `max_images`: the most images per request
     (None: no limit, for the engine's own callers)."""
     fields = generate_fields(max_images)
     n = fields["n"].check(n, spell("n"))
+    if latents is not None:
+        return _latents_request(card, fields, n, seed, seeds, latents, class_label, labels, truncation, keep_top,
+                                drs_accept, format, spell)
     if seeds is not None:
         seeds = fields["seeds"].check(seeds, spell("seeds"))
         if seed is not None:
@@ -270,6 +316,39 @@ def generate_request(card, *, n=1, seed=None, seeds=None, class_label=None, labe
                                                               fields, spell),
                            truncation=_truncation(truncation, spell), mode=mode_for(card, mode, spell),
                            format=fields["format"].check(format, spell("format")))
+
+
+def _latents_request(card, fields, n, seed, seeds, latents, class_label, labels, truncation, keep_top, drs_accept,
+                     format, spell: Spell) -> GenerateRequest:
+    """A generate request of given latents: plain generation, one image each. Truncation clips
+    each component to +-psi (there is no seed stream to redraw it from)."""
+    for name, value in (("seed", seed), ("seeds", seeds)):
+        if value is not None:
+            raise ServingError(f"{spell('latents')}: give {spell('latents')} or {spell(name)}, not both")
+    for name, value in (("keep_top", keep_top), ("drs_accept", drs_accept)):
+        if value is not None:
+            raise ServingError(f"{spell(name)}: draws candidates from seeds' streams, and {spell('latents')} have "
+                               f"none; leave {spell(name)} out")
+    z = latent_array(fields["latents"].check(latents, spell("latents")), card.latent_dim, spell("latents"))
+    if n not in (1, len(z)):
+        raise ServingError(f"{spell('n')}: {n} does not match the {len(z)} latents given; leave {spell('n')} out")
+    chosen = resolve_labels(card.num_classes, len(z), class_label, labels, fields, spell)
+    if card.num_classes and chosen is None:
+        raise ServingError(f"{spell('labels')}: this model is conditional on {card.num_classes} classes; with "
+                           f"{spell('latents')} give {spell('class_label')} or {spell('labels')}")
+    psi = _truncation(truncation, spell)
+    if psi is not None:
+        z = np.clip(z, -psi, psi)
+    return GenerateRequest(seeds=[], labels=chosen, truncation=psi, mode=Plain(),
+                           format=fields["format"].check(format, spell("format")), latents=z)
+
+
+def latent_array(values: list, latent_dim: int, name: str) -> np.ndarray:
+    """Checked latents (lists of finite numbers) as float32 (N, latent_dim)."""
+    for i, vector in enumerate(values):
+        if len(vector) != latent_dim:
+            raise ServingError(f"{name}[{i}]: {len(vector)} numbers; this model's latents have {latent_dim}")
+    return np.asarray(values, np.float32)
 
 
 def sampling_mode(keep_top=None, drs_accept=None, drs_max_candidates=DEFAULT_DRS_MAX_CANDIDATES,
@@ -331,12 +410,22 @@ def _truncation(value, spell: Spell) -> float | None:
 
 
 def interpolate_request(card, *, seed_from=None, seed_to=None, frames=DEFAULT_FRAMES, class_label=None,
-                        label_to=None, truncation=None, format="png", frame_ms=DEFAULT_FRAME_MS,
-                        spell: Spell = _same) -> InterpolateRequest:
+                        label_to=None, truncation=None, format="png", frame_ms=DEFAULT_FRAME_MS, latent_from=None,
+                        latent_to=None, spell: Spell = _same) -> InterpolateRequest:
     fields = INTERPOLATE_FIELDS
-    for name, value, end in (("seed_from", seed_from, "first"), ("seed_to", seed_to, "last")):
-        if value is None:
-            raise ServingError(f"{spell(name)}: missing; give the seed of the {end} frame")
+    ends = {}
+    for name, value, latent_name, latent, end in (("seed_from", seed_from, "latent_from", latent_from, "first"),
+                                                  ("seed_to", seed_to, "latent_to", latent_to, "last")):
+        if value is None and latent is None:
+            raise ServingError(f"{spell(name)}: missing; give the seed of the {end} frame (or {spell(latent_name)})")
+        if value is not None and latent is not None:
+            raise ServingError(f"{spell(latent_name)}: give {spell(name)} or {spell(latent_name)}, not both")
+        if latent is not None:
+            checked = fields[latent_name].check(latent, spell(latent_name))
+            ends[latent_name] = latent_array([checked], card.latent_dim, spell(latent_name))[0]
+    if ends and card.num_classes and class_label is None:
+        raise ServingError(f"{spell('class_label')}: this model is conditional; with a latent end give the class "
+                           f"({spell('class_label')})")
     label, label_to_checked = None, None
     for name, value in (("class_label", class_label), ("label_to", label_to)):
         if value is not None:
@@ -348,12 +437,14 @@ def interpolate_request(card, *, seed_from=None, seed_to=None, frames=DEFAULT_FR
     if label_to_checked is not None and "generator_blend" not in card.graphs:
         raise ServingError(f"{spell('label_to')}: this model folder has no generator_blend graph (it was exported by "
                            "an older ganserve); export it again to interpolate between classes")
-    return InterpolateRequest(seed_from=fields["seed_from"].check(seed_from, spell("seed_from")),
-                              seed_to=fields["seed_to"].check(seed_to, spell("seed_to")),
+    return InterpolateRequest(seed_from=None if seed_from is None else fields["seed_from"].check(seed_from,
+                                                                                                 spell("seed_from")),
+                              seed_to=None if seed_to is None else fields["seed_to"].check(seed_to, spell("seed_to")),
                               frames=fields["frames"].check(frames, spell("frames")), label=label,
                               label_to=label_to_checked, truncation=_truncation(truncation, spell),
                               format=fields["format"].check(format, spell("format")),
-                              frame_ms=fields["frame_ms"].check(frame_ms, spell("frame_ms")))
+                              frame_ms=fields["frame_ms"].check(frame_ms, spell("frame_ms")),
+                              latent_from=ends.get("latent_from"), latent_to=ends.get("latent_to"))
 
 
 def require_discriminator(card) -> None:
@@ -367,11 +458,18 @@ def score_request(card, images: np.ndarray, labels=None, names: list[str] | None
                   max_images: int | None = None, spell: Spell = _same, source: str = "images") -> ScoreRequest:
     """`images`: uint8 (N, H, W, C), decoded by the caller; `source`: the field they came in."""
     require_discriminator(card)
+    images, labels = _checked_images(card, images, labels, max_images, spell, source)
+    return ScoreRequest(images, labels, names or [f"{source}[{i}]" for i in range(len(images))])
+
+
+def _checked_images(card, images, labels, max_images: int | None, spell: Spell, source: str,
+                    verb: str = "scores"):
+    """Images of the model's shape, within the limit, with one label each for a conditional model."""
     height, width, channels = card.image_shape
     if not isinstance(images, np.ndarray) or images.dtype != np.uint8 or images.ndim != 4 or \
             images.shape[1:] != (height, width, channels):
         got = f"{images.dtype} {list(images.shape)}" if isinstance(images, np.ndarray) else type(images).__name__
-        raise ServingError(f"{spell(source)}: got {got}; the model scores uint8 images of shape "
+        raise ServingError(f"{spell(source)}: got {got}; the model {verb} uint8 images of shape "
                            f"[N, {height}, {width}, {channels}]")
     if len(images) == 0:
         raise ServingError(f"{spell(source)}: no images; send at least one")
@@ -382,7 +480,36 @@ def score_request(card, images: np.ndarray, labels=None, names: list[str] | None
     elif card.num_classes:
         raise ServingError(f"{spell('labels')}: this model is conditional on {card.num_classes} classes; give one "
                            "label per image")
-    return ScoreRequest(np.ascontiguousarray(images), labels, names or [f"{source}[{i}]" for i in range(len(images))])
+    return np.ascontiguousarray(images), labels
+
+
+def require_encoder(card) -> None:
+    if not card.has_encoder:
+        raise NoEncoder(f"model {card.name!r} has no encoder, so it cannot project images; train one with "
+                        "'ganserve train-encoder RUN' and export the run again")
+
+
+def projection_search(rounds, candidates, spell: Spell = _same) -> tuple[int, int]:
+    """The refinement's (rounds, candidates), checked alone and together."""
+    fields = project_fields(None)
+    rounds = fields["rounds"].check(rounds, spell("rounds"))
+    candidates = fields["candidates"].check(candidates, spell("candidates"))
+    if rounds * candidates > MAX_PROJECT_RUNS:
+        raise ServingError(f"{spell('rounds')}: {rounds} rounds of {candidates} candidates is {rounds * candidates} "
+                           f"runs of G per image, more than the limit of {MAX_PROJECT_RUNS}; lower "
+                           f"{spell('rounds')} or {spell('candidates')}")
+    return rounds, candidates
+
+
+def project_request(card, images: np.ndarray, labels=None, names: list[str] | None = None, *,
+                    rounds=DEFAULT_PROJECT_ROUNDS, candidates=DEFAULT_PROJECT_CANDIDATES, format="json",
+                    max_images: int | None = None, spell: Spell = _same, source: str = "images") -> ProjectRequest:
+    require_encoder(card)
+    fields = project_fields(max_images)
+    images, labels = _checked_images(card, images, labels, max_images, spell, source, "projects")
+    rounds, candidates = projection_search(rounds, candidates, spell)
+    return ProjectRequest(images, labels, names or [f"{source}[{i}]" for i in range(len(images))], rounds,
+                          candidates, fields["format"].check(format, spell("format")), card.has_discriminator)
 
 
 # --- lists written as text (the command line, form fields) -------------------------------------

@@ -43,7 +43,8 @@ def onnx_runtime_engine():
         os.environ["GANSERVE_ENGINE"] = previous
 
 
-COMMANDS = ("train", "eval", "export", "import", "serve", "sample", "interpolate", "score")
+COMMANDS = ("train", "eval", "train-encoder", "export", "import", "serve", "sample", "interpolate", "score",
+            "project")
 
 
 def command_options(command: str) -> dict[str, object]:
@@ -59,7 +60,7 @@ def command_options(command: str) -> dict[str, object]:
 def listed_commands(help_text: str) -> list[str]:
     """The commands `ganserve --help` lists, in its order: each on a line of its own, indented
     four spaces under COMMAND (argparse's layout for sub-commands)."""
-    return re.findall(r"^    ([a-z]+)(?:\s|$)", help_text, flags=re.MULTILINE)
+    return re.findall(r"^    ([a-z][a-z-]*)(?:\s|$)", help_text, flags=re.MULTILINE)
 
 
 def free_port() -> int:
@@ -174,6 +175,23 @@ def model_dir(tmp_path_factory) -> Path:
     release = make_release(root / "run")
     export_model(release, ExportOptions(out=root / "models" / "tiny", calibration_samples=20))
     return root / "models" / "tiny"
+
+
+ENCODER_TEST_STEPS = 300  # E for the 8 px test model: about 4 s on one core
+
+
+@pytest.fixture(scope="session")
+def encoder_model_dir(tmp_path_factory) -> Path:
+    """`model_dir`'s kind of model with an encoder (ganserve train-encoder), for projection."""
+    from export.exporter import ExportOptions, export_model
+    from training.config import EncoderOptions
+    from training.encoder import train_encoder
+
+    root = tmp_path_factory.mktemp("emodel")
+    release = make_release(root / "run")
+    train_encoder(release, EncoderOptions(steps=ENCODER_TEST_STEPS, batch=32), progress=False)
+    export_model(release, ExportOptions(out=root / "models" / "tinye", calibration_samples=20))
+    return root / "models" / "tinye"
 
 
 @pytest.fixture(scope="session")

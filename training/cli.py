@@ -74,6 +74,63 @@ def register(subparsers) -> None:
                                "trained on the real images for unlabelled data), classifier or contrastive")
     evaluate.add_argument("--json", action="store_true", help="print JSON")
     evaluate.set_defaults(handler=run_eval)
+    register_encoder(subparsers)
+
+
+def register_encoder(subparsers) -> None:
+    from .config import EncoderOptions
+
+    defaults = EncoderOptions()
+    encoder = subparsers.add_parser(
+        "train-encoder", help="train an encoder E (image -> latent) for projection, into the release",
+        description="Train an encoder for a run's generator: it maps an image to the latent G draws it from, so "
+                    "a server can project images (POST /project, 'ganserve project') with forward passes only. "
+                    "Trained on G's own images (the true latent known) and on the run's real training images "
+                    "(through the reconstruction, in pixels and D's features); written into the release as "
+                    "encoder.safetensors. Export again afterwards to add encoder.onnx to the model folder. "
+                    "Interrupted, the same command resumes.")
+    encoder.add_argument("source", type=Path, metavar="RUN_DIR|RELEASE_DIR", help="a run folder or its release/")
+    encoder.add_argument("--steps", type=int, default=defaults.steps, help=f"default: {defaults.steps}")
+    encoder.add_argument("--batch", type=int, default=defaults.batch,
+                         help=f"images per step (default: {defaults.batch})")
+    encoder.add_argument("--width", type=int, default=defaults.width,
+                         help=f"channels of E's first stage, doubling per stage (default: {defaults.width})")
+    encoder.add_argument("--lr", type=float, default=defaults.lr, help=f"Adam's learning rate, decayed "
+                         f"to a tenth (default: {defaults.lr:g})")
+    encoder.add_argument("--real-share", type=float, default=defaults.real_share,
+                         help="share of each batch that is real images; 0 trains on G's images alone "
+                              f"(default: {defaults.real_share:g})")
+    encoder.add_argument("--data", help="real images (default: the data the run trained on, without its "
+                                        "held-out split)")
+    encoder.add_argument("--seed", type=int, default=defaults.seed, help=f"default: {defaults.seed}")
+    encoder.add_argument("--threads", type=int, help="torch threads (default: torch's choice)")
+    encoder.add_argument("--no-progress", action="store_true", help="no progress bar")
+    encoder.set_defaults(handler=run_train_encoder)
+
+
+def run_train_encoder(args) -> int:
+    import torch
+
+    from .config import EncoderOptions
+    from .encoder import train_encoder
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    options = EncoderOptions(steps=args.steps, batch=args.batch, width=args.width, lr=args.lr,
+                             real_share=args.real_share, data=args.data, seed=args.seed)
+    with _quiet_bar():
+        figures = train_encoder(args.source, options, progress=not args.no_progress)
+    own, real = figures["own_images"], figures.get("held_out_real")
+    print(f"encoder written to the release; reconstruction PSNR by E alone: G's own images {own['psnr_db']} dB "
+          f"(latent RMSE {own['latent_rmse']})" + (f", held-out real images {real['psnr_db']} dB" if real else ""))
+    print(f"next: ganserve export {args.source} --out models/NAME --force (adds encoder.onnx)")
+    return 0
+
+
+def _quiet_bar():
+    from tqdm.contrib.logging import logging_redirect_tqdm
+
+    return logging_redirect_tqdm(loggers=[_console_log()])
 
 
 def resolve(args) -> tuple:

@@ -210,3 +210,32 @@ def parse_policy(text: str) -> tuple[str, ...]:
 def _choice(flag: str, value: str, allowed: tuple[str, ...]) -> None:
     if value not in allowed:
         raise ConfigError(f"{flag} must be one of {', '.join(allowed)}; got {value!r}")
+
+
+@dataclass(frozen=True)
+class EncoderOptions:
+    steps: int = 2000
+    batch: int = 64
+    width: int = 32  # channels of E's first stage (doubling per stage, at most 8x)
+    lr: float = 1e-3
+    real_share: float = 0.5  # of each batch: real images (reconstruction only); 0 trains on G's images alone
+    pixel_weight: float = 1.0
+    feature_weight: float = 1.0
+    data: str | None = None  # real images (default: the data the run trained on, its training split)
+    seed: int = 0
+    checkpoint_every: int = 250
+
+    def validate(self) -> EncoderOptions:
+        checks = {"steps": self.steps >= 1, "batch": self.batch >= 2, "width": self.width >= 4,
+                  "lr": 0 < self.lr < 1, "real_share": 0 <= self.real_share < 1,
+                  "pixel_weight": self.pixel_weight >= 0, "feature_weight": self.feature_weight >= 0,
+                  "checkpoint_every": self.checkpoint_every >= 1}
+        allowed = {"steps": "an integer of at least 1", "batch": "an integer of at least 2",
+                   "width": "an integer of at least 4", "lr": "a number between 0 and 1",
+                   "real_share": "a number from 0 to below 1", "pixel_weight": "a number of at least 0",
+                   "feature_weight": "a number of at least 0", "checkpoint_every": "an integer of at least 1"}
+        for name, ok in checks.items():
+            if not ok:
+                flag = "--" + name.replace("_", "-")
+                raise ConfigError(f"{flag}: {getattr(self, name)!r} is not allowed; use {allowed[name]}")
+        return self

@@ -49,6 +49,11 @@ def build_discriminator(spec: NetworkSpec, spectral_norm: bool = False) -> nn.Mo
     return net
 
 
+def build_encoder(spec: NetworkSpec, width: int) -> nn.Module:
+    """E for projection (training/encoder.py): images -> latents, for any architecture's G."""
+    return Encoder(spec, width)
+
+
 def dcgan_stages(resolution: int, arch: str = "dcgan") -> tuple[int, int]:
     """(start side, number of 2x upsamplings): resolution = start * 2**ups, start in 4..7."""
     ups = 0
@@ -239,3 +244,18 @@ class DCGANDiscriminator(nn.Module):
 
     def forward(self, images: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
         return self.head(self.body(images), labels)  # (N,)
+
+
+class Encoder(nn.Module):
+    """Images (N, C, H, W) in [-1, 1] -> latents (N, latent_dim), for projection: DCGAN's
+    discriminator body (strided convolutions) at `width`, then one linear layer."""
+
+    def __init__(self, spec: NetworkSpec, width: int):
+        super().__init__()
+        body = DCGANDiscriminator(NetworkSpec("dcgan", spec.latent_dim, spec.channels, spec.resolution, 0, width))
+        self.width = width
+        self.body = body.body
+        self.head = nn.Linear(body.head.linear.in_features, spec.latent_dim)
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return self.head(self.body(images))  # (N, latent_dim)

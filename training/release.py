@@ -25,13 +25,14 @@ from serving import __version__
 from serving.formats.files import replace_folder, sha256_file
 
 from .errors import CheckpointError, layout_mismatch
-from .networks import NetworkSpec, build_discriminator, build_generator
+from .networks import NetworkSpec, build_discriminator, build_encoder, build_generator
 from .samples import to_uint8
 
 FORMAT_VERSION = 1
 GENERATOR_FILE = "generator.safetensors"
 DISCRIMINATOR_FILE = "discriminator.safetensors"
 CALIBRATION_FILE = "calibration.npz"
+ENCODER_FILE = "encoder.safetensors"  # optional: E for projection, added by `ganserve train-encoder`
 CONFIG_FILE = "config.json"
 CALIBRATION_MAX_IMAGES = 2000  # as many as export calibrates on by default
 CALIBRATION_MAX_BYTES = 64 << 20  # 64 MiB of pixels: 682 images at 256 px RGB
@@ -103,6 +104,8 @@ class Release:
     calibration_split: str | None  # where calibration.npz's images came from; None: no such file
     generator_state: dict
     discriminator_state: dict
+    encoder: dict | None = None  # config.json's record of E (width, the G it fits, figures); None: no E
+    encoder_state: dict | None = None
 
     def calibration(self) -> CalibrationSet | None:
         """The held-out images saved with the release (None for releases made before they were)."""
@@ -118,6 +121,12 @@ class Release:
     def build_discriminator(self) -> nn.Module:
         net = build_discriminator(self.spec, spectral_norm=False)  # weights were released normalised
         return self._loaded(net, self.discriminator_state, DISCRIMINATOR_FILE)
+
+    def build_encoder(self) -> nn.Module | None:
+        """E for projection, or None when the release has none (or one trained for another G)."""
+        if self.encoder is None or self.encoder.get("generator_sha256") != self.files.get(GENERATOR_FILE):
+            return None
+        return self._loaded(build_encoder(self.spec, int(self.encoder["width"])), self.encoder_state, ENCODER_FILE)
 
     def _loaded(self, net: nn.Module, state: dict, file_name: str) -> nn.Module:
         try:
@@ -201,7 +210,12 @@ def read_release(path: Path) -> Release:
                               f"understands ({FORMAT_VERSION}); upgrade ganserve")
     expected = config.get("files", {})
     calibration = config.get("calibration")
-    needed = {GENERATOR_FILE, DISCRIMINATOR_FILE} | ({CALIBRATION_FILE} if calibration else set())
+    encoder = config.get("encoder")
+    if encoder is not None and not (isinstance(encoder, dict) and isinstance(encoder.get("width"), int)):
+        raise CheckpointError(f"{config_path}: encoder must be an object with an integer width; write it again "
+                              "with ganserve train-encoder")
+    weights = (GENERATOR_FILE, DISCRIMINATOR_FILE) + ((ENCODER_FILE,) if encoder else ())
+    needed = set(weights) | ({CALIBRATION_FILE} if calibration else set())
     for name in sorted(needed | set(expected)):
         file = release_dir / name
         if Path(name).name != name or not file.is_file():
@@ -209,7 +223,7 @@ def read_release(path: Path) -> Release:
         if expected.get(name) != sha256_file(file):
             raise CheckpointError(f"{file}: sha256 does not match {CONFIG_FILE}; the file is damaged or replaced")
     states = {}
-    for name in (GENERATOR_FILE, DISCRIMINATOR_FILE):
+    for name in weights:
         file = release_dir / name
         try:
             states[name] = load_file(str(file))
@@ -220,4 +234,5 @@ def read_release(path: Path) -> Release:
     except KeyError as error:
         raise CheckpointError(f"{config_path}: missing field {error}") from None
     return Release(release_dir, spec, ReleaseMetadata.from_config(config, config_path), dict(expected),
-                   calibration["split"] if calibration else None, states[GENERATOR_FILE], states[DISCRIMINATOR_FILE])
+                   calibration["split"] if calibration else None, states[GENERATOR_FILE], states[DISCRIMINATOR_FILE],
+                   encoder, states.get(ENCODER_FILE))

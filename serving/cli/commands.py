@@ -1,4 +1,4 @@
-"""`ganserve serve`, `sample`, `interpolate` and `score`: the serving side's commands (no torch).
+"""`ganserve serve`, `sample`, `interpolate`, `score` and `project`: the serving side's commands (no torch).
 
 Each value goes through the same request builders as HTTP (`serving/requests.py`), spelled as
 the command line spells it, so a rule and its message are the same on every path.
@@ -16,7 +16,7 @@ from pathlib import Path
 from ..errors import ServingError
 from ..formats.model_card import ModelCard
 from ..repository.layout import resolve_model_folder, scan
-from ..requests import INTERPOLATE_FIELDS, Field, generate_fields
+from ..requests import INTERPOLATE_FIELDS, Field, generate_fields, project_fields
 from ..settings import SETTING, SETTINGS, Setting
 
 GENERATE = generate_fields(None)
@@ -27,6 +27,9 @@ INTERPOLATE_FLAGS = {"seed_from": "--from", "seed_to": "--to", "frames": "--fram
                      "label_to": "--label-to", "truncation": "--truncation", "frame_ms": "--frame-ms",
                      "format": "--out"}
 SCORE_FLAGS = {"labels": "--labels", "images": "IMAGES"}
+PROJECT = project_fields(None)
+PROJECT_FLAGS = {"labels": "--labels", "images": "IMAGES", "rounds": "--rounds", "candidates": "--candidates"}
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp")
 MODEL_HELP = ("model folder written by 'ganserve export' or 'ganserve import', or a model of a repository: DIR/NAME "
               "(its newest version) or DIR/NAME/VERSION")
 
@@ -147,6 +150,26 @@ def register(subparsers) -> None:
     score.add_argument("--json", action="store_true", help="print JSON instead of a table")
     _device_flags(score)
     score.set_defaults(handler=run_score)
+
+    project = subparsers.add_parser(
+        "project", help="find the latents that draw image files (needs a model with an encoder)",
+        description="Project images into the model's latent space: the encoder's guess, refined by batched runs of "
+                    "G. Writes --out/latents.npy (float32 [N, latent_dim], in manifest order), each reconstruction "
+                    "as a PNG, and manifest.jsonl (per image: file, distances before and after refinement, PSNR, "
+                    "D's p_real). A latent goes back to 'ganserve serve' as /generate's latents.")
+    project.add_argument("model", metavar="MODEL", type=Path, help=MODEL_HELP)
+    project.add_argument("images", metavar="IMAGES", type=Path, nargs="+",
+                         help="PNG, JPEG or WebP files, or folders of them")
+    project.add_argument("--out", type=Path, required=True, help="output folder")
+    for name in ("rounds", "candidates"):
+        _field_flag(project, PROJECT[name], PROJECT_FLAGS[name], PROJECT_FLAGS, metavar="N")
+    project.add_argument("--labels", help="labels for conditional models, one per image (e.g. 3,1,4 or 0-9)")
+    project.add_argument("--resize", action="store_true", help="convert images of another size or colour type")
+    project.add_argument("--batch-size", type=int, default=64, help="images per engine run (default: 64)")
+    project.add_argument("--force", action="store_true", help="write over an --out that holds a projection")
+    _device_flags(project)
+    project.add_argument("--no-progress", action="store_true", help="no progress bar")
+    project.set_defaults(handler=run_project)
 
 
 def run_serve(args) -> int:
@@ -351,4 +374,77 @@ def run_score(args) -> int:
         print(f"{'image':<{width}}  {'logit':>8}  {'p_real':>6}")
         for r in rows:
             print(f"{r['image']:<{width}}  {r['logit']:8.3f}  {r['p_real']:6.3f}")
+    return 0
+
+
+def image_files(paths: list[Path]) -> list[Path]:
+    """The files given, and the image files of the folders given (sorted), in order."""
+    files = []
+    for path in paths:
+        if path.is_dir():
+            files += sorted(p for p in path.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+        elif path.is_file():
+            files.append(path)
+        else:
+            raise ServingError(f"IMAGES: {path} is neither a file nor a folder")
+    if not files:
+        raise ServingError(f"IMAGES: no {', '.join(IMAGE_SUFFIXES)} files in {', '.join(map(str, paths))}")
+    return files
+
+
+def run_project(args) -> int:
+    import numpy as np
+    from tqdm import tqdm
+
+    from ..engine import Engine
+    from ..formats.files import write_atomically
+    from ..formats.images import decode_image, encode_png
+    from ..requests import parse_labels, project_request, projection_search, require_encoder
+    from ..sampling.projection import psnr_db
+
+    if args.batch_size < 1:
+        raise ServingError(f"--batch-size: {args.batch_size} is not allowed; use a positive integer")
+    manifest_path = args.out / "manifest.jsonl"
+    if manifest_path.exists() and not args.force:
+        raise ServingError(f"--out: {args.out} already holds a projection; pass --force to write over it")
+    spell = _spelling(PROJECT_FLAGS)
+    projection_search(args.rounds, args.candidates, spell)  # every mistake is found before the work starts
+    engine = Engine(_model_folder(args.model), warmup=False, **_device_choice(args))
+    require_encoder(engine.card)
+    files = image_files(args.images)
+    labels = parse_labels(args.labels) if args.labels else None
+    if labels is not None and len(labels) != len(files):
+        raise ServingError(f"--labels: {len(labels)} labels for {len(files)} images; give one per image")
+    decoded = np.stack([decode_image(path.read_bytes(), str(path), engine.card.image_shape, args.resize,
+                                     resize_hint="pass --resize") for path in files])
+    (args.out / "reconstructions").mkdir(parents=True, exist_ok=True)
+    latents, rows = [], []
+    bar = tqdm(total=len(files), unit="img", disable=args.no_progress, dynamic_ncols=True)
+    for start in range(0, len(files), args.batch_size):
+        chunk = files[start:start + args.batch_size]
+        images = decoded[start:start + len(chunk)]
+        chunk_labels = None if labels is None else labels[start:start + len(chunk)]
+        request = project_request(engine.card, images, chunk_labels, [str(p) for p in chunk], rounds=args.rounds,
+                                  candidates=args.candidates, spell=spell)
+        projected = engine.project_images(request)
+        for i, path in enumerate(chunk):
+            index = start + i
+            name = f"{index:08d}.png"
+            write_atomically(args.out / "reconstructions" / name, encode_png(projected.images[i]))
+            p_real = None if projected.p_real is None else round(float(projected.p_real[i]), 6)
+            rows.append({"index": index, "image": str(path), "reconstruction": f"reconstructions/{name}",
+                         "label": None if chunk_labels is None else chunk_labels[i],
+                         "mse_encoder": float(projected.mse_encoder[i]), "mse": float(projected.mse[i]),
+                         "psnr_encoder_db": round(float(psnr_db(projected.mse_encoder[i:i + 1])[0]), 3),
+                         "psnr_db": round(float(psnr_db(projected.mse[i:i + 1])[0]), 3), "p_real": p_real})
+        latents.append(projected.latents)
+        bar.update(len(chunk))
+    bar.close()
+    all_latents = np.concatenate(latents).astype(np.float32)
+    np.save(args.out / "latents.npy", all_latents, allow_pickle=False)
+    write_atomically(manifest_path, "".join(json.dumps(row) + "\n" for row in rows).encode())
+    before = float(np.mean([r["psnr_encoder_db"] for r in rows]))
+    after = float(np.mean([r["psnr_db"] for r in rows]))
+    print(f"projected {len(rows)} images into {args.out}: mean PSNR {before:.2f} dB from the encoder, {after:.2f} dB "
+          f"after {args.rounds} rounds of {args.candidates} candidates; latents.npy row i is manifest line i")
     return 0

@@ -94,6 +94,11 @@ class ModelCard:
         return "discriminator" in self.graphs
 
     @property
+    def has_encoder(self) -> bool:
+        """Projection (image -> latent) needs E, which `ganserve train-encoder` adds to a release."""
+        return "encoder" in self.graphs
+
+    @property
     def platt(self) -> tuple[float, float]:
         """(a, b) of p(real) = sigmoid(a * logit + b)."""
         return float(self.calibration["a"]), float(self.calibration["b"])
@@ -159,7 +164,7 @@ class ModelCard:
         return {"card_version": self.version, "architecture": self.architecture,
                 "image": {"height": self.height, "width": self.width, "channels": self.channels},
                 "latent_dim": self.latent_dim, "num_classes": self.num_classes,
-                "has_discriminator": self.has_discriminator,
+                "has_discriminator": self.has_discriminator, "has_encoder": self.has_encoder,
                 "auroc": (self.calibration or {}).get("auroc"), "source": self.source.get("imported_from", "export")}
 
     def view(self, runtime: dict) -> dict:
@@ -169,5 +174,6 @@ class ModelCard:
                 "image": {"height": self.height, "width": self.width, "channels": self.channels, "dtype": "uint8",
                           "layout": "NHWC"},
                 "latent_dim": self.latent_dim, "num_classes": self.num_classes, "class_names": self.class_names,
-                "has_discriminator": self.has_discriminator, **runtime, "calibration": self.calibration,
+                "has_discriminator": self.has_discriminator, "has_encoder": self.has_encoder, **runtime,
+                "calibration": self.calibration,
                 "parity": self.parity, "source": self.source}

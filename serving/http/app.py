@@ -1,4 +1,4 @@
-"""The HTTP routes: /generate, /interpolate, /score, /model, /models, and the API docs.
+"""The HTTP routes: /generate, /interpolate, /score, /project, /model, /models, and the API docs.
 
 The plain routes serve the default model; the same routes under /models/NAME serve model NAME
 of the repository, and under /models/NAME/versions/VERSION they serve it only while VERSION
@@ -41,16 +41,27 @@ from ..requests import (
     generate_fields,
     generate_request,
     interpolate_request,
+    project_fields,
+    project_request,
     require_discriminator,
+    require_encoder,
     score_fields,
     score_request,
 )
-from ..sampling import modes
+from ..sampling import modes, projection
 from ..sampling.latents import discriminator_feeds
 from ..settings import Settings
 from . import admin, oip, openapi
-from .bodies import MEDIA_TYPES, images_body, needs_pngs
-from .metrics import EVENT_LOOP_LAG, IMAGES_GENERATED, IMAGES_SCORED, LIVE_VERSION, MODEL_EVENTS, PROBABILITY
+from .bodies import MEDIA_TYPES, images_body, needs_pngs, projection_body
+from .metrics import (
+    EVENT_LOOP_LAG,
+    IMAGES_GENERATED,
+    IMAGES_PROJECTED,
+    IMAGES_SCORED,
+    LIVE_VERSION,
+    MODEL_EVENTS,
+    PROBABILITY,
+)
 from .parsing import ClientGone, json_fields, read_body, score_form
 from .served import Served
 
@@ -70,6 +81,7 @@ class Serving:
         self.load_error: str | None = None
         self.generate_fields = generate_fields(settings.max_images)
         self.score_fields = score_fields(settings.max_score_images)
+        self.project_fields = project_fields(settings.max_score_images)
         self.admin_keys: tuple[bytes, ...] | None = None  # set by the service when admin operations are on
         self._live_labels: dict[str, str] = {}
 
@@ -168,7 +180,8 @@ def create_app(serving: Serving) -> Starlette:
         labels = None if sampled.labels is None else sampled.labels.tolist()
         body = images_body(sampled.images, wanted.seeds, labels, wanted.format, served.identity, sampled.stats,
                            encoded[0] if encoded else None)
-        headers = {"X-Seeds": ",".join(map(str, wanted.seeds)), **served.headers()}
+        headers = {"X-Seeds": ",".join(map(str, wanted.seeds)), **served.headers()} if wanted.seeds else \
+            {"X-Latents": str(len(sampled.images)), **served.headers()}
         if labels is not None:
             headers["X-Labels"] = ",".join(map(str, labels))
         if sampled.stats:
@@ -185,8 +198,8 @@ def create_app(serving: Serving) -> Starlette:
         IMAGES_GENERATED.inc(len(frames))
         body = await asyncio.get_running_loop().run_in_executor(None, encode_frames, frames, wanted.format,
                                                                 wanted.frame_ms)
-        return Response(body, media_type=MEDIA_TYPES[wanted.format],
-                        headers={"X-Seeds": f"{wanted.seed_from},{wanted.seed_to}", **served.headers()})
+        ends = ",".join("latent" if seed is None else str(seed) for seed in (wanted.seed_from, wanted.seed_to))
+        return Response(body, media_type=MEDIA_TYPES[wanted.format], headers={"X-Seeds": ends, **served.headers()})
 
     async def score(request: Request) -> Response:
         body = await read_body(request, limit)
@@ -206,6 +219,24 @@ def create_app(serving: Serving) -> Starlette:
         results = [{"image": name, "logit": float(logit), "p_real": float(p)}
                    for name, logit, p in zip(wanted.names, logits, probabilities)]
         return JSONResponse({"model": served.identity, "results": results}, headers=served.headers())
+
+    async def project(request: Request) -> Response:
+        body = await read_body(request, limit)
+        async with serving.use(request) as served:
+            card = served.engine.card
+            require_encoder(card)
+            form = score_form(body, request.headers.get("content-type", ""), serving.project_fields,
+                              card.image_shape, "/project")
+            options = {name: form[name] for name in ("rounds", "candidates", "format") if name in form}
+            wanted = project_request(card, form["images"], form["labels"], max_images=serving.settings.max_score_images,
+                                     source=form["source"], **options)
+            projected = await projection.project(wanted, served.graphs)
+        IMAGES_PROJECTED.inc(len(projected.latents))
+        body = await asyncio.get_running_loop().run_in_executor(None, projection_body, projected, wanted.names,
+                                                                wanted.format, served.identity)
+        media_type = MEDIA_TYPES[wanted.format] if wanted.format != "json" else "application/json"
+        headers = {"X-Generator-Rows": str(projected.stats["generator_rows"]), **served.headers()}
+        return Response(body, media_type=media_type, headers=headers)
 
     async def model(request: Request) -> Response:
         json_fields(await read_body(request, limit), request.headers.get("content-type", ""), "/model", {})
@@ -237,6 +268,7 @@ def create_app(serving: Serving) -> Starlette:
         routes += [Route(f"{prefix}/generate", _answering(generate), methods=["POST"]),
                    Route(f"{prefix}/interpolate", _answering(interpolate), methods=["POST"]),
                    Route(f"{prefix}/score", _answering(score), methods=["POST"]),
+                   Route(f"{prefix}/project", _answering(project), methods=["POST"]),
                    Route(f"{prefix}/model", _answering(model), methods=["GET", "POST"])]
     routes += [*admin.routes(serving, _answering), *oip.routes(serving, _answering),
                Route("/docs.json", docs_json, methods=["GET"]),
@@ -249,7 +281,7 @@ def create_app(serving: Serving) -> Starlette:
 
 
 # The API's routes (docs aside), as the ends of paths: the plain routes and every model's.
-ROUTES = ("/generate", "/interpolate", "/score", "/model", "/infer")
+ROUTES = ("/generate", "/interpolate", "/score", "/project", "/model", "/infer")
 PLAYGROUND = Path(__file__).parent / "playground"
 # The playground's files hold no secret and ask for the key themselves: open when keys are on.
 PAGES = ("/", "/ui", "/ui/playground.js", "/ui/playground.css")

@@ -24,7 +24,8 @@ def needs_pngs(fmt: str, count: int) -> bool:
 
 def images_body(images: np.ndarray, seeds: list[int], labels: list[int] | None, fmt: str,
                 model: dict, extra: dict | None = None, pngs: list[bytes] | None = None) -> bytes:
-    """The response body. `pngs`: each image's PNG, already encoded (by the batcher)."""
+    """The response body. `pngs`: each image's PNG, already encoded (by the batcher). Images of
+    given latents have no seeds (`seeds` empty): zip names them latentNNNNNNNN.png by position."""
     if needs_pngs(fmt, len(images)) and pngs is None:
         pngs = encode_pngs(images)
     if fmt == "png":
@@ -36,11 +37,34 @@ def images_body(images: np.ndarray, seeds: list[int], labels: list[int] | None, 
     if fmt == "zip":
         buffer = io.BytesIO()
         with zipfile.ZipFile(buffer, "w", compression=zipfile.ZIP_STORED) as archive:
-            for seed, png in zip(seeds, pngs):
+            names = [seed_file_name(seed) for seed in seeds] or [f"latent{i:08d}.png" for i in range(len(pngs))]
+            for name, png in zip(names, pngs):
                 # a fixed timestamp keeps the archive's bytes a function of the images alone
-                archive.writestr(zipfile.ZipInfo(seed_file_name(seed), date_time=(1980, 1, 1, 0, 0, 0)), png)
+                archive.writestr(zipfile.ZipInfo(name, date_time=(1980, 1, 1, 0, 0, 0)), png)
         return buffer.getvalue()
     return json.dumps({
         "model": model, "seeds": seeds, "labels": labels, **(extra or {}),
         "images": [base64.b64encode(png).decode("ascii") for png in pngs],
     }).encode()
+
+
+def projection_body(projected, names: list[str], fmt: str, model: dict) -> bytes:
+    """/project's body: json (per image: latent, distances, p_real, the reconstruction as a base64
+    PNG), npy (the latents, float32 [N, latent_dim]) or png (the reconstruction, or a grid)."""
+    from ..sampling.projection import psnr_db
+
+    if fmt == "npy":
+        buffer = io.BytesIO()
+        np.save(buffer, projected.latents.astype(np.float32), allow_pickle=False)
+        return buffer.getvalue()
+    if fmt == "png":
+        images = projected.images
+        return encode_png(images[0] if len(images) == 1 else tile(images))
+    p_real = [None] * len(names) if projected.p_real is None else [float(p) for p in projected.p_real]
+    results = [{"image": name, "latent": latent.tolist(), "mse_encoder": float(before), "mse": float(after),
+                "psnr_encoder_db": round(float(psnr_db(np.array([before]))[0]), 3),
+                "psnr_db": round(float(psnr_db(np.array([after]))[0]), 3), "p_real": p,
+                "reconstruction": base64.b64encode(png).decode("ascii")}
+               for name, latent, before, after, p, png in zip(names, projected.latents, projected.mse_encoder,
+                                                              projected.mse, p_real, encode_pngs(projected.images))]
+    return json.dumps({"model": model, "search": projected.stats, "results": results}).encode()

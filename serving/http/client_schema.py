@@ -18,7 +18,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 
-from ..requests import INTERPOLATE_FIELDS, generate_fields, score_fields
+from ..requests import INTERPOLATE_FIELDS, generate_fields, project_fields, score_fields
 from .openapi import object_schema
 
 FILE = {"type": "file", "format": "binary"}
@@ -26,10 +26,12 @@ FILE = {"type": "file", "format": "binary"}
 
 def routes(max_images: int, max_score_images: int) -> list[dict]:
     """ganserve's routes in the shape of BentoML's `routes` entries."""
-    score = object_schema(score_fields(max_score_images))
-    for name in ("images", "array"):  # BentoML's clients send "file" fields as multipart uploads
-        field = score["properties"][name]
-        score["properties"][name] = {**field, "items": FILE} if field.get("type") == "array" else {**field, **FILE}
+    score, project = object_schema(score_fields(max_score_images)), object_schema(project_fields(max_score_images))
+    for schema in (score, project):
+        for name in ("images", "array"):  # BentoML's clients send "file" fields as multipart uploads
+            field = schema["properties"][name]
+            schema["properties"][name] = {**field, "items": FILE} if field.get("type") == "array" else \
+                {**field, **FILE}
     return [
         _route("generate", "/generate", object_schema(generate_fields(max_images)), FILE,
                "Generate images: a PNG (one image, or a grid), or zip/json/npy by format; returns the file"),
@@ -37,6 +39,9 @@ def routes(max_images: int, max_score_images: int) -> list[dict]:
                "Frames between two seeds: a PNG strip or a GIF; returns the file"),
         _route("score", "/score", score, {"type": "object"},
                "Score image files with the calibrated discriminator: logit and p_real per image"),
+        _route("project", "/project", project, {"type": "object"},
+               "Project image files into the latent space: per image the latent, the distances and the "
+               "reconstruction"),
         _route("model", "/model", {"type": "object", "properties": {}, "additionalProperties": False},
                {"type": "object"}, "The model card"),
     ]

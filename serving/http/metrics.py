@@ -6,6 +6,7 @@ from prometheus_client import Counter, Gauge, Histogram
 
 IMAGES_GENERATED = Counter("ganserve_images_generated_total", "Images returned by /generate")
 IMAGES_SCORED = Counter("ganserve_images_scored_total", "Images scored by /score")
+IMAGES_PROJECTED = Counter("ganserve_images_projected_total", "Images projected to latents by /project")
 PROBABILITY = Histogram("ganserve_score_probability", "Calibrated p(real) returned by /score",
                         buckets=[i / 10 for i in range(1, 11)])
 BATCH_ROWS = Histogram("ganserve_batch_size", "Images per ONNX Runtime run (cross-request batching)",

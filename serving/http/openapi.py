@@ -4,7 +4,7 @@ the documented limits are the enforced ones; and the page that shows it (`/docs`
 from __future__ import annotations
 
 from .. import __version__
-from ..requests import INTERPOLATE_FIELDS, Field, generate_fields, score_fields
+from ..requests import INTERPOLATE_FIELDS, Field, generate_fields, project_fields, score_fields
 from .admin import LOAD_FIELDS
 
 TITLE = "ganserve"
@@ -25,6 +25,8 @@ _VERSION = {"name": "version", "in": "path", "required": True,
 def _schema(field: Field, maximum: float | None = None) -> dict:
     if field.kind == "file":
         one = {"type": "string", "format": "binary"}
+    elif field.kind == "latent":
+        one = {"type": "array", "items": {"type": "number"}, "minItems": 1}
     else:
         one = {"type": field.kind}
         if field.minimum is not None:
@@ -79,6 +81,13 @@ def document(max_images: int, max_score_images: int, without_discriminator: tupl
     scores = {"type": "object", "properties": {"model": {"type": "object"}, "results": {"type": "array", "items": {
         "type": "object", "properties": {"image": {"type": "string"}, "logit": {"type": "number"},
                                          "p_real": {"type": "number", "minimum": 0, "maximum": 1}}}}}}
+    projections = {"type": "object", "properties": {
+        "model": {"type": "object"}, "search": {"type": "object"}, "results": {"type": "array", "items": {
+            "type": "object", "properties": {
+                "image": {"type": "string"}, "latent": {"type": "array", "items": {"type": "number"}},
+                "mse_encoder": {"type": "number"}, "mse": {"type": "number"}, "psnr_encoder_db": {"type": "number"},
+                "psnr_db": {"type": "number"}, "p_real": {"type": ["number", "null"]},
+                "reconstruction": {"type": "string", "contentEncoding": "base64"}}}}}}
     model_headers = {"X-Model-Name": {"description": "the model that answered", "schema": {"type": "string"}},
                      "X-Model-Version": {"description": "its version", "schema": {"type": "string"}}}
     seeds_header = {"X-Seeds": {"description": "the seeds used, comma-separated", "schema": {"type": "string"}},
@@ -116,6 +125,20 @@ def document(max_images: int, max_score_images: int, without_discriminator: tupl
             "responses": {"200": {"description": "one result per image", "headers": model_headers,
                                   "content": {"application/json": {"schema": scores}}},
                           **_errors(400, 413, 415, 503)}}},
+        "/project": {"post": {
+            "summary": "Project images into the latent space: the latent G draws each from",
+            "description": "The encoder's guess, refined by `rounds` batched runs of G of `candidates` latents each "
+                           "(pixel distance; never worse than the guess). Per image: the latent (give it to "
+                           "/generate as `latents`, or to /interpolate as `latent_from`/`latent_to`), the distance "
+                           "before and after refinement (mean squared error of pixels in [0, 1], and PSNR), D's "
+                           "p_real of the reconstruction and the reconstruction as a base64 PNG; or the latents as "
+                           ".npy, or the reconstructions as PNG, by `format`. A model exported without an encoder "
+                           "answers 400 ('ganserve train-encoder' makes one).",
+            "requestBody": {"required": True, "content": {"multipart/form-data": {
+                "schema": object_schema(project_fields(max_score_images))}}},
+            "responses": {"200": {"description": "one result per image", "headers": model_headers, "content": {
+                "application/json": {"schema": projections}, "application/octet-stream": binary,
+                "image/png": binary}}, **_errors(400, 413, 415, 503)}}},
         "/model": {"post": {
             "summary": "The model card",
             "description": "Name, version, image shape, classes, the provider in use, parity and calibration.",

@@ -136,15 +136,17 @@ def multipart_parts(body: bytes, content_type: str, max_parts: int) -> list[Part
     return parts
 
 
-def score_form(body: bytes, content_type: str, fields: dict[str, Field], shape: tuple[int, int, int]) -> dict:
-    """/score's multipart fields: {images (uint8 N,H,W,C), labels, source}."""
+def score_form(body: bytes, content_type: str, fields: dict[str, Field], shape: tuple[int, int, int],
+               route: str = "/score") -> dict:
+    """A multipart body of images (/score, /project): {images (uint8 N,H,W,C), labels, source,
+    and the route's other text fields by name (as text; the request builder checks them)}."""
     if not content_type.startswith("multipart/form-data"):
-        raise UnsupportedMediaType(f"content-type {content_type.split(';')[0] or '(none)'}: /score takes "
+        raise UnsupportedMediaType(f"content-type {content_type.split(';')[0] or '(none)'}: {route} takes "
                                    "multipart/form-data: PNG or JPEG files as 'images', or one .npy file as 'array' "
                                    "(curl -F images=@a.png)")
     limit = fields["images"].max_items or 1024
     parts = multipart_parts(body, content_type, limit + 16)
-    _refuse_unknown([part.name for part in parts], "/score", fields)
+    _refuse_unknown([part.name for part in parts], route, fields)
     by_name: dict[str, list[Part]] = {}
     for part in parts:
         by_name.setdefault(part.name, []).append(part)
@@ -153,22 +155,35 @@ def score_form(body: bytes, content_type: str, fields: dict[str, Field], shape: 
         if any(part.filename is None for part in values):
             raise ServingError(f"{name}: expected an uploaded file, got a text field; send files with "
                                f"curl -F {name}=@FILE")
-    texts = {name: by_name.get(name, []) for name in ("labels", "resize")}
+    texts = {name: by_name.get(name, []) for name, field in fields.items() if field.kind != "file"}
     for name, values in texts.items():
         if any(part.filename is not None for part in values):
             raise ServingError(f"{name}: expected a text field, got a file")
     if bool(files["images"]) == bool(files["array"]):
         raise ServingError("images: send PNG/JPEG files as 'images' or one .npy file as 'array' (exactly one)")
-    resize = _boolean([_text(part) for part in texts["resize"]], "resize")
-    labels = _labels([_text(part) for part in texts["labels"]])
+    resize = _boolean([_text(part) for part in texts.pop("resize")], "resize")
+    labels = _labels([_text(part) for part in texts.pop("labels")])
+    others = {name: _one_value(fields[name], [_text(part) for part in values], name)
+              for name, values in texts.items() if values}
     if files["array"]:
         if len(files["array"]) > 1:
             raise ServingError(f"array: {len(files['array'])} files; send one .npy file")
-        return {"images": _npy(files["array"][0].data), "labels": labels, "source": "array"}
+        return {"images": _npy(files["array"][0].data), "labels": labels, "source": "array", **others}
     if len(files["images"]) > limit:
         raise ServingError(f"images: {len(files['images'])} files is more than the limit of {limit}")
     decoded = [decode_image(part.data, f"images[{i}]", shape, resize) for i, part in enumerate(files["images"])]
-    return {"images": np.stack(decoded), "labels": labels, "source": "images"}
+    return {"images": np.stack(decoded), "labels": labels, "source": "images", **others}
+
+
+def _one_value(field: Field, values: list[str], name: str):
+    """A form field's text as its field's type where it reads as one (the builder checks the range
+    and refuses the rest, naming the field)."""
+    if len(values) > 1:
+        raise ServingError(f"{name}: given {len(values)} times; give it once")
+    text = values[0].strip()
+    if field.kind == "integer" and text.lstrip("-").isdigit():
+        return int(text)
+    return text
 
 
 def _text(part: Part) -> str:

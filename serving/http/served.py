@@ -27,7 +27,8 @@ class Served:
                                      max_wait_s=s.max_queue_seconds)
         self.graphs = modes.Graphs(engine.card.latent_dim, engine.card.num_classes, self.generate_batcher.submit,
                                    self.score_batcher.submit, engine.probability,
-                                   _off_the_loop(engine.acceptance_rule), _off_the_loop(engine.run_blend))
+                                   _off_the_loop(engine.acceptance_rule), _off_the_loop(engine.run_blend),
+                                   _off_the_loop(engine.run_encoder))
 
     @property
     def identity(self) -> dict:
@@ -44,7 +45,7 @@ class Served:
 
 
 def _off_the_loop(function):
-    """Rare, slow calls (fitting a rejection rule, the blend graph) run in a thread, not on the loop."""
+    """Rare, slow calls (fitting a rejection rule, the blend graph, the encoder) run in a thread, not on the loop."""
     async def call(*args):
         return await asyncio.get_running_loop().run_in_executor(None, function, *args)
 

@@ -39,6 +39,7 @@ class Graphs:
     probability: Callable[[np.ndarray], np.ndarray]  # logits -> calibrated p(real)
     acceptance_rule: Callable[[float, float | None], Awaitable[AcceptanceRule]]  # (rate, truncation)
     blend: Run | None = None  # feeds {z, label_weights} -> images (conditional models)
+    encode: Run | None = None  # feeds {images} -> latents (models with an encoder: projection)
 
 
 @dataclass
@@ -50,6 +51,9 @@ class Sampled:
 
 async def sample(request: GenerateRequest, graphs: Graphs) -> Sampled:
     """A generate request through its mode (plain, best-of-K, rejection): one image per seed."""
+    if request.latents is not None:  # given latents (a projection's): one image each
+        labels = None if request.labels is None else np.asarray(request.labels, np.int64)
+        return Sampled(await graphs.generate(generator_feeds(request.latents, labels)), labels)
     labels = label_array(request.seeds, request.labels, graphs.num_classes)
     mode = request.mode
     if isinstance(mode, Plain):
@@ -116,14 +120,19 @@ async def rejection(request: GenerateRequest, mode: Rejection, labels: np.ndarra
 
 
 async def interpolate(request: InterpolateRequest, graphs: Graphs) -> np.ndarray:
-    """uint8 (frames, H, W, C) along the great circle between two seeds' latents; the first and
-    last frames are the two seeds' own images. With `label_to`, conditional models also blend
-    the class embedding from `label` to `label_to` on the way (the generator_blend graph)."""
-    ends = [request.seed_from, request.seed_to]
+    """uint8 (frames, H, W, C) along the great circle between two seeds' latents (or latents
+    given, as /project returns them); the first and last frames are the ends' own images. With
+    `label_to`, conditional models also blend the class embedding from `label` to `label_to` on
+    the way (the generator_blend graph)."""
+    ends = [0 if request.seed_from is None else request.seed_from, 0 if request.seed_to is None else request.seed_to]
     given = None if request.label is None else [request.label, request.label_to if request.label_to is not None
                                                 else request.label]
     end_labels = label_array(ends, given, graphs.num_classes)
     z = latents(ends, graphs.latent_dim, request.truncation)
+    for row, given_latent in enumerate((request.latent_from, request.latent_to)):
+        if given_latent is not None:
+            z[row] = given_latent if request.truncation is None else np.clip(given_latent, -request.truncation,
+                                                                            request.truncation)
     path = slerp(z[0], z[1], request.frames)
     if end_labels is None:
         return await graphs.generate({"z": path})

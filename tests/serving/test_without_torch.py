@@ -35,7 +35,7 @@ def test_help_lists_every_command(no_torch_env):
 
 
 @pytest.mark.parametrize("args", [["train", "--steps", "1"], ["export", "runs/x"], ["eval", "runs/x"],
-                                  ["import", "netG.pth"]])
+                                  ["import", "netG.pth"], ["train-encoder", "runs/x"]])
 def test_training_commands_say_in_one_line_what_to_install(no_torch_env, tmp_path, args):
     result = _ganserve(no_torch_env, *args, cwd=tmp_path)
     lines = result.stderr.strip().splitlines()
@@ -53,6 +53,15 @@ def test_sample_score_and_interpolate_run(no_torch_env, model_dir, tmp_path):
     walked = _ganserve(no_torch_env, "interpolate", str(model_dir), "--from", "1", "--to", "2", "--frames", "3",
                        "--out", str(tmp_path / "walk.gif"))
     assert walked.returncode == 0 and (tmp_path / "walk.gif").stat().st_size > 0, walked.stderr
+
+
+def test_project_runs_without_torch(no_torch_env, encoder_model_dir, tmp_path):
+    sampled = _ganserve(no_torch_env, "sample", str(encoder_model_dir), "--seeds", "0-2", "--out",
+                        str(tmp_path / "s"), "--no-progress", "--workers", "1")
+    assert sampled.returncode == 0, sampled.stderr
+    projected = _ganserve(no_torch_env, "project", str(encoder_model_dir), str(tmp_path / "s"), "--out",
+                          str(tmp_path / "p"), "--no-progress")
+    assert projected.returncode == 0 and "projected 3 images" in projected.stdout, projected.stderr
 
 
 def test_an_imported_model_samples_without_torch(no_torch_env, tmp_path):
