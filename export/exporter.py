@@ -23,7 +23,7 @@ import numpy as np
 import torch
 
 from serving import __version__ as package_version
-from serving.formats import spot_check
+from serving.formats import drift, spot_check
 from serving.formats.files import replace_folder, sha256_file
 from serving.formats.model_card import ModelCard
 from serving.sampling.latents import generator_feeds, label_array, latents
@@ -234,7 +234,8 @@ def calibrate(folder: Path, release: Release, options: ExportOptions, conditiona
 
 def calibrate_graphs(folder: Path, real: np.ndarray, real_labels: np.ndarray | None, latent_dim: int,
                      num_classes: int) -> dict:
-    """D's logits on `real` and on as many of the folder's G's images, fitted by fit_platt."""
+    """D's logits on `real` and on as many of the folder's G's images, fitted by fit_platt, with
+    the deciles of each set's logits that the server's drift windows compare with (serving/formats/drift.py)."""
     count, conditional = len(real), num_classes > 0
     rng = np.random.default_rng(PARITY_SEED)
     run_g, _ = open_runtime(folder / "generator.onnx")
@@ -244,7 +245,8 @@ def calibrate_graphs(folder: Path, real: np.ndarray, real_labels: np.ndarray | N
     fake = _batched(run_g, {"z": z, **({"labels": fake_labels} if conditional else {})})
     real_logits = _batched(run_d, {"images": real, **({"labels": real_labels} if conditional else {})})
     fake_logits = _batched(run_d, {"images": fake, **({"labels": fake_labels} if conditional else {})})
-    return fit_platt(real_logits, fake_logits)
+    return {**fit_platt(real_logits, fake_logits),
+            "drift": {"real": drift.reference(real_logits), "generated": drift.reference(fake_logits)}}
 
 
 def generated_logits(folder: Path, count: int, latent_dim: int) -> np.ndarray:

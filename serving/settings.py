@@ -142,6 +142,10 @@ SETTINGS = (
             "unloaded (0: no bound)", default=0, low=0, metavar="N"),
     Setting("admin_keys_file", "file", "the admin routes' keys (load, rollback); unset: those routes are off",
             flag="--admin-key-file", metavar="FILE"),
+    Setting("drift_window", "integer", "images in each drift window (D's scores of /score's images, and of a "
+            "sample of /generate's), compared with the export's", default=512, low=64, metavar="N"),
+    Setting("drift_sample_every", "integer", "score one in N of the images plain /generate requests serve, for "
+            "the generate drift window (0: none)", default=16, low=0, metavar="N"),
 )
 SETTING = {setting.name: setting for setting in SETTINGS}
 
@@ -171,6 +175,8 @@ class Settings:
     poll_seconds: float
     max_loaded_models: int
     admin_keys_file: str | None
+    drift_window: int
+    drift_sample_every: int
 
     @property
     def model_is_folder(self) -> bool:

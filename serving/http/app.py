@@ -176,6 +176,8 @@ def create_app(serving: Serving) -> Starlette:
 
                 graphs = dataclasses.replace(graphs, generate=generate_and_encode)
             sampled = await modes.sample(wanted, graphs)
+            if isinstance(wanted.mode, Plain) and wanted.truncation is None and wanted.latents is None:
+                served.sample_for_drift(sampled.images, sampled.labels)  # drawn as at export: comparable
         IMAGES_GENERATED.inc(len(sampled.images))
         labels = None if sampled.labels is None else sampled.labels.tolist()
         body = images_body(sampled.images, wanted.seeds, labels, wanted.format, served.identity, sampled.stats,
@@ -212,6 +214,7 @@ def create_app(serving: Serving) -> Starlette:
                                    max_images=serving.settings.max_score_images, source=form["source"])
             labels = None if wanted.labels is None else np.asarray(wanted.labels, np.int64)
             logits = await served.score_batcher.submit(discriminator_feeds(wanted.images, labels))
+        served.observe("score", logits)
         probabilities = engine.probability(logits)
         IMAGES_SCORED.inc(len(logits))
         for p in probabilities:
@@ -241,7 +244,8 @@ def create_app(serving: Serving) -> Starlette:
     async def model(request: Request) -> Response:
         json_fields(await read_body(request, limit), request.headers.get("content-type", ""), "/model", {})
         async with serving.use(request) as served:
-            return JSONResponse({**served.engine.info(), "served_as": served.identity}, headers=served.headers())
+            return JSONResponse({**served.engine.info(), "served_as": served.identity, "drift": served.drift.view()},
+                                headers=served.headers())
 
     async def models(request: Request) -> Response:
         view = serving.ready_registry().view()

@@ -21,3 +21,10 @@ MODEL_EVENTS = Counter("ganserve_model_versions_total",
 # Across worker processes, the highest value: while workers switch, both versions read 1.
 LIVE_VERSION = Gauge("ganserve_model_live", "1 for the version of each model that is live",
                      labelnames=["model", "version"], multiprocess_mode="livemax")
+# Per worker, each with its own windows; across workers the highest, so one worker's drift shows.
+DRIFT_PSI = Gauge("ganserve_drift_psi", "Population stability index of D's scores in the drift window against the "
+                  "export's reference (stream score: /score's images vs held-out real; generate: a sample of "
+                  "/generate's vs G's own at export); > 0.25: a real change", labelnames=["model", "stream"],
+                  multiprocess_mode="livemax")
+DRIFT_WINDOW = Gauge("ganserve_drift_window_images", "Images in the drift window (no index below 64)",
+                     labelnames=["model", "stream"], multiprocess_mode="livemax")

@@ -4,6 +4,7 @@ Indexed Job's sampling command run locally, one process per index, then merged."
 
 import hashlib
 import os
+import re
 import shlex
 import subprocess
 import sys
@@ -29,10 +30,42 @@ def _by_kind(kind: str) -> list[dict]:
     return [doc for path in MANIFESTS for doc in _documents(path) if doc["kind"] == kind]
 
 
+CUSTOM_KINDS = {"PrometheusRule"}  # the Prometheus Operator's: not in the Kubernetes API schemas (checked below)
+
+
 @pytest.mark.parametrize("path", MANIFESTS, ids=lambda p: f"{p.parent.name}/{p.name}")
 def test_manifest_is_valid_kubernetes(path):
     for document in _documents(path):
-        kubernetes_validate.validate(document, kubernetes_validate.latest_version(), strict=True)
+        if document["kind"] not in CUSTOM_KINDS:
+            kubernetes_validate.validate(document, kubernetes_validate.latest_version(), strict=True)
+
+
+def drift_alerts() -> dict[str, tuple[str, float]]:
+    """The PrometheusRule's alerts: name -> (the drift stream it watches, its threshold). Each
+    expression must be `max by (model) (ganserve_drift_psi{stream="S"}) > T`, the one form the
+    tests evaluate against a real server's /metrics (tests/serving/http/test_drift_http.py)."""
+    rule = _by_kind("PrometheusRule")[0]
+    assert rule["apiVersion"] == "monitoring.coreos.com/v1"
+    alerts = {}
+    for group in rule["spec"]["groups"]:
+        for entry in group["rules"]:
+            found = re.fullmatch(r'max by \(model\) \(ganserve_drift_psi\{stream="(\w+)"\}\) > ([0-9.]+)',
+                                 entry["expr"])
+            assert found, entry["expr"]
+            assert re.fullmatch(r"\d+m", entry["for"]) and entry["labels"]["severity"] in ("warning", "critical")
+            alerts[entry["alert"]] = (found.group(1), float(found.group(2)))
+    return alerts
+
+
+def test_the_drift_alerts_watch_both_streams_at_the_servers_threshold():
+    from serving.formats.drift import ALERT_PSI
+    from serving.http.drift import STREAMS
+    from serving.http.metrics import DRIFT_PSI
+
+    alerts = drift_alerts()
+    assert sorted(stream for stream, _ in alerts.values()) == sorted(STREAMS)
+    assert {threshold for _, threshold in alerts.values()} == {ALERT_PSI}
+    assert DRIFT_PSI._name == "ganserve_drift_psi" and DRIFT_PSI._labelnames == ("model", "stream")
 
 
 def test_the_validator_does_refuse_a_broken_manifest():

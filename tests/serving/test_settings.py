@@ -79,7 +79,7 @@ OTHER_VALUES = {"device": "cpu", "engine": "onnxruntime", "precision": "fp32", "
                 "max_images": "8", "max_score_images": "9", "max_batch": "10", "max_queue": "11",
                 "max_queue_seconds": "12", "batch_wait_ms": "13", "max_body_bytes": "1000", "access_log": True,
                 "tracing": True, "protect_metrics": True, "default_model": "digits", "poll_seconds": "0.5",
-                "max_loaded_models": "2"}
+                "max_loaded_models": "2", "drift_window": "100", "drift_sample_every": "4"}
 
 
 def _serve_environment(monkeypatch, argv: list[str]) -> dict[str, str]:
