@@ -21,6 +21,11 @@ def register(subparsers) -> None:
                         help="at most N real and N generated images for calibration (default: 2000)")
     parser.add_argument("--bentoml", metavar="NAME", dest="bentoml_name",
                         help="also save the model folder in the local BentoML model store as NAME")
+    parser.add_argument("--index-data", metavar="SPEC",
+                        help="the training images to index for memorisation checks (default: the run's data without "
+                             "its held-out split)")
+    parser.add_argument("--no-train-index", dest="train_index", action="store_false",
+                        help="no index of the training images (ganserve audit and max_train_similarity then off)")
     parser.set_defaults(handler=run_export)
     register_import(subparsers)
 
@@ -37,7 +42,8 @@ def run_export(args) -> int:
     out = args.out or Path("models") / default_name
     card = export_model(args.source, ExportOptions(
         out=out, name=args.name, fp16=args.fp16, force=args.force, calibration_data=args.calibration_data,
-        calibration_samples=args.calibration_samples, bentoml_name=args.bentoml_name))
+        calibration_samples=args.calibration_samples, bentoml_name=args.bentoml_name, train_index=args.train_index,
+        index_data=args.index_data))
     print(summary(out, card))
     return 0
 
@@ -55,6 +61,10 @@ def summary(out: Path, card: dict) -> str:
                  f"+ {cal['num_fake']} generated images; p(real) = sigmoid({cal['a']:.3f} * logit + {cal['b']:.3f})")
     for warning in cal.get("warnings", []):
         lines.append(f"  warning: D calibration is degenerate ({warning})")
+    index = card.get("train_index")
+    if index:
+        lines.append(f"  training-image index: {index['count']} of {index['of']} images ({index['split']}), for "
+                     "ganserve audit and max_train_similarity")
     lines.append(f"  verified with {card['parity']['generator']['runtime']}")
     if card.get("bentoml_tag"):
         lines.append(f"  BentoML model store: {card['bentoml_tag']}")

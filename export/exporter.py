@@ -23,7 +23,7 @@ import numpy as np
 import torch
 
 from serving import __version__ as package_version
-from serving.formats import drift, spot_check
+from serving.formats import drift, spot_check, train_index
 from serving.formats.files import replace_folder, sha256_file
 from serving.formats.model_card import ModelCard
 from serving.sampling.latents import generator_feeds, label_array, latents
@@ -54,6 +54,8 @@ class ExportOptions:
     calibration_data: str | None = None  # default: the release's own held-out split
     calibration_samples: int = 2000
     bentoml_name: str | None = None
+    train_index: bool = True  # index the training images' thumbnails for memorisation checks
+    index_data: str | None = None  # the training images (default: the run's data without its held-out split)
 
 
 def export_model(source: Path, options: ExportOptions) -> dict:
@@ -107,6 +109,7 @@ def _export_into(folder: Path, release: Release, name: str, options: ExportOptio
         entries[key], parity[key] = export_verified(folder, key, graph, conditional)
     calibration = calibrate(folder, release, options, conditional)
     write_spot_check(folder, spec, conditional)
+    index = write_train_index(folder, release, options) if options.train_index else None
     files = model_files(folder)
     card = ModelCard(
         name=name, version=f"s{release.metadata.step}-{files['generator.onnx'][:8]}", architecture=spec.arch,
@@ -116,7 +119,7 @@ def _export_into(folder: Path, release: Release, name: str, options: ExportOptio
         source={"release": str(release.path), "step": release.metadata.step,
                 "dataset": release.metadata.dataset, "sha256": release.files,
                 **({"encoder": _encoder_record(release.encoder)} if "encoder" in entries else {})},
-        calibration=calibration, parity=parity,
+        calibration=calibration, parity=parity, train_index=index,
         export={"exporter": "torch.onnx.export(dynamo=True)", "opset": OPSET, "torch": torch.__version__,
                 "ganserve": package_version,
                 "created": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")})
@@ -127,6 +130,33 @@ def _export_into(folder: Path, release: Release, name: str, options: ExportOptio
 def _encoder_record(encoder: dict) -> dict:
     """What model.json keeps of the release's E: its width, how it was trained, and its figures."""
     return {k: encoder[k] for k in ("width", "options", "figures") if k in encoder}
+
+
+def write_train_index(folder: Path, release: Release, options: ExportOptions) -> dict | None:
+    """train_index.npz: the thumbnails of the images G was trained on (serving/formats/train_index.py),
+    for `ganserve audit` and max_train_similarity; None (and a note) when they cannot be loaded."""
+    spec, metadata = release.spec, release.metadata
+    source = options.index_data or metadata.dataset
+    try:
+        if source is None:
+            raise UserError("the release does not name its data")
+        data = load_dataset(source, spec.resolution, spec.channels)
+    except UserError as error:
+        print(f"note: no training-image index ({error}); memorisation checks will be off for this model. Pass "
+              "--index-data SPEC where the training images are, or --no-train-index")
+        return None
+    if data.shape != (spec.channels, spec.resolution, spec.resolution):
+        raise ExportError(f"--index-data {source!r} has images of shape {data.shape}, the model draws "
+                          f"{(spec.channels, spec.resolution, spec.resolution)}")
+    if not options.index_data:
+        data, _ = split_holdout(data, metadata.holdout, metadata.seed)
+    count = min(len(data), train_index.MAX_IMAGES)
+    images = np.concatenate([to_uint8(data.batch(np.arange(i, min(i + 4096, count)))) for i in range(0, count, 4096)])
+    index = train_index.TrainIndex.of_images(images, total=len(data))
+    (folder / train_index.FILE).write_bytes(index.to_bytes())
+    return {"file": train_index.FILE, "count": count, "of": len(data), "data": source,
+            "split": "given" if options.index_data else "training split", "space": "thumbnails",
+            "side": train_index.thumbnail_side(spec.resolution)}
 
 
 def generator_inputs(latent_dim: int, num_classes: int):
@@ -297,8 +327,9 @@ def staged_model_folder(out: Path, force: bool):
 
 
 def model_files(folder: Path) -> dict[str, str]:
-    """sha256 of every file a model folder serves: its graphs and its spot check."""
-    return {p.name: sha256_file(p) for p in sorted([*folder.glob("*.onnx"), folder / spot_check.FILE])}
+    """sha256 of every file a model folder serves: its graphs, its spot check and its training index."""
+    extra = [folder / train_index.FILE] if (folder / train_index.FILE).is_file() else []
+    return {p.name: sha256_file(p) for p in sorted([*folder.glob("*.onnx"), folder / spot_check.FILE, *extra])}
 
 
 def _batched(run, feeds: dict[str, np.ndarray], batch: int = 256) -> np.ndarray:

@@ -20,9 +20,10 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 
-from .errors import NoDiscriminator, ServingError
+from .errors import NoDiscriminator, NoTrainIndex, ServingError
 from .formats import spot_check
 from .formats.model_card import ModelCard
+from .formats.train_index import TrainIndex
 from .requests import (
     GenerateRequest,
     ProjectRequest,
@@ -75,7 +76,7 @@ class Engine:
         self.graphs = modes.Graphs(self.card.latent_dim, self.card.num_classes, _at_once(self.run_generator),
                                    _at_once(self.run_discriminator), self.probability,
                                    _at_once(self.acceptance_rule), _at_once(self.run_blend),
-                                   _at_once(self.run_encoder))
+                                   _at_once(self.run_encoder), _at_once(self.nearest_training))
         self.ready = False
         self.spot_check: dict = {"verdict": "not run (no warm-up)"}
         if warmup:
@@ -91,6 +92,7 @@ class Engine:
         self.discriminator = self._open("discriminator", precision) if self.card.has_discriminator else None
         self._blend: Graph | OpenVinoGraph | None = None
         self._encoder: Graph | OpenVinoGraph | None = None
+        self._train_index: TrainIndex | None = None
         self.provider = self.generator.provider
         if self.choice.engine == "openvino":
             self.precision = self.choice.precision
@@ -152,6 +154,22 @@ class Engine:
         if self._encoder is None:
             self._encoder = self._open("encoder", self.precision)
         return self._encoder.run(feeds).astype(np.float32, copy=False)
+
+    def nearest_training(self, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(cosine similarity of each image's thumbnail to the nearest training image's, that
+        image's row in the training set): the training index, read on first use."""
+        index = self.train_index()
+        similarity, position = index.nearest(images)
+        return similarity, index.rows[position]
+
+    def train_index(self) -> TrainIndex:
+        """The training images' thumbnails (serving/formats/train_index.py), read on first use."""
+        if not self.card.has_train_index:
+            raise NoTrainIndex(f"model {self.card.name!r} was exported without an index of its training images; "
+                               "export it again where its data is (or with --index-data)")
+        if self._train_index is None:
+            self._train_index = TrainIndex.read(self.card.folder / self.card.train_index["file"])
+        return self._train_index
 
     def warm_up(self) -> None:
         """Run both graphs at every size the runtime wants warm, so first requests are fast;

@@ -18,3 +18,7 @@ class NoDiscriminator(ServingError):
 
 class NoEncoder(ServingError):
     """A projection, of a model exported without an encoder (`ganserve train-encoder` makes one)."""
+
+
+class NoTrainIndex(ServingError):
+    """A memorisation check, of a model exported without an index of its training images."""

@@ -15,6 +15,7 @@ received and what is allowed.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import json
 import math
@@ -24,7 +25,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .errors import NoDiscriminator, NoEncoder, ServingError
+from .errors import NoDiscriminator, NoEncoder, NoTrainIndex, ServingError
 
 MAX_SEED = 2**63 - 1
 MIN_TRUNCATION, MAX_TRUNCATION = 0.1, 10.0
@@ -166,6 +167,10 @@ def generate_fields(max_images: int | None) -> dict[str, Field]:
         Field("drs_max_candidates", "integer", "with drs_accept: most candidates per image before the best so "
               "far is returned", f"use 1 to {MAX_CANDIDATES}", default=DEFAULT_DRS_MAX_CANDIDATES, minimum=1,
               maximum=MAX_CANDIDATES),
+        Field("max_train_similarity", "number", "redraw (from the seed's own stream) any image whose thumbnail's "
+              "cosine similarity to a training image is above this: no near-copies of the training data (plain "
+              "generation; models exported with a training index)", "use a number from 0 to 1",
+              minimum=0.0, maximum=1.0, example=0.95),
         Field("format", "string", "png (one image, or a grid for n > 1), zip (seedNNNNNNNN.png files), json "
               "(base64 PNGs) or npy (uint8 [N, H, W, C])", "use one of " + ", ".join(GENERATE_FORMATS),
               default="png", choices=GENERATE_FORMATS),
@@ -253,6 +258,7 @@ class GenerateRequest:
     mode: Mode = Plain()
     format: str = "png"
     latents: np.ndarray | None = None  # float32 (N, latent_dim), one image each, instead of seeds (then [])
+    max_train_similarity: float | None = None  # redraw images closer than this to a training image
 
 
 @dataclass(frozen=True)
@@ -289,11 +295,19 @@ class ProjectRequest:
 
 def generate_request(card, *, n=1, seed=None, seeds=None, latents=None, class_label=None, labels=None,
                      truncation=None, keep_top=None, drs_accept=None, drs_max_candidates=DEFAULT_DRS_MAX_CANDIDATES,
-                     format="png", max_images: int | None = None, spell: Spell = _same) -> GenerateRequest:
+                     max_train_similarity=None, format="png", max_images: int | None = None,
+                     spell: Spell = _same) -> GenerateRequest:
     """`card`: the model's card (its class count); `max_images`: the most images per request
     (None: no limit, for the engine's own callers)."""
     fields = generate_fields(max_images)
     n = fields["n"].check(n, spell("n"))
+    if max_train_similarity is not None:
+        request = generate_request(card, n=n, seed=seed, seeds=seeds, latents=latents, class_label=class_label,
+                                   labels=labels, truncation=truncation, keep_top=keep_top, drs_accept=drs_accept,
+                                   drs_max_candidates=drs_max_candidates, format=format, max_images=max_images,
+                                   spell=spell)
+        threshold = fields["max_train_similarity"].check(max_train_similarity, spell("max_train_similarity"))
+        return _guarded(card, request, threshold, spell)
     if latents is not None:
         return _latents_request(card, fields, n, seed, seeds, latents, class_label, labels, truncation, keep_top,
                                 drs_accept, format, spell)
@@ -316,6 +330,18 @@ def generate_request(card, *, n=1, seed=None, seeds=None, latents=None, class_la
                                                               fields, spell),
                            truncation=_truncation(truncation, spell), mode=mode_for(card, mode, spell),
                            format=fields["format"].check(format, spell("format")))
+
+
+def _guarded(card, request: GenerateRequest, threshold: float, spell: Spell) -> GenerateRequest:
+    """`request` with the memorisation guard, where the model and the mode allow it."""
+    name = spell("max_train_similarity")
+    if not card.has_train_index:
+        raise NoTrainIndex(f"{name}: model {card.name!r} was exported without an index of its training images; "
+                           f"export it again where its data is (or with --index-data), or leave {name} out")
+    if request.latents is not None or not isinstance(request.mode, Plain):
+        raise ServingError(f"{name}: redraws from seeds' streams in plain generation; leave out "
+                           f"{spell('latents')}, {spell('keep_top')} and {spell('drs_accept')}")
+    return dataclasses.replace(request, max_train_similarity=threshold)
 
 
 def _latents_request(card, fields, n, seed, seeds, latents, class_label, labels, truncation, keep_top, drs_accept,

@@ -44,7 +44,7 @@ def onnx_runtime_engine():
 
 
 COMMANDS = ("train", "eval", "train-encoder", "export", "import", "serve", "sample", "interpolate", "score",
-            "project")
+            "project", "audit")
 
 
 def command_options(command: str) -> dict[str, object]:

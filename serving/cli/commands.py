@@ -1,4 +1,5 @@
-"""`ganserve serve`, `sample`, `interpolate`, `score` and `project`: the serving side's commands (no torch).
+"""`ganserve serve`, `sample`, `interpolate`, `score`, `project` and `audit`: the serving side's commands
+(no torch).
 
 Each value goes through the same request builders as HTTP (`serving/requests.py`), spelled as
 the command line spells it, so a rule and its message are the same on every path.
@@ -170,6 +171,26 @@ def register(subparsers) -> None:
     _device_flags(project)
     project.add_argument("--no-progress", action="store_true", help="no progress bar")
     project.set_defaults(handler=run_project)
+
+    audit = subparsers.add_parser(
+        "audit", help="find generated images that copy training images (needs a model with a training index)",
+        description="Compare generated images (--seeds) or image files (--images) with the model's training "
+                    "images, by the cosine similarity of their thumbnails (1: the same picture). Prints the closest, "
+                    "writes --out/audit.json and --out/closest.png (each image beside its nearest training image's "
+                    "thumbnail).")
+    audit.add_argument("model", metavar="MODEL", type=Path, help=MODEL_HELP)
+    audit.add_argument("--seeds", default="0-9999", help="seeds to generate and check (default: 0-9999)")
+    audit.add_argument("--images", type=Path, nargs="+", metavar="IMAGE",
+                       help="check these image files (or folders) instead of generated images")
+    audit.add_argument("--top", type=int, default=16, help="how many of the closest to show (default: 16)")
+    audit.add_argument("--threshold", type=float, default=0.95,
+                       help="count images above this similarity as near-copies (default: 0.95)")
+    audit.add_argument("--resize", action="store_true", help="with --images: convert images of another size")
+    audit.add_argument("--out", type=Path, help="folder for audit.json and closest.png")
+    audit.add_argument("--batch-size", type=int, default=256, help="images per engine run (default: 256)")
+    _device_flags(audit)
+    audit.add_argument("--no-progress", action="store_true", help="no progress bar")
+    audit.set_defaults(handler=run_audit)
 
 
 def run_serve(args) -> int:
@@ -448,3 +469,72 @@ def run_project(args) -> int:
     print(f"projected {len(rows)} images into {args.out}: mean PSNR {before:.2f} dB from the encoder, {after:.2f} dB "
           f"after {args.rounds} rounds of {args.candidates} candidates; latents.npy row i is manifest line i")
     return 0
+
+
+def run_audit(args) -> int:
+    import numpy as np
+    from tqdm import tqdm
+
+    from ..engine import Engine
+    from ..formats.images import decode_image
+    from ..requests import parse_seeds
+
+    if not 0 < args.top:
+        raise ServingError(f"--top: {args.top} is not allowed; use a positive integer")
+    if not 0 <= args.threshold <= 1:
+        raise ServingError(f"--threshold: {args.threshold} is not allowed; use a number from 0 to 1")
+    engine = Engine(_model_folder(args.model), warmup=False, **_device_choice(args))
+    index = engine.train_index()
+    if args.images:
+        files = image_files(args.images)
+        names = [str(p) for p in files]
+        images = np.stack([decode_image(p.read_bytes(), str(p), engine.card.image_shape, args.resize,
+                                        resize_hint="pass --resize") for p in files])
+        similarity, rows = engine.nearest_training(images)
+    else:
+        seeds = parse_seeds(args.seeds)
+        names = [f"seed {seed}" for seed in seeds]
+        similarity, rows = np.empty(len(seeds), np.float32), np.empty(len(seeds), np.int64)
+        with tqdm(total=len(seeds), unit="img", disable=args.no_progress, dynamic_ncols=True) as bar:
+            for start in range(0, len(seeds), args.batch_size):
+                chunk = seeds[start:start + args.batch_size]
+                similarity[start:start + len(chunk)], rows[start:start + len(chunk)] = \
+                    engine.nearest_training(engine.generate(chunk))
+                bar.update(len(chunk))
+        images = None
+    order = np.argsort(-similarity, kind="stable")[:args.top]
+    closest = [{"image": names[i], "similarity": round(float(similarity[i]), 4), "training_row": int(rows[i])}
+               for i in order]
+    near = int((similarity > args.threshold).sum())
+    report = {"model": {"name": engine.card.name, "version": engine.card.version}, "checked": len(names),
+              "index": engine.card.train_index, "threshold": args.threshold, "near_copies": near,
+              "similarity_percentiles": {str(q): round(float(np.percentile(similarity, q)), 4) for q in (50, 90, 99,
+                                                                                                       100)},
+              "closest": closest}
+    width = max(len(row["image"]) for row in closest)
+    print(f"{len(names)} images checked against {index.thumbs.shape[0]} training images: {near} above "
+          f"{args.threshold:g} similarity (median {report['similarity_percentiles']['50']}, highest "
+          f"{report['similarity_percentiles']['100']})")
+    print(f"  {'image':<{width}}  similarity  training image")
+    for row in closest:
+        print(f"  {row['image']:<{width}}  {row['similarity']:>10.4f}  #{row['training_row']}")
+    if args.out:
+        chosen = images[order] if images is not None else engine.generate([seeds[i] for i in order])
+        _write_audit(args.out, report, chosen, index.thumbs[np.searchsorted(index.rows, rows[order])])
+        print(f"  wrote {args.out / 'audit.json'} and {args.out / 'closest.png'}")
+    return 0
+
+
+def _write_audit(out: Path, report: dict, images, thumbs) -> None:
+    """audit.json, and closest.png: each image beside its nearest training image's thumbnail (blown up to size)."""
+    import numpy as np
+
+    from ..formats.files import write_atomically
+    from ..formats.images import encode_png, tile
+
+    out.mkdir(parents=True, exist_ok=True)
+    scale = images.shape[1] // thumbs.shape[1]
+    blown_up = thumbs.repeat(scale, axis=1).repeat(scale, axis=2)
+    pairs = np.stack([images, blown_up], axis=1).reshape(-1, *images.shape[1:])  # image, its neighbour, ...
+    write_atomically(out / "audit.json", (json.dumps(report, indent=2) + "\n").encode())
+    write_atomically(out / "closest.png", encode_png(tile(pairs, columns=min(8, len(pairs)))))  # pairs side by side

@@ -81,6 +81,8 @@ class ModelCard:
     source: dict  # the release it came from
     export: dict  # exporter, opset, versions, date
     format_version: int = WITH_DISCRIMINATOR_FORMAT
+    # the training images' thumbnails (train_index.py): {file, count, of, data}; None: not indexed
+    train_index: dict | None = None
     folder: Path | None = field(default=None, compare=False)  # where it was read from
 
     @property
@@ -97,6 +99,11 @@ class ModelCard:
     def has_encoder(self) -> bool:
         """Projection (image -> latent) needs E, which `ganserve train-encoder` adds to a release."""
         return "encoder" in self.graphs
+
+    @property
+    def has_train_index(self) -> bool:
+        """Memorisation checks (audit, max_train_similarity) need the training images' index."""
+        return self.train_index is not None
 
     @property
     def platt(self) -> tuple[float, float]:
@@ -148,6 +155,10 @@ class ModelCard:
         if self.has_discriminator and self.calibration is None:
             raise ModelFolderError(f"{path}: field 'calibration' must be an object with numbers a and b for a model "
                                    "with a discriminator")
+        if self.train_index is not None and (not isinstance(self.train_index, dict)
+                                             or self.train_index.get("file") not in self.files):
+            raise ModelFolderError(f"{path}: field 'train_index' must be null or an object whose file is among the "
+                                   "hashed files")
         for entry in self.graphs.values():
             if entry["file"] not in self.files:
                 raise ModelFolderError(f"{path}: graph file {entry['file']!r} is not among the hashed files")
@@ -175,5 +186,5 @@ class ModelCard:
                           "layout": "NHWC"},
                 "latent_dim": self.latent_dim, "num_classes": self.num_classes, "class_names": self.class_names,
                 "has_discriminator": self.has_discriminator, "has_encoder": self.has_encoder, **runtime,
-                "calibration": self.calibration,
+                "train_index": self.train_index, "calibration": self.calibration,
                 "parity": self.parity, "source": self.source}

@@ -168,7 +168,8 @@ def create_app(serving: Serving) -> Starlette:
         async with serving.use(request) as served:
             wanted = generate_request(served.engine.card, **payload, max_images=serving.settings.max_images)
             graphs, encoded = served.graphs, []
-            if isinstance(wanted.mode, Plain) and needs_pngs(wanted.format, len(wanted.seeds)):
+            if isinstance(wanted.mode, Plain) and wanted.max_train_similarity is None and \
+                    needs_pngs(wanted.format, len(wanted.seeds)):
                 async def generate_and_encode(feeds):  # PNGs encoded with the rest of the run, off the loop
                     images, pngs = await served.generate_batcher.submit(feeds, encode=True)
                     encoded.append(pngs)
@@ -176,7 +177,8 @@ def create_app(serving: Serving) -> Starlette:
 
                 graphs = dataclasses.replace(graphs, generate=generate_and_encode)
             sampled = await modes.sample(wanted, graphs)
-            if isinstance(wanted.mode, Plain) and wanted.truncation is None and wanted.latents is None:
+            if isinstance(wanted.mode, Plain) and wanted.truncation is None and wanted.latents is None and \
+                    wanted.max_train_similarity is None:
                 served.sample_for_drift(sampled.images, sampled.labels)  # drawn as at export: comparable
         IMAGES_GENERATED.inc(len(sampled.images))
         labels = None if sampled.labels is None else sampled.labels.tolist()
@@ -188,7 +190,10 @@ def create_app(serving: Serving) -> Starlette:
             headers["X-Labels"] = ",".join(map(str, labels))
         if sampled.stats:
             headers["X-Candidates-Drawn"] = str(sampled.stats["candidates_drawn"])
+        if "acceptance_rate" in sampled.stats:
             headers["X-Acceptance-Rate"] = f"{sampled.stats['acceptance_rate']:.4g}"
+        if "redrawn" in sampled.stats:  # the memorisation guard (max_train_similarity)
+            headers["X-Redrawn"] = str(sampled.stats["redrawn"])
         return Response(body, media_type=MEDIA_TYPES[wanted.format], headers=headers)
 
     async def interpolate(request: Request) -> Response:

@@ -39,7 +39,7 @@ class Served:
         self.graphs = modes.Graphs(engine.card.latent_dim, engine.card.num_classes, self.generate_batcher.submit,
                                    self.score_batcher.submit, engine.probability,
                                    _off_the_loop(engine.acceptance_rule), _off_the_loop(engine.run_blend),
-                                   _off_the_loop(engine.run_encoder))
+                                   _off_the_loop(engine.run_encoder), _off_the_loop(engine.nearest_training))
 
     @property
     def identity(self) -> dict:

@@ -23,6 +23,7 @@ from ..requests import BestOf, GenerateRequest, InterpolateRequest, Plain, Rejec
 from .candidates import candidate_latents
 from .interpolation import class_blend, slerp
 from .latents import discriminator_feeds, generator_feeds, label_array, latents
+from .memorisation import redraw_near_copies
 from .rejection import AcceptanceRule, uniform
 
 Run = Callable[[dict[str, np.ndarray]], Awaitable[np.ndarray]]
@@ -40,6 +41,8 @@ class Graphs:
     acceptance_rule: Callable[[float, float | None], Awaitable[AcceptanceRule]]  # (rate, truncation)
     blend: Run | None = None  # feeds {z, label_weights} -> images (conditional models)
     encode: Run | None = None  # feeds {images} -> latents (models with an encoder: projection)
+    # images -> (similarity to the nearest training image, its row): models with a training index
+    nearest_training: Callable[[np.ndarray], Awaitable[tuple[np.ndarray, np.ndarray]]] | None = None
 
 
 @dataclass
@@ -58,7 +61,12 @@ async def sample(request: GenerateRequest, graphs: Graphs) -> Sampled:
     mode = request.mode
     if isinstance(mode, Plain):
         feeds = generator_feeds(latents(request.seeds, graphs.latent_dim, request.truncation), labels)
-        return Sampled(await graphs.generate(feeds), labels)
+        images = await graphs.generate(feeds)
+        if request.max_train_similarity is None:
+            return Sampled(images, labels)
+        images, stats = await redraw_near_copies(images, request.seeds, labels, request.truncation,
+                                                 request.max_train_similarity, graphs)
+        return Sampled(images, labels, stats)
     if isinstance(mode, BestOf):
         return await best_of(request, mode, labels, graphs)
     if isinstance(mode, Rejection):

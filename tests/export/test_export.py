@@ -66,11 +66,11 @@ def test_model_json_lists_every_file_with_its_hash(tmp_path):
     release, out, card = _export(tmp_path)
     on_disk = json.loads((out / "model.json").read_text())
     assert on_disk == card
-    assert set(card["files"]) == {"generator.onnx", "discriminator.onnx", "spot_check.npz"}
+    assert set(card["files"]) == {"generator.onnx", "discriminator.onnx", "spot_check.npz", "train_index.npz"}
     for name, digest in card["files"].items():
         assert sha256_file(out / name) == digest
     for key in ("format_version", "name", "version", "architecture", "latent_dim", "num_classes", "class_names",
-                "height", "width", "channels", "source", "calibration", "parity", "export"):
+                "height", "width", "channels", "source", "calibration", "parity", "export", "train_index"):
         assert key in card
     assert card["source"]["sha256"] == read_release(release).files
     assert card["export"]["opset"] == 18 and card["name"] == "m"

@@ -54,3 +54,24 @@ def test_project_refuses_in_one_line(encoder_model_dir, model_dir, tmp_path):
         run = _ganserve("project", *args, "--out", tmp_path / "out")
         lines = run.stderr.strip().splitlines()
         assert run.returncode == 2 and len(lines) == 1 and message in lines[0], run.stderr
+
+
+def test_audit_finds_a_training_image(model_dir, tmp_path):
+    from serving.formats.model_card import ModelCard
+    from training.data import load_dataset, split_holdout
+    from training.samples import to_uint8
+
+    train, _ = split_holdout(load_dataset(ModelCard.read(model_dir).source["dataset"]), 0.5, 0)
+    (tmp_path / "in").mkdir()
+    for row in (3, 11):
+        (tmp_path / "in" / f"train{row}.png").write_bytes(encode_png(to_uint8(train.images[row:row + 1])[0]))
+    found = _ganserve("audit", model_dir, "--images", tmp_path / "in", "--top", "2", "--out", tmp_path / "audit")
+    assert found.returncode == 0, found.stderr
+    report = json.loads((tmp_path / "audit" / "audit.json").read_text())
+    assert report["near_copies"] == 2
+    assert {(Path(r["image"]).name, r["training_row"], r["similarity"]) for r in report["closest"]} == {
+        ("train3.png", 3, 1.0), ("train11.png", 11, 1.0)}
+    picture = np.asarray(Image.open(tmp_path / "audit" / "closest.png"))
+    assert picture.shape[:2] == (1 + 9, 1 + 4 * 9)  # one row: two pairs of 8 px images, 1 px apart
+    generated = _ganserve("audit", model_dir, "--seeds", "0-99", "--no-progress")
+    assert generated.returncode == 0 and generated.stdout.startswith("100 images checked against 20 training images")

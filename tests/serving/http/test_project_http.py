@@ -10,7 +10,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from serving.engine import Engine
 from serving.formats.images import encode_png
+from serving.requests import generate_request
 from tests.conftest import ganserve_serve
 
 pytestmark = pytest.mark.slow
@@ -70,11 +72,26 @@ def test_project_over_http(encoder_model_dir, tmp_path):
     assert projected and float(projected.group(1)) == 3  # two images, then one
 
 
-def test_a_model_without_an_encoder_answers_400(model_dir, tmp_path):
+def test_a_model_without_an_encoder_answers_400_and_guards_against_copies(model_dir, tmp_path):
+    engine = Engine(model_dir, warmup=False)
+    similarity, _ = engine.nearest_training(engine.generate(list(range(16))))
+    threshold = float(np.median(similarity))
     with ganserve_serve(model_dir, tmp_path, "--workers", "1") as base:
         image = np.load(io.BytesIO(httpx.post(base + "/generate", json={"seed": 1, "format": "npy"}).content))[0]
         answer = httpx.post(base + "/project", files=[("images", ("a.png", encode_png(image), "image/png"))],
                             timeout=30)
         card = httpx.get(base + "/model", timeout=30).json()
+        guarded = httpx.post(base + "/generate", json={"seed": 0, "n": 16, "max_train_similarity": threshold,
+                                                       "format": "json"}, timeout=60)
+        refused = httpx.post(base + "/generate", json={"seed": 0, "keep_top": 0.5, "max_train_similarity": 0.9},
+                             timeout=30)
     assert answer.status_code == 400 and "has no encoder" in answer.json()["error"]
-    assert card["has_encoder"] is False
+    assert card["has_encoder"] is False and card["train_index"]["count"] == 20
+    expected = engine.sample(generate_request(engine.card, seed=0, n=16, max_train_similarity=threshold))
+    assert guarded.status_code == 200 and guarded.headers["X-Redrawn"] == str(expected.stats["redrawn"])
+    body = guarded.json()
+    assert body["redrawn"] == expected.stats["redrawn"] > 0
+    assert body["train_similarity"] == expected.stats["train_similarity"]
+    for png, image in zip(body["images"], expected.images):
+        assert np.array_equal(_png(base64.b64decode(png))[:, :, None], image)
+    assert refused.status_code == 400 and "max_train_similarity" in refused.json()["error"]
