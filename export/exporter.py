@@ -154,9 +154,16 @@ def write_train_index(folder: Path, release: Release, options: ExportOptions) ->
     images = np.concatenate([to_uint8(data.batch(np.arange(i, min(i + 4096, count)))) for i in range(0, count, 4096)])
     index = train_index.TrainIndex.of_images(images, total=len(data))
     (folder / train_index.FILE).write_bytes(index.to_bytes())
-    return {"file": train_index.FILE, "count": count, "of": len(data), "data": source,
-            "split": "given" if options.index_data else "training split", "space": "thumbnails",
-            "side": train_index.thumbnail_side(spec.resolution)}
+    record = {"file": train_index.FILE, "count": count, "of": len(data), "data": source,
+              "split": "given" if options.index_data else "training split", "space": "thumbnails",
+              "side": train_index.thumbnail_side(spec.resolution)}
+    held_out = release.calibration()
+    if held_out is not None and held_out.split == "held-out split" and not options.index_data:
+        # how close new images of the same kind come to the training set: what a near-copy must beat
+        similarity, _ = index.nearest(held_out.images)
+        record["held_out"] = {"count": len(similarity), **{f"p{q}": round(float(np.percentile(similarity, q)), 4)
+                                                           for q in (50, 99)}, "max": round(float(similarity.max()), 4)}
+    return record
 
 
 def generator_inputs(latent_dim: int, num_classes: int):

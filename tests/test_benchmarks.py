@@ -37,6 +37,7 @@ SCRIPTS = [
     ("quality.d_diagnosis", [], ["d-diagnosis"]),
     ("quality.first_hour", [], ["first-hour"]),
     ("quality.projection", [], ["projection"]),
+    ("quality.memorisation", [], ["memorisation"]),
     ("quality.quality_figures", [str(ROOT / "benchmarks/results/quality-faces64-30min.json"), "--name", "check"],
      []),
     ("server.cold_start", [], ["cold_start"]),

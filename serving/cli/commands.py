@@ -183,8 +183,9 @@ def register(subparsers) -> None:
     audit.add_argument("--images", type=Path, nargs="+", metavar="IMAGE",
                        help="check these image files (or folders) instead of generated images")
     audit.add_argument("--top", type=int, default=16, help="how many of the closest to show (default: 16)")
-    audit.add_argument("--threshold", type=float, default=0.95,
-                       help="count images above this similarity as near-copies (default: 0.95)")
+    audit.add_argument("--threshold", type=float,
+                       help="count images above this similarity as near-copies (default: the 99th percentile of "
+                            "held-out real images' similarity, recorded at export, else 0.95)")
     audit.add_argument("--resize", action="store_true", help="with --images: convert images of another size")
     audit.add_argument("--out", type=Path, help="folder for audit.json and closest.png")
     audit.add_argument("--batch-size", type=int, default=256, help="images per engine run (default: 256)")
@@ -481,10 +482,12 @@ def run_audit(args) -> int:
 
     if not 0 < args.top:
         raise ServingError(f"--top: {args.top} is not allowed; use a positive integer")
-    if not 0 <= args.threshold <= 1:
+    if args.threshold is not None and not 0 <= args.threshold <= 1:
         raise ServingError(f"--threshold: {args.threshold} is not allowed; use a number from 0 to 1")
     engine = Engine(_model_folder(args.model), warmup=False, **_device_choice(args))
     index = engine.train_index()
+    held_out = (engine.card.train_index or {}).get("held_out")
+    threshold = args.threshold if args.threshold is not None else held_out["p99"] if held_out else 0.95
     if args.images:
         files = image_files(args.images)
         names = [str(p) for p in files]
@@ -505,15 +508,17 @@ def run_audit(args) -> int:
     order = np.argsort(-similarity, kind="stable")[:args.top]
     closest = [{"image": names[i], "similarity": round(float(similarity[i]), 4), "training_row": int(rows[i])}
                for i in order]
-    near = int((similarity > args.threshold).sum())
+    near = int((similarity > threshold).sum())
     report = {"model": {"name": engine.card.name, "version": engine.card.version}, "checked": len(names),
-              "index": engine.card.train_index, "threshold": args.threshold, "near_copies": near,
+              "index": engine.card.train_index, "threshold": threshold, "near_copies": near,
               "similarity_percentiles": {str(q): round(float(np.percentile(similarity, q)), 4) for q in (50, 90, 99,
                                                                                                        100)},
               "closest": closest}
     width = max(len(row["image"]) for row in closest)
+    basis = "" if args.threshold is not None or not held_out else \
+        f", as close as the closest 1% of {held_out['count']} held-out real images"
     print(f"{len(names)} images checked against {index.thumbs.shape[0]} training images: {near} above "
-          f"{args.threshold:g} similarity (median {report['similarity_percentiles']['50']}, highest "
+          f"{threshold:g} similarity{basis} (median {report['similarity_percentiles']['50']}, highest "
           f"{report['similarity_percentiles']['100']})")
     print(f"  {'image':<{width}}  similarity  training image")
     for row in closest:

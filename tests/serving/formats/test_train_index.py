@@ -59,6 +59,9 @@ def test_export_indexes_the_training_split_only(model_dir, tmp_path):
     assert rows.tolist() == list(range(20))
     held_out_similarity, _ = engine.nearest_training(to_uint8(held_out.images))
     assert held_out_similarity.max() < 0.9  # held-out images are not in it (noise: nothing like each other)
+    assert card.train_index["held_out"] == {"count": 20, "p50": pytest.approx(np.median(held_out_similarity), abs=1e-4),
+                                            "p99": pytest.approx(np.percentile(held_out_similarity, 99), abs=1e-4),
+                                            "max": pytest.approx(held_out_similarity.max(), abs=1e-4)}
     damaged = tmp_path / "model"
     import shutil
 
