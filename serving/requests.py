@@ -338,9 +338,11 @@ def _guarded(card, request: GenerateRequest, threshold: float, spell: Spell) -> 
     if not card.has_train_index:
         raise NoTrainIndex(f"{name}: model {card.name!r} was exported without an index of its training images; "
                            f"export it again where its data is (or with --index-data), or leave {name} out")
-    if request.latents is not None or not isinstance(request.mode, Plain):
-        raise ServingError(f"{name}: redraws from seeds' streams in plain generation; leave out "
-                           f"{spell('latents')}, {spell('keep_top')} and {spell('drs_accept')}")
+    if request.latents is not None:
+        raise ServingError(f"{name}: redraws from seeds' streams, and {spell('latents')} have none; leave one out")
+    if not isinstance(request.mode, Plain):
+        raise ServingError(f"{name}: redraws in plain generation; leave out {spell('keep_top')} and "
+                           f"{spell('drs_accept')}")
     return dataclasses.replace(request, max_train_similarity=threshold)
 
 

@@ -23,7 +23,7 @@ from ..settings import SETTING, SETTINGS, Setting
 GENERATE = generate_fields(None)
 # How the command line spells the request fields (serving/requests.py names them as HTTP does).
 SAMPLE_FLAGS = {"keep_top": "--keep-top", "drs_accept": "--drs-accept", "drs_max_candidates": "--drs-max-candidates",
-                "truncation": "--truncation", "labels": "--labels"}
+                "truncation": "--truncation", "labels": "--labels", "max_train_similarity": "--max-train-similarity"}
 INTERPOLATE_FLAGS = {"seed_from": "--from", "seed_to": "--to", "frames": "--frames", "class_label": "--label",
                      "label_to": "--label-to", "truncation": "--truncation", "frame_ms": "--frame-ms",
                      "format": "--out"}
@@ -113,7 +113,7 @@ def register(subparsers) -> None:
     sample.add_argument("--labels", help="class labels for conditional models, cycled over the seeds "
                                          "(e.g. 3, 0-9 or 1,1,2); default: seed modulo the class count")
     for name, metavar in (("truncation", "PSI"), ("keep_top", "FRACTION"), ("drs_accept", "RATE"),
-                          ("drs_max_candidates", "N")):
+                          ("drs_max_candidates", "N"), ("max_train_similarity", "SIMILARITY")):
         _field_flag(sample, GENERATE[name], SAMPLE_FLAGS[name], SAMPLE_FLAGS, metavar=metavar)
     sample.add_argument("--resume", action="store_true", help="skip images already written and valid")
     sample.add_argument("--merge", action="store_true",
@@ -290,7 +290,7 @@ def usage_examples(port: int) -> str:
 
 def run_sample_command(args) -> int:
     from ..engine import Engine
-    from ..requests import check_labels, mode_for, parse_labels, parse_seeds, sampling_mode
+    from ..requests import check_labels, generate_request, mode_for, parse_labels, parse_seeds, sampling_mode
     from .sampler import SampleJob, merge_shards, parse_shard, run_sample, shard_of
 
     for flag, value in (("--batch-size", args.batch_size), ("--part-size", args.part_size)):
@@ -313,10 +313,15 @@ def run_sample_command(args) -> int:
     truncation = None if args.truncation is None else GENERATE["truncation"].check(args.truncation, "--truncation")
     engine = Engine(_model_folder(args.model), max_batch=args.batch_size, **_device_choice(args))
     mode = mode_for(engine.card, mode, spell)
+    guard = None
+    if args.max_train_similarity is not None:  # the request builder's rules: plain mode, a model with an index
+        guard = generate_request(engine.card, seed=0, keep_top=args.keep_top, drs_accept=args.drs_accept,
+                                 max_train_similarity=args.max_train_similarity, spell=spell).max_train_similarity
     if labels is not None:
         labels = check_labels(engine.card.num_classes, labels, spell)
     job = SampleJob(seeds=shard_of(seeds, index, count), out=args.out, format=args.format, labels=labels,
-                    truncation=truncation, mode=mode, batch_size=args.batch_size, part_size=args.part_size,
+                    truncation=truncation, max_train_similarity=guard, mode=mode, batch_size=args.batch_size,
+                    part_size=args.part_size,
                     shard=(index, count), resume=args.resume, force=args.force, workers=args.workers)
     result = run_sample(engine, job, progress=not args.no_progress)
     print(f"wrote {result['written']} images ({result['skipped']} already done) to {args.out} at "

@@ -36,6 +36,7 @@ class SampleJob:
     format: str = "png"
     labels: list[int] | None = None  # cycled over the seeds by position; None: the engine's default per seed
     truncation: float | None = None
+    max_train_similarity: float | None = None  # redraw near-copies of training images (sampling/memorisation.py)
     mode: Mode = Plain()  # plain, best-of-K or rejection sampling (serving/requests.py)
     batch_size: int = 256
     part_size: int = 10_000
@@ -146,7 +147,8 @@ def _generate(engine: Engine, seeds: list[int], labels: list[int] | None, job: S
     for i in range(0, len(seeds), job.batch_size):
         request = GenerateRequest(seeds=seeds[i:i + job.batch_size],
                                   labels=labels[i:i + job.batch_size] if labels else None,
-                                  truncation=job.truncation, mode=job.mode)
+                                  truncation=job.truncation, mode=job.mode,
+                                  max_train_similarity=job.max_train_similarity)
         parts.append(engine.sample(request).images)
     return np.concatenate(parts)
 
