@@ -30,7 +30,7 @@ from serving.sampling.latents import generator_feeds, label_array, latents
 from training.calibration import fit_platt
 from training.data import load_dataset, split_holdout
 from training.errors import UserError
-from training.release import CalibrationSet, Release, read_release
+from training.release import CalibrationSet, Release, read_release, training_images
 from training.samples import to_uint8
 
 from .graphs import OPSET, DiscriminatorGraph, EncoderGraph, GeneratorGraph, export_graph
@@ -135,21 +135,15 @@ def _encoder_record(encoder: dict) -> dict:
 def write_train_index(folder: Path, release: Release, options: ExportOptions) -> dict | None:
     """train_index.npz: the thumbnails of the images G was trained on (serving/formats/train_index.py),
     for `ganserve audit` and max_train_similarity; None (and a note) when they cannot be loaded."""
-    spec, metadata = release.spec, release.metadata
-    source = options.index_data or metadata.dataset
+    spec = release.spec
     try:
-        if source is None:
-            raise UserError("the release does not name its data")
-        data = load_dataset(source, spec.resolution, spec.channels)
+        data, source = training_images(release, options.index_data, "--index-data")
     except UserError as error:
+        if options.index_data:  # asked for by name: its failure is the user's to fix
+            raise ExportError(str(error)) from None
         print(f"note: no training-image index ({error}); memorisation checks will be off for this model. Pass "
               "--index-data SPEC where the training images are, or --no-train-index")
         return None
-    if data.shape != (spec.channels, spec.resolution, spec.resolution):
-        raise ExportError(f"--index-data {source!r} has images of shape {data.shape}, the model draws "
-                          f"{(spec.channels, spec.resolution, spec.resolution)}")
-    if not options.index_data:
-        data, _ = split_holdout(data, metadata.holdout, metadata.seed)
     count = min(len(data), train_index.MAX_IMAGES)
     images = np.concatenate([to_uint8(data.batch(np.arange(i, min(i + 4096, count)))) for i in range(0, count, 4096)])
     index = train_index.TrainIndex.of_images(images, total=len(data))

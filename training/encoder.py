@@ -34,10 +34,9 @@ from serving.formats.files import sha256_file, write_atomically
 
 from .checkpoints import load_state
 from .config import EncoderOptions
-from .data import load_dataset, split_holdout
 from .errors import DataError
 from .networks import build_encoder
-from .release import CONFIG_FILE, ENCODER_FILE, GENERATOR_FILE, Release, read_release
+from .release import CONFIG_FILE, ENCODER_FILE, GENERATOR_FILE, Release, read_release, training_images
 from .samples import to_uint8
 
 log = logging.getLogger(__name__)
@@ -124,24 +123,14 @@ def _step(encoder, generator, distance, real, fake_count, real_count, spec, opti
 def _real_images(release: Release, options: EncoderOptions):
     """The real images E learns to reconstruct: --data, else the run's own data without its
     held-out split (projection is measured on those)."""
-    spec, metadata = release.spec, release.metadata
-    spec_text = options.data or metadata.dataset
-    if spec_text is None:
-        raise DataError("the release does not say which data it was trained on; pass --data SPEC, or "
-                        "--real-share 0 to train on G's images alone")
     try:
-        data = load_dataset(spec_text, spec.resolution, spec.channels)
+        data, source = training_images(release, options.data, "--data")
     except DataError as error:
         raise DataError(f"{error}; pass --data SPEC where the real images are, or --real-share 0 to train on "
                         "G's images alone") from None
-    if data.shape != (spec.channels, spec.resolution, spec.resolution):
-        raise DataError(f"--data {spec_text!r}: images of shape {data.shape}, the model draws "
-                        f"{(spec.channels, spec.resolution, spec.resolution)}")
-    if spec.num_classes and data.labels is None:
-        raise DataError(f"--data {spec_text!r} has no labels, and the model is conditional on {spec.num_classes} "
-                        "classes; give labelled data, or --real-share 0")
-    if options.data is None:
-        data, _ = split_holdout(data, metadata.holdout, metadata.seed)
+    if release.spec.num_classes and data.labels is None:
+        raise DataError(f"--data {source!r} has no labels, and the model is conditional on "
+                        f"{release.spec.num_classes} classes; give labelled data, or --real-share 0")
     return data
 
 

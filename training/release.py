@@ -24,7 +24,8 @@ from torch.nn.utils import parametrize
 from serving import __version__
 from serving.formats.files import replace_folder, sha256_file
 
-from .errors import CheckpointError, layout_mismatch
+from .data import ImageDataset, load_dataset, split_holdout
+from .errors import CheckpointError, DataError, layout_mismatch
 from .networks import NetworkSpec, build_discriminator, build_encoder, build_generator
 from .samples import to_uint8
 
@@ -139,6 +140,27 @@ class Release:
                                   f"of ganserve builds ({detail}); use the version that trained them, or train "
                                   "again") from None
         return net.eval().requires_grad_(False)
+
+
+def training_images(release: Release, given: str | None, flag: str) -> tuple[ImageDataset, str]:
+    """The images a release's G was trained on, at its size: those of `given` (a --data SPEC,
+    whole) when given, else the run's own data without its held-out split; and the spec they
+    came from. DataError, naming `flag`, when they cannot be loaded or do not fit the model."""
+    spec, metadata = release.spec, release.metadata
+    source = given or metadata.dataset
+    if source is None:
+        raise DataError(f"the release does not say which data it was trained on; pass {flag} SPEC")
+    try:
+        data = load_dataset(source, spec.resolution, spec.channels)
+    except DataError as error:  # the loader names --data: say which option the spec came from
+        message = str(error)
+        raise DataError(flag + message[len("--data"):] if message.startswith("--data ") else message) from None
+    if data.shape != (spec.channels, spec.resolution, spec.resolution):
+        raise DataError(f"{flag} {source!r}: images of shape {data.shape}, the model draws "
+                        f"{(spec.channels, spec.resolution, spec.resolution)}")
+    if given is None:
+        data, _ = split_holdout(data, metadata.holdout, metadata.seed)
+    return data, source
 
 
 def plain_weights(net: nn.Module) -> dict[str, torch.Tensor]:

@@ -72,3 +72,19 @@ def test_export_indexes_the_training_split_only(model_dir, tmp_path):
     np.savez(damaged / "train_index.npz", **parts)
     with pytest.raises(ModelFolderError, match="train_index.npz: sha256 does not match"):
         ModelCard.read(damaged)
+
+
+def test_export_without_the_training_data_says_so(tmp_path, capsys):
+    from export.exporter import ExportOptions, export_model
+    from export.verify import ExportError
+    from tests.conftest import make_release
+
+    release = make_release(tmp_path / "run")
+    (tmp_path / "run" / "data.npz").unlink()  # the data stayed on the training machine
+    export_model(release, ExportOptions(out=tmp_path / "model", calibration_samples=20))
+    assert "note: no training-image index" in capsys.readouterr().out
+    card = ModelCard.read(tmp_path / "model")
+    assert card.train_index is None and "train_index.npz" not in card.files
+    with pytest.raises(ExportError, match="--index-data"):  # named, its failure stops the export
+        export_model(release, ExportOptions(out=tmp_path / "model2", calibration_samples=20,
+                                            index_data=f"npz:{tmp_path / 'missing.npz'}"))
