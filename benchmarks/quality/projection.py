@@ -122,7 +122,7 @@ def save_picture(rows: np.ndarray, path: Path) -> None:
             top, left = 2 + r * (height + 2), 2 + c * (width + 2)
             canvas[top:top + height, left:left + width] = image
     picture = Image.fromarray(canvas[:, :, 0] if channels == 1 else canvas)
-    scale = max(1, 384 // picture.width)
+    scale = max(1, 700 // picture.width)  # small images blown up by whole pixels
     picture.resize((picture.width * scale, picture.height * scale), Image.Resampling.NEAREST).save(path)
 
 
