@@ -13,7 +13,8 @@ the default digits model and a small photo model draw near-copies.
 
 Models: the 28 px digits model of benchmarks/quality/projection.py (the default recipe, 2,000
 steps on 8,000 MNIST digits), and the first hour's small photo model (benchmarks/quality/first_hour.py:
-the default recipe at 32 px on 458 training crops of two photos).
+the recipe it recommends for a few hundred photos, --augment flip,translation, at 32 px on 459
+training crops of two photos).
 
     python -m benchmarks.quality.memorisation [--photos-run RUN]
 """
@@ -22,7 +23,6 @@ from __future__ import annotations
 
 import argparse
 import io
-import time
 from pathlib import Path
 
 import numpy as np
@@ -130,7 +130,7 @@ def main() -> None:
     from training.samples import to_uint8
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--photos-run", type=Path, default=WORK / "first-hour" / "runs" / "dcgan",
+    parser.add_argument("--photos-run", type=Path, default=WORK / "first-hour" / "runs" / "flip",
                         help="the small photo model's run (default: the one benchmarks.quality.first_hour trains)")
     parser.add_argument("--digits-steps", type=int, default=2000)
     parser.add_argument("--seeds", type=int, default=SEEDS)
@@ -144,7 +144,6 @@ def main() -> None:
         photos = WORK / "runs" / trained("memorisation-photos", "dcgan", 32, 3, None, False, "digits", 10).name
     results, rng = {}, np.random.default_rng(0)
     for name, run in {"28px-digits": digits, "32px-photos": photos}.items():
-        started = time.perf_counter()
         print(f"{name}: {run}", flush=True)
         release = read_release(run / "release")
         meta = release.metadata
@@ -157,10 +156,12 @@ def main() -> None:
         found = copies_found(run / "release", train, held_out, rng)
         drawn, pairs = near_copies(model, held_out, args.seeds)
         if not quick():
-            (ROOT / "docs" / f"memorisation-{name}.png").write_bytes(encode_png(tile(pairs, columns=8)))
+            grid = tile(pairs, columns=8)
+            scale = max(1, 700 // grid.shape[1])  # small images blown up by whole pixels
+            (ROOT / "docs" / f"memorisation-{name}.png").write_bytes(
+                encode_png(grid.repeat(scale, axis=0).repeat(scale, axis=1)))
         results[name] = {"run": str(run), "training_images": len(train), "held_out_images": len(held_out),
-                         "copies_found": found, "near_copies": drawn,
-                         "seconds": round(time.perf_counter() - started, 1)}
+                         "copies_found": found, "near_copies": drawn}
     write_result(args.name, {"machine": machine(), "models": results})
 
 
