@@ -4,6 +4,7 @@ bring it back; a sample of /generate's images matches the export's reference."""
 
 import io
 import re
+import time
 
 import httpx
 import numpy as np
@@ -65,10 +66,11 @@ def test_score_drift_moves_past_the_alert_and_back(noise_model, tmp_path):
             readings.append((_gauge(metrics, "ganserve_drift_psi", "score"), _fires(metrics, "score")))
         for _ in range(2):  # 128 generated images, each scored for the generate window
             assert httpx.post(base + "/generate", json={"n": 64, "format": "npy"}, timeout=60).status_code == 200
-        for _ in range(50):  # the generate window is filled after the answers
+        for _ in range(100):  # the generate window is filled after the answers, in tasks of their own
             card = httpx.get(base + "/model", timeout=30).json()
             if card["drift"]["streams"]["generate"]["window_images"] >= WINDOW:
                 break
+            time.sleep(0.1)
         metrics = httpx.get(base + "/metrics", timeout=30).text
     assert _gauge(before, "ganserve_drift_psi", "score") is None  # no index before a window holds 64 images
     (in_psi, in_fires), (out_psi, out_fires), (back_psi, back_fires) = readings
