@@ -145,8 +145,8 @@ def write_train_index(folder: Path, release: Release, options: ExportOptions) ->
               "--index-data SPEC where the training images are, or --no-train-index")
         return None
     count = min(len(data), train_index.MAX_IMAGES)
-    images = np.concatenate([to_uint8(data.batch(np.arange(i, min(i + 4096, count)))) for i in range(0, count, 4096)])
-    index = train_index.TrainIndex.of_images(images, total=len(data))
+    batches = (to_uint8(data.batch(np.arange(i, min(i + 4096, count)))) for i in range(0, count, 4096))
+    index = train_index.TrainIndex.of_batches(batches, total=len(data))
     (folder / train_index.FILE).write_bytes(index.to_bytes())
     record = {"file": train_index.FILE, "count": count, "of": len(data), "data": source,
               "split": "given" if options.index_data else "training split", "space": "thumbnails",

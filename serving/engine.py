@@ -158,9 +158,7 @@ class Engine:
     def nearest_training(self, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(cosine similarity of each image's thumbnail to the nearest training image's, that
         image's row in the training set): the training index, read on first use."""
-        index = self.train_index()
-        similarity, position = index.nearest(images)
-        return similarity, index.rows[position]
+        return self.train_index().nearest(images)
 
     def train_index(self) -> TrainIndex:
         """The training images' thumbnails (serving/formats/train_index.py), read on first use."""

@@ -31,6 +31,7 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from serving.formats.files import sha256_file, write_atomically
+from serving.formats.pixels import from_levels
 
 from .checkpoints import load_state
 from .config import EncoderOptions
@@ -109,10 +110,9 @@ def _step(encoder, generator, distance, real, fake_count, real_count, spec, opti
     pixel, feature = distance(generator(guessed, labels), drawn)
     losses = {"latent": latent, "pixel": pixel, "feature": feature}
     if real_count:
-        train_set = real
-        rows = torch.randint(0, len(train_set), (real_count,)).numpy()
-        images = train_set.batch(rows)
-        real_labels = train_set.labels[torch.as_tensor(rows)] if spec.num_classes else None
+        rows = torch.randint(0, len(real), (real_count,)).numpy()
+        images = real.batch(rows)
+        real_labels = real.labels[torch.as_tensor(rows)] if spec.num_classes else None
         real_pixel, real_feature = distance(generator(encoder(images), real_labels), images)
         losses.update(real_pixel=real_pixel, real_feature=real_feature)
         pixel, feature = pixel + real_pixel, feature + real_feature
@@ -172,7 +172,7 @@ def measure(encoder, generator, release: Release) -> dict:
     if held_out is not None:
         images = held_out.images[:MEASURE_IMAGES]
         real_labels = torch.from_numpy(held_out.labels[:len(images)]) if spec.num_classes else None
-        x = torch.from_numpy(images).permute(0, 3, 1, 2).float() / 127.5 - 1.0
+        x = from_levels(torch.from_numpy(images).permute(0, 3, 1, 2).float())
         figures["held_out_real"] = {"count": len(images), "split": held_out.split,
                                     "psnr_db": psnr(to_uint8(generator(encoder(x), real_labels)), images)}
     return figures

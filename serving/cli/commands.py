@@ -427,7 +427,6 @@ def run_project(args) -> int:
     from ..formats.files import write_atomically
     from ..formats.images import decode_image, encode_png
     from ..requests import parse_labels, project_request, projection_search, require_encoder
-    from ..sampling.projection import psnr_db
 
     if args.batch_size < 1:
         raise ServingError(f"--batch-size: {args.batch_size} is not allowed; use a positive integer")
@@ -454,21 +453,15 @@ def run_project(args) -> int:
         request = project_request(engine.card, images, chunk_labels, [str(p) for p in chunk], rounds=args.rounds,
                                   candidates=args.candidates, spell=spell)
         projected = engine.project_images(request)
-        for i, path in enumerate(chunk):
-            index = start + i
-            name = f"{index:08d}.png"
+        for i, row in enumerate(projected.figures(request.names)):
+            name = f"{start + i:08d}.png"
             write_atomically(args.out / "reconstructions" / name, encode_png(projected.images[i]))
-            p_real = None if projected.p_real is None else round(float(projected.p_real[i]), 6)
-            rows.append({"index": index, "image": str(path), "reconstruction": f"reconstructions/{name}",
-                         "label": None if chunk_labels is None else chunk_labels[i],
-                         "mse_encoder": float(projected.mse_encoder[i]), "mse": float(projected.mse[i]),
-                         "psnr_encoder_db": round(float(psnr_db(projected.mse_encoder[i:i + 1])[0]), 3),
-                         "psnr_db": round(float(psnr_db(projected.mse[i:i + 1])[0]), 3), "p_real": p_real})
+            rows.append({"index": start + i, **row, "reconstruction": f"reconstructions/{name}",
+                         "label": None if chunk_labels is None else chunk_labels[i]})
         latents.append(projected.latents)
         bar.update(len(chunk))
     bar.close()
-    all_latents = np.concatenate(latents).astype(np.float32)
-    np.save(args.out / "latents.npy", all_latents, allow_pickle=False)
+    np.save(args.out / "latents.npy", np.concatenate(latents), allow_pickle=False)
     write_atomically(manifest_path, "".join(json.dumps(row) + "\n" for row in rows).encode())
     before = float(np.mean([r["psnr_encoder_db"] for r in rows]))
     after = float(np.mean([r["psnr_db"] for r in rows]))
@@ -530,7 +523,7 @@ def run_audit(args) -> int:
         print(f"  {row['image']:<{width}}  {row['similarity']:>10.4f}  #{row['training_row']}")
     if args.out:
         chosen = images[order] if images is not None else engine.generate([seeds[i] for i in order])
-        _write_audit(args.out, report, chosen, index.thumbs[np.searchsorted(index.rows, rows[order])])
+        _write_audit(args.out, report, chosen, index.thumbs[rows[order]])
         print(f"  wrote {args.out / 'audit.json'} and {args.out / 'closest.png'}")
     return 0
 

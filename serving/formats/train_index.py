@@ -50,26 +50,30 @@ def directions(thumbs: np.ndarray) -> np.ndarray:
 
 @dataclass
 class TrainIndex:
-    thumbs: np.ndarray  # uint8 (N, s, s, C): the training images' thumbnails
-    rows: np.ndarray  # int64 (N,): each one's position in the training set
+    thumbs: np.ndarray  # uint8 (N, s, s, C): the thumbnails of the training set's first N images, in order
     of: int  # images in the training set (more than N when it was larger than MAX_IMAGES)
     _vectors: np.ndarray | None = None
 
     def to_bytes(self) -> bytes:
         buffer = io.BytesIO()
-        np.savez(buffer, thumbs=self.thumbs, rows=self.rows, of=np.int64(self.of))
+        np.savez(buffer, thumbs=self.thumbs, of=np.int64(self.of))
         return buffer.getvalue()
 
     @classmethod
     def read(cls, path: Path) -> TrainIndex:
         with np.load(path, allow_pickle=False) as archive:
-            return cls(archive["thumbs"], archive["rows"], int(archive["of"]))
+            return cls(archive["thumbs"], int(archive["of"]))
 
     @classmethod
-    def of_images(cls, images: np.ndarray, total: int | None = None) -> TrainIndex:
-        """The index of uint8 (N, H, W, C) training images (rows 0..N-1)."""
-        thumbs = np.concatenate([thumbnails(images[i:i + CHUNK]) for i in range(0, len(images), CHUNK)])
-        return cls(thumbs, np.arange(len(images), dtype=np.int64), total or len(images))
+    def of_images(cls, images: np.ndarray) -> TrainIndex:
+        """The index of uint8 (N, H, W, C) training images."""
+        return cls.of_batches((images[i:i + CHUNK] for i in range(0, len(images), CHUNK)), len(images))
+
+    @classmethod
+    def of_batches(cls, batches, total: int) -> TrainIndex:
+        """The index of training images given as uint8 batches, in order (a large set is never
+        held whole): the first of `total`."""
+        return cls(np.concatenate([thumbnails(batch) for batch in batches]), total)
 
     @property
     def vectors(self) -> np.ndarray:
@@ -79,7 +83,7 @@ class TrainIndex:
 
     def nearest(self, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """For uint8 (N, H, W, C) images: (cosine similarity to the closest training image's
-        thumbnail, its position in this index), each (N,)."""
+        thumbnail, that image's row in the training set), each (N,)."""
         queries = directions(thumbnails(images))
         best = np.full(len(images), -np.inf, np.float32)
         where = np.zeros(len(images), np.int64)

@@ -62,7 +62,7 @@ from .metrics import (
     MODEL_EVENTS,
     PROBABILITY,
 )
-from .parsing import ClientGone, json_fields, read_body, score_form
+from .parsing import ClientGone, images_form, json_fields, read_body
 from .served import Served
 
 log = logging.getLogger("bentoml.ganserve")  # BentoML shows its own namespace's logs
@@ -213,7 +213,7 @@ def create_app(serving: Serving) -> Starlette:
         async with serving.use(request) as served:
             engine = served.engine
             require_discriminator(engine.card)
-            form = score_form(body, request.headers.get("content-type", ""), serving.score_fields,
+            form = images_form(body, request.headers.get("content-type", ""), serving.score_fields,
                               engine.card.image_shape)
             wanted = score_request(engine.card, form["images"], form["labels"],
                                    max_images=serving.settings.max_score_images, source=form["source"])
@@ -233,7 +233,7 @@ def create_app(serving: Serving) -> Starlette:
         async with serving.use(request) as served:
             card = served.engine.card
             require_encoder(card)
-            form = score_form(body, request.headers.get("content-type", ""), serving.project_fields,
+            form = images_form(body, request.headers.get("content-type", ""), serving.project_fields,
                               card.image_shape, "/project")
             options = {name: form[name] for name in ("rounds", "candidates", "format") if name in form}
             wanted = project_request(card, form["images"], form["labels"], max_images=serving.settings.max_score_images,
@@ -242,9 +242,8 @@ def create_app(serving: Serving) -> Starlette:
         IMAGES_PROJECTED.inc(len(projected.latents))
         body = await asyncio.get_running_loop().run_in_executor(None, projection_body, projected, wanted.names,
                                                                 wanted.format, served.identity)
-        media_type = MEDIA_TYPES[wanted.format] if wanted.format != "json" else "application/json"
         headers = {"X-Generator-Rows": str(projected.stats["generator_rows"]), **served.headers()}
-        return Response(body, media_type=media_type, headers=headers)
+        return Response(body, media_type=MEDIA_TYPES[wanted.format], headers=headers)
 
     async def model(request: Request) -> Response:
         json_fields(await read_body(request, limit), request.headers.get("content-type", ""), "/model", {})

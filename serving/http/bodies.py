@@ -51,8 +51,6 @@ def images_body(images: np.ndarray, seeds: list[int], labels: list[int] | None, 
 def projection_body(projected, names: list[str], fmt: str, model: dict) -> bytes:
     """/project's body: json (per image: latent, distances, p_real, the reconstruction as a base64
     PNG), npy (the latents, float32 [N, latent_dim]) or png (the reconstruction, or a grid)."""
-    from ..sampling.projection import psnr_db
-
     if fmt == "npy":
         buffer = io.BytesIO()
         np.save(buffer, projected.latents.astype(np.float32), allow_pickle=False)
@@ -60,11 +58,7 @@ def projection_body(projected, names: list[str], fmt: str, model: dict) -> bytes
     if fmt == "png":
         images = projected.images
         return encode_png(images[0] if len(images) == 1 else tile(images))
-    p_real = [None] * len(names) if projected.p_real is None else [float(p) for p in projected.p_real]
-    results = [{"image": name, "latent": latent.tolist(), "mse_encoder": float(before), "mse": float(after),
-                "psnr_encoder_db": round(float(psnr_db(np.array([before]))[0]), 3),
-                "psnr_db": round(float(psnr_db(np.array([after]))[0]), 3), "p_real": p,
-                "reconstruction": base64.b64encode(png).decode("ascii")}
-               for name, latent, before, after, p, png in zip(names, projected.latents, projected.mse_encoder,
-                                                              projected.mse, p_real, encode_pngs(projected.images))]
+    results = [{**row, "latent": latent.tolist(), "reconstruction": base64.b64encode(png).decode("ascii")}
+               for row, latent, png in zip(projected.figures(names), projected.latents,
+                                           encode_pngs(projected.images))]
     return json.dumps({"model": model, "search": projected.stats, "results": results}).encode()

@@ -49,9 +49,11 @@ class Monitor:
 
     def add(self, stream: str, logits: np.ndarray) -> float | None:
         """Add a stream's logits; returns its index now (None: no reference, or too few images)."""
+        if not self.enabled:  # nothing to compare with: windows would only grow unread
+            return None
         window = self.windows[stream]
         window.add(logits)
-        return window.index(self.references[STREAMS[stream]]) if self.enabled else None
+        return window.index(self.references[STREAMS[stream]])
 
     def view(self) -> dict:
         """What /model shows: per stream, the reference, the window's size and its index."""

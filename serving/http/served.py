@@ -50,7 +50,10 @@ class Served:
         return {"X-Model-Name": self.name, "X-Model-Version": self.version}
 
     def observe(self, stream: str, logits: np.ndarray) -> None:
-        """D's logits of images of `stream` (score, generate) into its drift window and gauges."""
+        """D's logits of images of `stream` (score, generate) into its drift window and gauges
+        (none for a model exported without drift references)."""
+        if not self.drift.enabled:
+            return
         index = self.drift.add(stream, logits)
         DRIFT_WINDOW.labels(model=self.name, stream=stream).set(len(self.drift.windows[stream].logits))
         if index is not None:

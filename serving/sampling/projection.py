@@ -37,6 +37,15 @@ class Projected:
     p_real: np.ndarray | None  # D's calibrated probability of each reconstruction; None without D
     stats: dict = field(default_factory=dict)
 
+    def figures(self, names: list[str]) -> list[dict]:
+        """Per image, what every answer reports: its name, the distances from E alone and after
+        refinement (mean squared error of pixels in [0, 1], and PSNR) and D's p_real."""
+        before, after = psnr_db(self.mse_encoder), psnr_db(self.mse)
+        p_real = [None] * len(names) if self.p_real is None else [round(float(p), 6) for p in self.p_real]
+        return [{"image": name, "mse_encoder": float(self.mse_encoder[i]), "mse": float(self.mse[i]),
+                 "psnr_encoder_db": round(float(before[i]), 3), "psnr_db": round(float(after[i]), 3),
+                 "p_real": p_real[i]} for i, name in enumerate(names)]
+
 
 def pixel_mse(images: np.ndarray, targets: np.ndarray) -> np.ndarray:
     """(N,) mean squared error of uint8 images, as fractions of full scale."""
