@@ -61,9 +61,14 @@ class Server:
             except httpx.HTTPError:
                 pass
             if self.process.poll() is not None:
-                raise RuntimeError(f"{self.name} exited; see {self.log.name}")
+                raise RuntimeError(f"{self.name} exited; see {self.log.name}, which ends:\n{self.log_tail()}")
             time.sleep(0.3)
         raise RuntimeError(f"{self.name} not ready in {timeout} s; see {self.log.name}")
+
+    def log_tail(self, lines: int = 25) -> str:
+        """The end of the server's log: what a failed start says (a test shows only the exception)."""
+        self.log.flush()
+        return "\n".join(Path(self.log.name).read_text(errors="replace").splitlines()[-lines:])
 
     def cpu_seconds(self) -> float:
         """User + system CPU time of the server's whole process tree so far (live processes)."""
@@ -176,11 +181,17 @@ def start_torchserve(model_dir: Path, workers: int, with_torchscript: bool) -> S
     return server
 
 
-def start_triton(model_dir: Path, instances: int) -> Server:
+def triton_python() -> Path:
+    """The Triton peer's interpreter, its venv made on first use (PyTriton pins numpy<2)."""
     if not (TRITON_VENV / "bin" / "python").is_file():
         subprocess.run([sys.executable, "-m", "venv", str(TRITON_VENV)], check=True)
         subprocess.run([str(TRITON_VENV / "bin" / "pip"), "install", "-q", "nvidia-pytriton==0.7.0", "onnxruntime",
                         "pillow"], check=True)
+    return TRITON_VENV / "bin" / "python"
+
+
+def start_triton(model_dir: Path, instances: int) -> Server:
+    triton_python()
     server = Server("triton", [str(TRITON_VENV / "bin" / "python"), str(SHARED / "triton" / "server.py"),
                                str(model_dir), "--http-port", str(PORTS["triton"]), "--instances", str(instances)],
                     f"http://127.0.0.1:{PORTS['triton']}/v2/models/gen/ready")

@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
-import subprocess
 import sys
 from pathlib import Path
 
@@ -29,7 +28,7 @@ import numpy as np
 
 from benchmarks.common import WORK, parse_args, summary, write_result
 from benchmarks.models import trained_default28
-from benchmarks.server.http_bench import TRITON_VENV, Server, wrk
+from benchmarks.server.http_bench import Server, triton_python, wrk
 
 HERE = Path(__file__).resolve().parent
 PEER = HERE / "peers" / "triton_oip_server.py"
@@ -38,28 +37,38 @@ NATIVE = '{"seed": %d, "format": "npy"}'
 
 
 def start(model_dir: Path, workers: int) -> dict[str, Server]:
-    if not (TRITON_VENV / "bin" / "python").is_file():
-        subprocess.run([sys.executable, "-m", "venv", str(TRITON_VENV)], check=True)
-        subprocess.run([str(TRITON_VENV / "bin" / "pip"), "install", "-q", "nvidia-pytriton==0.7.0", "onnxruntime",
-                        "pillow"], check=True)
-    name = model_dir.name
-    servers = {
-        "ganserve": Server("oip-ganserve", [str(Path(sys.executable).parent / "ganserve"), "serve", str(model_dir),
-                                            "--port", str(PORTS["ganserve"]), "--host", "127.0.0.1", "--workers",
-                                            str(workers), "--threads", "1", "--device", "cpu"],
-                           f"http://127.0.0.1:{PORTS['ganserve']}/readyz"),
-        "triton": Server("oip-triton", [str(TRITON_VENV / "bin" / "python"), str(PEER), str(model_dir), "--name",
-                                        name, "--http-port", str(PORTS["triton"]), "--instances", str(workers)],
-                         f"http://127.0.0.1:{PORTS['triton']}/v2/models/{name}/ready"),
-    }
+    """ganserve, then the Triton peer: one at a time, so neither loads its models while the other
+    takes the cores."""
+    python = triton_python()
+    ganserve = Server("oip-ganserve", [str(Path(sys.executable).parent / "ganserve"), "serve", str(model_dir),
+                                       "--port", str(PORTS["ganserve"]), "--host", "127.0.0.1", "--workers",
+                                       str(workers), "--threads", "1", "--device", "cpu"],
+                      f"http://127.0.0.1:{PORTS['ganserve']}/readyz")
     try:
-        for server in servers.values():
-            server.wait_ready()
+        ganserve.wait_ready()
+        return {"ganserve": ganserve, "triton": start_triton(python, model_dir, workers)}
     except Exception:
-        for server in servers.values():
-            server.stop()
+        ganserve.stop()
         raise
-    return servers
+
+
+def start_triton(python: Path, model_dir: Path, instances: int, attempts: int = 2) -> Server:
+    """The peer, tried twice: PyTriton gives each instance's Python stub one second to reach the
+    model's process (its handshake), which a busy 2-core machine can miss, and Triton then exits.
+    A retry is printed with the first try's log, never silent."""
+    name = model_dir.name
+    command = [str(python), str(PEER), str(model_dir), "--name", name, "--http-port", str(PORTS["triton"]),
+               "--instances", str(instances)]
+    for attempt in range(1, attempts + 1):
+        server = Server("oip-triton", command, f"http://127.0.0.1:{PORTS['triton']}/v2/models/{name}/ready")
+        try:
+            server.wait_ready()
+            return server
+        except RuntimeError as error:
+            server.stop()
+            if attempt == attempts:
+                raise
+            print(f"the Triton peer did not start, trying again: {error}", flush=True)
 
 
 def same_pixels(name: str) -> bool:
@@ -79,7 +88,7 @@ def main() -> None:
     parser.add_argument("--seconds", type=int, default=10)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--workers", type=int, default=len(os.sched_getaffinity(0)))
-    args = parse_args(parser, concurrency="8", rows="1", seconds=2, repeats=1)
+    args = parse_args(parser, concurrency="8", rows="1", seconds=2, repeats=1, workers=1)
     if shutil.which("wrk") is None:
         raise SystemExit("wrk is not installed: apt-get install wrk")
     WORK.mkdir(parents=True, exist_ok=True)
