@@ -7,6 +7,7 @@ formats (png files, npz or tar parts) and their manifests: `sample_formats.py`.
 
 from __future__ import annotations
 
+import dataclasses
 import errno
 import hashlib
 import json
@@ -63,7 +64,11 @@ def run_sample(engine: Engine, job: SampleJob, progress: bool = True) -> dict:
         raise ServingError(f"--format: {job.format!r} is not allowed; use png, npz or tar")
     if not (job.resume or job.force):
         _refuse_earlier_output(job)
+    settings = _settings(engine, job)
+    if not job.force:
+        _refuse_other_settings(job, settings)
     job.out.mkdir(parents=True, exist_ok=True)
+    write_atomically(job.out / SETTINGS_FILE, (json.dumps(settings, indent=1) + "\n").encode())
     done = job.layout.done(job, _completed(job)) if job.resume else set()
     if not job.resume:
         job.manifest_path.unlink(missing_ok=True)
@@ -139,6 +144,42 @@ def _refuse_earlier_output(job: SampleJob) -> None:
     if found is not None:
         raise ServingError(f"--out {job.out} already holds output (e.g. {found.name}); pass --resume to finish "
                            "that run, --force to write over it, or choose an empty folder")
+
+
+# --- the settings every image of one --out is drawn with ---------------------------------------
+
+SETTINGS_FILE = "sample.json"
+# each setting as the command line spells it, for the error that names one
+SETTING_FLAGS = {"model_version": "MODEL", "precision": "--precision", "format": "--format", "part_size": "--part-size",
+                 "labels": "--labels", "truncation": "--truncation",
+                 "max_train_similarity": "--max-train-similarity",
+                 "mode": "--keep-top / --drs-accept / --drs-max-candidates"}
+
+
+def _settings(engine: Engine, job: SampleJob) -> dict:
+    """What decides a seed's pixels and where they are stored. A resumed run, or another shard
+    into the same folder, must draw with the same, or one folder would mix two samples."""
+    mode = {"name": type(job.mode).__name__.lower(), **dataclasses.asdict(job.mode)}
+    return {"model_version": engine.card.version, "precision": engine.precision, "format": job.format,
+            "part_size": job.part_size if job.format in ("npz", "tar") else None, "labels": job.labels,
+            "truncation": job.truncation, "max_train_similarity": job.max_train_similarity, "mode": mode}
+
+
+def _refuse_other_settings(job: SampleJob, settings: dict) -> None:
+    """Output written before the settings were recorded has no file, and is taken as it is."""
+    try:
+        earlier = json.loads((job.out / SETTINGS_FILE).read_text())
+    except (OSError, ValueError):
+        return
+    for name, value in settings.items():
+        if name in earlier and earlier[name] != value:
+            raise ServingError(f"{SETTING_FLAGS[name]}: --out {job.out} was sampled with {name} "
+                               f"{_shown(earlier[name])}, this run asks for {_shown(value)}; run with the "
+                               "same settings, --force to write over that output, or choose another folder")
+
+
+def _shown(value) -> str:
+    return "none" if value is None else json.dumps(value)
 
 
 def _generate(engine: Engine, seeds: list[int], labels: list[int] | None, job: SampleJob) -> np.ndarray:

@@ -210,6 +210,32 @@ def test_shards_share_a_folder_but_a_shard_rerun_is_refused(engine, tmp_path):
                    progress=False)
 
 
+def test_a_resume_or_a_shard_with_other_settings_is_refused_and_loses_nothing(engine, tmp_path):
+    seeds = list(range(12))
+    first = SampleJob(seeds=shard_of(seeds, 0, 2), out=tmp_path, truncation=0.7, workers=1, shard=(0, 2))
+    run_sample(engine, first, progress=False)
+    recorded = json.loads((tmp_path / "sample.json").read_text())
+    assert recorded["truncation"] == 0.7 and recorded["model_version"] == engine.card.version
+    assert recorded["mode"] == {"name": "plain"}
+    manifest = (tmp_path / "manifest-00000-of-00002.jsonl").read_text()
+    # a resume without the truncation would mix two samples in one folder
+    with pytest.raises(ServingError, match=r"--truncation: .* sampled with truncation 0.7, this run asks for none"):
+        run_sample(engine, SampleJob(seeds=shard_of(seeds, 0, 2), out=tmp_path, workers=1, shard=(0, 2),
+                                     resume=True), progress=False)
+    # so would the other shard in best-of-4 mode
+    with pytest.raises(ServingError, match=r"--keep-top .* mode \{\"name\": \"plain\"\}"):
+        run_sample(engine, SampleJob(seeds=shard_of(seeds, 1, 2), out=tmp_path, truncation=0.7, mode=BestOf(4),
+                                     workers=1, shard=(1, 2)), progress=False)
+    assert (tmp_path / "manifest-00000-of-00002.jsonl").read_text() == manifest
+    assert not (tmp_path / "manifest-00001-of-00002.jsonl").exists()
+    # the same settings resume; --force starts over with new ones and records them
+    assert run_sample(engine, SampleJob(seeds=shard_of(list(range(16)), 0, 2), out=tmp_path, truncation=0.7,
+                                        workers=1, shard=(0, 2), resume=True), progress=False)["skipped"] == 6
+    run_sample(engine, SampleJob(seeds=list(range(3)), out=tmp_path, workers=1, shard=(0, 2), force=True),
+               progress=False)
+    assert json.loads((tmp_path / "sample.json").read_text())["truncation"] is None
+
+
 def test_every_command_that_runs_a_model_takes_the_same_device_and_engine_flags(model_dir, tmp_path, capsys):
     from serving.cli import main
     from serving.runtime.engines import ENGINES
