@@ -4,7 +4,7 @@
 "use strict";
 
 const $ = (id) => document.getElementById(id);
-const state = { model: "", card: null };
+const state = { model: "", card: null, latent: null };  // latent: the last projected image's
 
 class ApiError extends Error {
   constructor(status, message) {
@@ -124,17 +124,58 @@ async function score(file) {
   say(`scored by ${answer.model.name} ${answer.model.version}`);
 }
 
-function setUpDropZone() {
-  const drop = $("drop");
+function setUpDropZone(dropId, fileId, use) {
+  // A file dropped on the zone, or chosen with the (hidden) file input inside it, goes to `use`.
+  const drop = $(dropId);
   drop.addEventListener("dragover", (event) => { event.preventDefault(); drop.classList.add("over"); });
   drop.addEventListener("dragleave", () => drop.classList.remove("over"));
   drop.addEventListener("drop", (event) => {
     event.preventDefault();
     drop.classList.remove("over");
     const file = event.dataTransfer.files[0];
-    if (file) score(file).catch(fail);
+    if (file) use(file).catch(fail);
   });
-  $("file").addEventListener("change", () => { if ($("file").files[0]) score($("file").files[0]).catch(fail); });
+  $(fileId).addEventListener("change", () => { if ($(fileId).files[0]) use($(fileId).files[0]).catch(fail); });
+}
+
+// --- project ------------------------------------------------------------------------------------
+
+function pictureOf(src, alt) {
+  const image = document.createElement("img");
+  image.src = src;
+  image.alt = alt;
+  return image;
+}
+
+async function project(file) {
+  say("projecting…");
+  const form = new FormData();
+  form.append("images", file, file.name || "image.png");
+  form.append("resize", "true");
+  if ($("class").value !== "") form.append("labels", $("class").value);
+  const answer = await (await call(route("/project"), { method: "POST", body: form })).json();
+  const result = answer.results[0];
+  state.latent = result.latent;
+  const text = document.createElement("span");
+  text.className = "psnr";
+  const pReal = result.p_real === null ? "" : ` · p_real ${result.p_real.toFixed(3)}`;
+  text.textContent = `PSNR ${result.psnr_encoder_db.toFixed(1)} dB from the encoder, `
+                     + `${result.psnr_db.toFixed(1)} dB refined${pReal}`;
+  $("projection").replaceChildren(pictureOf(URL.createObjectURL(file), file.name || "image"),
+                                  pictureOf(`data:image/png;base64,${result.reconstruction}`, "reconstruction"), text);
+  $("project-interpolate").disabled = false;
+  say(`projected by ${answer.model.name} ${answer.model.version}: ${answer.search.rounds} rounds of `
+      + `${answer.search.candidates} candidates`);
+}
+
+async function interpolateFromProjection() {
+  const body = { latent_from: state.latent, seed_to: Number($("to").value), frames: Number($("frames").value),
+                 format: "png" };
+  if ($("truncation-on").checked) body.truncation = Number($("truncation").value);
+  if ($("class").value !== "") body.class_label = Number($("class").value);
+  const blob = await (await post("/interpolate", body)).blob();
+  $("strip").replaceChildren(pictureOf(URL.createObjectURL(blob), `the projected image to seed ${body.seed_to}`));
+  say(`${body.frames} frames from the projected image to seed ${body.seed_to}`);
 }
 
 // --- the model and its card ---------------------------------------------------------------------
@@ -176,6 +217,9 @@ async function loadCard() {
   classes.replaceChildren(new Option("seed % classes", ""), ...Array.from({ length: card.num_classes }, (_, i) =>
     new Option(card.class_names ? `${i}: ${card.class_names[i]}` : String(i), String(i))));
   $("drop").hidden = !card.has_discriminator;
+  $("project-panel").hidden = !card.has_encoder;  // projection needs E (ganserve train-encoder)
+  $("projection").replaceChildren();
+  $("project-interpolate").disabled = true;
   $("guidance").disabled = !card.has_discriminator;
 }
 
@@ -208,5 +252,7 @@ $("truncation").addEventListener("input", () => {
 $("truncation-on").addEventListener("change", () => {
   $("truncation-value").textContent = $("truncation-on").checked ? $("truncation").value : "off";
 });
-setUpDropZone();
+$("project-interpolate").addEventListener("click", () => interpolateFromProjection().catch(fail));
+setUpDropZone("drop", "file", score);
+setUpDropZone("project-drop", "project-file", project);
 start();

@@ -2,10 +2,13 @@
 `chromium-driver`) driven by Selenium against a real `ganserve serve` with API keys on."""
 
 import base64
+import io
 import shutil
 import time
 
+import numpy as np
 import pytest
+from PIL import Image
 
 from serving.engine import Engine
 from serving.formats.images import encode_png
@@ -27,7 +30,8 @@ from selenium.webdriver.support.ui import WebDriverWait  # noqa: E402
 
 
 @pytest.fixture(scope="module")
-def page(model_dir, tmp_path_factory):
+def page(encoder_model_dir, tmp_path_factory):
+    """The playground of a model with an encoder, so every panel shows."""
     work = tmp_path_factory.mktemp("playground")
     (work / "keys").write_text(KEY + "\n")
     options = Options()
@@ -37,7 +41,7 @@ def page(model_dir, tmp_path_factory):
                  "--disable-background-networking", "--disable-component-update", "--disable-sync",
                  f"--user-data-dir={work / 'chromium'}", "--window-size=1280,900"):
         options.add_argument(flag)
-    with ganserve_serve(model_dir, work, "--workers", "1", "--api-key-file", str(work / "keys")) as base:
+    with ganserve_serve(encoder_model_dir, work, "--workers", "1", "--api-key-file", str(work / "keys")) as base:
         driver = webdriver.Chrome(service=Service(DRIVER), options=options)
         try:
             driver.get(base + "/")
@@ -69,7 +73,7 @@ def test_without_a_key_the_page_says_what_the_server_answered(page):
     assert not page.find_elements(By.CSS_SELECTOR, "#grid img")
 
 
-def test_with_the_key_it_opens_on_a_grid_and_draws_the_seed_asked_for(page, model_dir):
+def test_with_the_key_it_opens_on_a_grid_and_draws_the_seed_asked_for(page, encoder_model_dir):
     _enter_key(page, KEY)
     _wait(page, lambda d: len(d.find_elements(By.CSS_SELECTOR, "#grid img")) == 16)
     card = page.find_element(By.ID, "card").text
@@ -80,22 +84,44 @@ def test_with_the_key_it_opens_on_a_grid_and_draws_the_seed_asked_for(page, mode
     page.find_element(By.ID, "generate").click()
     image = _wait(page, lambda d: d.find_elements(By.CSS_SELECTOR, '#grid img[data-seed="42"]'))[0]
     png = base64.b64decode(image.get_attribute("src").removeprefix("data:image/png;base64,"))
-    assert png == encode_png(Engine(model_dir, warmup=False).generate([42])[0])  # the seed's own pixels
+    assert png == encode_png(Engine(encoder_model_dir, warmup=False).generate([42])[0])  # the seed's own pixels
 
 
-def test_a_dropped_png_is_scored(page, model_dir):
-    engine = Engine(model_dir, warmup=False)
+def _drop(driver, zone: str, png: bytes, name: str) -> None:
+    """A file dropped on a drop zone, as a user's drag and drop delivers it."""
+    driver.execute_script("""
+        const bytes = Uint8Array.from(atob(arguments[1]), (c) => c.charCodeAt(0));
+        const transfer = new DataTransfer();
+        transfer.items.add(new File([bytes], arguments[2], {type: "image/png"}));
+        const drop = new DragEvent("drop", {dataTransfer: transfer, bubbles: true});
+        document.getElementById(arguments[0]).dispatchEvent(drop);
+    """, zone, base64.b64encode(png).decode(), name)
+
+
+def test_a_dropped_png_is_scored(page, encoder_model_dir):
+    engine = Engine(encoder_model_dir, warmup=False)
     image = engine.generate([5])
     _, p_real = engine.score(image)
-    png = base64.b64encode(encode_png(image[0])).decode()
-    page.execute_script("""
-        const bytes = Uint8Array.from(atob(arguments[0]), (c) => c.charCodeAt(0));
-        const transfer = new DataTransfer();
-        transfer.items.add(new File([bytes], "seed5.png", {type: "image/png"}));
-        document.getElementById("drop").dispatchEvent(new DragEvent("drop", {dataTransfer: transfer, bubbles: true}));
-    """, png)
+    _drop(page, "drop", encode_png(image[0]), "seed5.png")
     result = _wait(page, lambda d: d.find_elements(By.CSS_SELECTOR, "#scores .p-real"))[0].text
     assert result.startswith(f"p_real {p_real[0]:.3f}") and result.endswith("seed5.png")
+
+
+def test_a_dropped_image_is_projected_and_interpolated_from(page, encoder_model_dir):
+    image = Engine(encoder_model_dir, warmup=False).generate([11])[0]
+    _drop(page, "project-drop", encode_png(image), "seed11.png")
+    text = _wait(page, lambda d: d.find_elements(By.CSS_SELECTOR, "#projection .psnr"))[0].text
+    shown = page.find_elements(By.CSS_SELECTOR, "#projection img")[1].get_attribute("src")
+    reconstruction = np.asarray(Image.open(io.BytesIO(base64.b64decode(shown.removeprefix("data:image/png;base64,")))))
+    error = np.mean((reconstruction.astype(np.float64) - image[..., 0]) ** 2) / 255.0 ** 2
+    psnr = 10 * np.log10(1 / error)
+    assert psnr >= 25  # G's own image comes back (the HTTP test's bound)
+    assert f"{psnr:.1f} dB refined" in text and text.startswith("PSNR ")
+    page.find_element(By.ID, "project-interpolate").click()
+    _wait(page, lambda d: "from the projected image to seed 7" in _status(d))
+    strip = page.find_element(By.CSS_SELECTOR, "#strip img")
+    _wait(page, lambda d: d.execute_script("return arguments[0].naturalWidth", strip) > 0)
+    assert page.execute_script("return arguments[0].naturalWidth", strip) == 8 * 8 + 9
 
 
 def test_interpolation_shows_a_strip(page):
