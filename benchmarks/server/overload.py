@@ -24,7 +24,7 @@ from collections import Counter
 
 import aiohttp
 
-from benchmarks.common import parse_args, write_result
+from benchmarks.common import parse_args, quick, write_result
 from benchmarks.models import http_models
 from benchmarks.server.http_bench import PORTS, start_ganserve, wrk
 
@@ -119,12 +119,13 @@ def main() -> None:
     parser.add_argument("--queue-seconds", type=int, default=10, help="GANSERVE_MAX_QUEUE_SECONDS for the server")
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--name", default="overload", help="results/NAME.json")
-    args = parse_args(parser, model="default28", base=2, over=2, recover=2, workers=1)
+    args = parse_args(parser, model="default28", base=2, over=2, recover=2, workers=1, factor=1.5)
     os.environ["GANSERVE_MAX_QUEUE_SECONDS"] = str(args.queue_seconds)
     server = start_ganserve(http_models()[args.model](), args.workers, 1)
     try:
-        wrk(URL, 32, 5, '{"seed": %d}')  # warm-up
-        sustained = wrk(URL, 32, 10, '{"seed": %d}')
+        warm_s, sustained_s = (1, 2) if quick() else (5, 10)
+        wrk(URL, 32, warm_s, '{"seed": %d}')  # warm-up
+        sustained = wrk(URL, 32, sustained_s, '{"seed": %d}')
         assert sustained["errors"] == 0, sustained
         rate = sustained["requests_per_s"]
         phases = [(rate / 2, args.base), (rate * args.factor, args.over), (rate / 2, args.recover)]

@@ -103,7 +103,7 @@ def main() -> None:
     parser.add_argument("--via", choices=("admin", "poll"), default="admin")
     parser.add_argument("--steady-seconds", type=float, default=20)
     parser.add_argument("--push-every", type=float, default=4.0, help="seconds between pushes")
-    args = parse_args(parser, steady_seconds=4, push_every=2.0)
+    args = parse_args(parser, steady_seconds=1, push_every=1.0)
     steady_s, every = args.steady_seconds, args.push_every
     if shutil.which("wrk") is None:
         raise SystemExit("wrk is not installed: apt-get install wrk")
