@@ -81,6 +81,8 @@ def test_quick_mode_runs_and_keeps_results_apart(module, arguments, writes, benc
     run = subprocess.run([sys.executable, "-m", f"benchmarks.{module}", *arguments, "--quick"], cwd=ROOT, env=env,
                          capture_output=True, text=True, timeout=600)
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    # a script that records a section's exception and goes on still exits 0: its traceback fails the check
+    assert "Traceback (most recent call last)" not in run.stdout + run.stderr, run.stdout[-3000:] + run.stderr[-3000:]
     for name in writes:
         written = json.loads((bench_work / "quick-results" / f"{name}.json").read_text())
         assert written["machine"]["cores"] >= 1 and written["machine"]["cpu"]
