@@ -195,9 +195,14 @@ def register(subparsers) -> None:
 
 
 def run_serve(args) -> int:
+    given = {setting: setting.from_flag(getattr(args, setting.name)) for setting in SETTINGS[1:]}
+    given = {setting: value for setting, value in given.items() if value is not None}
+    in_force = {setting.name: given.get(setting, setting.from_env(os.environ)) for setting in SETTINGS[1:]}
     model = Path(args.model)
     if model.is_dir():
-        _check_repository(model, args.default_model)  # fail here, in one line, rather than inside the server
+        # fail here, in one line, rather than inside the server; the flag's or else its variable's value
+        spelled = "--default-model" if args.default_model is not None else SETTING["default_model"].variable
+        _check_repository(model, in_force["default_model"], spelled)
         reference = str(model.resolve())
     elif not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*(:[A-Za-z0-9._-]+)?", args.model):
         raise ServingError(f"MODEL: {args.model!r} is neither a model folder nor a BentoML model tag")
@@ -206,9 +211,6 @@ def run_serve(args) -> int:
         _check_store_has(reference)
     if not 1 <= args.port <= 65535:
         raise ServingError(f"--port: {args.port} is not allowed; use 1 to 65535")
-    given = {setting: setting.from_flag(getattr(args, setting.name)) for setting in SETTINGS[1:]}
-    given = {setting: value for setting, value in given.items() if value is not None}
-    in_force = {setting.name: given.get(setting, setting.from_env(os.environ)) for setting in SETTINGS[1:]}
     _check_key_files(in_force["api_keys_file"], in_force["admin_keys_file"], in_force["protect_metrics"])
     _check_port_free(args.host, args.port)
     env = {**os.environ, SETTING["model"].variable: reference,
@@ -235,7 +237,7 @@ def _check_key_files(api_keys: str | None, admin_keys: str | None, protect_metri
                            "their own")
 
 
-def _check_repository(folder: Path, default: str | None) -> None:
+def _check_repository(folder: Path, default: str | None, spelled: str = "--default-model") -> None:
     """A model folder is verified whole; in a repository, the default model must exist and
     the rest is checked by the server, which lists what it refused at /models."""
     listing = scan(folder)
@@ -243,7 +245,7 @@ def _check_repository(folder: Path, default: str | None) -> None:
         ModelCard.read(folder)
         return
     if default is not None and default not in listing.models:
-        raise ServingError(f"--default-model: {default!r} is not a model in {folder} (it holds "
+        raise ServingError(f"{spelled}: {default!r} is not a model in {folder} (it holds "
                            f"{', '.join(sorted(listing.models))})")
 
 

@@ -247,7 +247,8 @@ def test_at_most_max_loaded_models_stay_loaded(tmp_path, model_dir, other_model_
 
 # --- the command line ------------------------------------------------------------------------------
 
-def test_commands_take_a_repository_model_or_one_of_its_versions(tmp_path, model_dir, other_model_dir, capsys):
+def test_commands_take_a_repository_model_or_one_of_its_versions(tmp_path, model_dir, other_model_dir, capsys,
+                                                                  monkeypatch):
     from serving.cli import main
 
     repo = _repository(tmp_path, model_dir, other_model_dir)
@@ -265,3 +266,7 @@ def test_commands_take_a_repository_model_or_one_of_its_versions(tmp_path, model
     assert main(["serve", str(repo), "--default-model", "nope", "--port", "1"]) == 2
     assert capsys.readouterr().err.strip() == (f"ganserve serve: error: --default-model: 'nope' is not a model in "
                                                f"{repo} (it holds digits, faces)")
+    monkeypatch.setenv("GANSERVE_DEFAULT_MODEL", "nope")  # the variable is checked as the flag is
+    assert main(["serve", str(repo), "--port", "1"]) == 2
+    assert capsys.readouterr().err.strip() == (f"ganserve serve: error: GANSERVE_DEFAULT_MODEL: 'nope' is not a "
+                                               f"model in {repo} (it holds digits, faces)")
