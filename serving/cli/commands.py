@@ -376,22 +376,16 @@ def _one_label(text: str | None, flag: str) -> int | None:
 
 
 def run_score(args) -> int:
-    import numpy as np
-
     from ..engine import Engine
-    from ..formats.images import decode_image
     from ..requests import parse_labels, score_request
 
     engine = Engine(_model_folder(args.model), warmup=False, **_device_choice(args))
     labels = parse_labels(args.labels) if args.labels else None
-    images = []
     for path in args.images:
         if not path.is_file():
             raise ServingError(f"IMAGES: {path} is not a file")
-        images.append(decode_image(path.read_bytes(), str(path), engine.card.image_shape, args.resize,
-                                   resize_hint="pass --resize"))
-    request = score_request(engine.card, np.stack(images), labels, [str(p) for p in args.images],
-                            spell=_spelling(SCORE_FLAGS))
+    request = score_request(engine.card, decode_files(args.images, engine.card, args.resize), labels,
+                            [str(p) for p in args.images], spell=_spelling(SCORE_FLAGS))
     logits, probabilities = engine.score_images(request)
     rows = [{"image": name, "logit": float(logit), "p_real": float(p)}
             for name, logit, p in zip(request.names, logits, probabilities)]
@@ -421,13 +415,23 @@ def image_files(paths: list[Path]) -> list[Path]:
     return files
 
 
+def decode_files(files: list[Path], card: ModelCard, resize: bool):
+    """uint8 (N, H, W, C): the image files, each decoded to the model's size (converted with --resize)."""
+    import numpy as np
+
+    from ..formats.images import decode_image
+
+    return np.stack([decode_image(path.read_bytes(), str(path), card.image_shape, resize, resize_hint="pass --resize")
+                     for path in files])
+
+
 def run_project(args) -> int:
     import numpy as np
     from tqdm import tqdm
 
     from ..engine import Engine
     from ..formats.files import write_atomically
-    from ..formats.images import decode_image, encode_png
+    from ..formats.images import encode_png
     from ..requests import parse_labels, project_request, projection_search, require_encoder
 
     if args.batch_size < 1:
@@ -443,8 +447,7 @@ def run_project(args) -> int:
     labels = parse_labels(args.labels) if args.labels else None
     if labels is not None and len(labels) != len(files):
         raise ServingError(f"--labels: {len(labels)} labels for {len(files)} images; give one per image")
-    decoded = np.stack([decode_image(path.read_bytes(), str(path), engine.card.image_shape, args.resize,
-                                     resize_hint="pass --resize") for path in files])
+    decoded = decode_files(files, engine.card, args.resize)
     (args.out / "reconstructions").mkdir(parents=True, exist_ok=True)
     latents, rows = [], []
     bar = tqdm(total=len(files), unit="img", disable=args.no_progress, dynamic_ncols=True)
@@ -477,7 +480,6 @@ def run_audit(args) -> int:
     from tqdm import tqdm
 
     from ..engine import Engine
-    from ..formats.images import decode_image
     from ..requests import parse_seeds
 
     if not 0 < args.top:
@@ -491,8 +493,7 @@ def run_audit(args) -> int:
     if args.images:
         files = image_files(args.images)
         names = [str(p) for p in files]
-        images = np.stack([decode_image(p.read_bytes(), str(p), engine.card.image_shape, args.resize,
-                                        resize_hint="pass --resize") for p in files])
+        images = decode_files(files, engine.card, args.resize)
         similarity, rows = engine.nearest_training(images)
     else:
         seeds = parse_seeds(args.seeds)
