@@ -126,6 +126,7 @@ def test_a_dropped_image_is_projected_and_interpolated_from(page, encoder_model_
 
 def test_interpolation_shows_a_strip(page):
     page.find_element(By.ID, "interpolate").click()
-    strip = _wait(page, lambda d: d.find_elements(By.CSS_SELECTOR, "#strip img"))[0]
+    # the strip may still hold the projection test's picture: wait for this one (its alt names both seeds)
+    strip = _wait(page, lambda d: d.find_elements(By.CSS_SELECTOR, '#strip img[alt="seed 3 to seed 7"]'))[0]
     _wait(page, lambda d: d.execute_script("return arguments[0].naturalWidth", strip) > 0)
     assert page.execute_script("return arguments[0].naturalWidth", strip) == 8 * 8 + 9  # 8 frames, 1 px borders
