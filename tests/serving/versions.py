@@ -11,6 +11,7 @@ from __future__ import annotations
 import io
 import json
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -23,12 +24,15 @@ from serving.formats.files import sha256_file
 from serving.sampling.latents import generator_feeds, label_array, latents
 
 
-def copy_version(source: Path, target: Path) -> Path:
+def copy_version(source: Path, target: Path, edit: Callable[[Path], None] | None = None) -> Path:
     """Copy a model folder in as a version, the way an operator should: into a hidden folder
-    beside it, then renamed into place, so a poll never sees half a copy."""
+    beside it, then renamed into place, so a poll never sees half a copy. `edit` changes the
+    hidden copy before the rename: a broken version is never seen whole and unbroken."""
     staging = target.with_name(f".{target.name}.copying")
     shutil.rmtree(staging, ignore_errors=True)
     shutil.copytree(source, staging)
+    if edit is not None:
+        edit(staging)
     staging.rename(target)
     return target
 
@@ -44,22 +48,22 @@ def two_models(root: Path, first: Path, second: Path) -> Path:
 
 def damaged(source: Path, target: Path) -> Path:
     """generator.onnx with bytes changed in the middle: its sha256 no longer matches model.json."""
-    copy_version(source, target)
-    path = target / "generator.onnx"
-    data = bytearray(path.read_bytes())
-    middle = len(data) // 2
-    data[middle:middle + 16] = bytes(16)
-    path.write_bytes(bytes(data))
-    return target
+    def damage(folder: Path) -> None:
+        path = folder / "generator.onnx"
+        data = bytearray(path.read_bytes())
+        middle = len(data) // 2
+        data[middle:middle + 16] = bytes(16)
+        path.write_bytes(bytes(data))
+    return copy_version(source, target, damage)
 
 
 def edited_calibration(source: Path, target: Path) -> Path:
     """model.json with D's calibration edited by hand (every image would score p_real ~1)."""
-    copy_version(source, target)
-    card = json.loads((target / "model.json").read_text())
-    card["calibration"]["b"] = card["calibration"]["b"] + 40.0
-    (target / "model.json").write_text(json.dumps(card, indent=2))
-    return target
+    def edit(folder: Path) -> None:
+        card = json.loads((folder / "model.json").read_text())
+        card["calibration"]["b"] = card["calibration"]["b"] + 40.0
+        (folder / "model.json").write_text(json.dumps(card, indent=2))
+    return copy_version(source, target, edit)
 
 
 def constant_generator(source: Path, target: Path) -> Path:
@@ -75,20 +79,20 @@ def nan_generator(source: Path, target: Path) -> Path:
 def _scaled_latent(source: Path, target: Path, factor: float) -> Path:
     """G's graph with its input z scaled by `factor`, then the spot check and the hashes made
     again to match it, so the version passes verification and only the gate can refuse it."""
-    copy_version(source, target)
-    path = target / "generator.onnx"
-    model = onnx.load(str(path))
-    graph = model.graph
-    for node in graph.node:
-        node.input[:] = ["z_scaled" if name == "z" else name for name in node.input]
-    graph.initializer.append(numpy_helper.from_array(np.array(factor, np.float32), "z_factor"))
-    graph.node.insert(0, helper.make_node("Mul", ["z", "z_factor"], ["z_scaled"]))
-    onnx.save(model, str(path))
-    card = json.loads((target / "model.json").read_text())
-    _rewrite_spot_check(target, card)
-    card["files"] = {name: sha256_file(target / name) for name in card["files"]}
-    (target / "model.json").write_text(json.dumps(card, indent=2))
-    return target
+    def edit(folder: Path) -> None:
+        path = folder / "generator.onnx"
+        model = onnx.load(str(path))
+        graph = model.graph
+        for node in graph.node:
+            node.input[:] = ["z_scaled" if name == "z" else name for name in node.input]
+        graph.initializer.append(numpy_helper.from_array(np.array(factor, np.float32), "z_factor"))
+        graph.node.insert(0, helper.make_node("Mul", ["z", "z_factor"], ["z_scaled"]))
+        onnx.save(model, str(path))
+        card = json.loads((folder / "model.json").read_text())
+        _rewrite_spot_check(folder, card)
+        card["files"] = {name: sha256_file(folder / name) for name in card["files"]}
+        (folder / "model.json").write_text(json.dumps(card, indent=2))
+    return copy_version(source, target, edit)
 
 
 def _rewrite_spot_check(folder: Path, card: dict) -> None:
