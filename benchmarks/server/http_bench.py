@@ -191,8 +191,7 @@ def triton_python() -> Path:
 
 
 def start_triton(model_dir: Path, instances: int) -> Server:
-    triton_python()
-    server = Server("triton", [str(TRITON_VENV / "bin" / "python"), str(SHARED / "triton" / "server.py"),
+    server = Server("triton", [str(triton_python()), str(SHARED / "triton" / "server.py"),
                                str(model_dir), "--http-port", str(PORTS["triton"]), "--instances", str(instances)],
                     f"http://127.0.0.1:{PORTS['triton']}/v2/models/gen/ready")
     server.wait_ready()

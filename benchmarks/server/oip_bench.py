@@ -46,13 +46,13 @@ def start(model_dir: Path, workers: int) -> dict[str, Server]:
                       f"http://127.0.0.1:{PORTS['ganserve']}/readyz")
     try:
         ganserve.wait_ready()
-        return {"ganserve": ganserve, "triton": start_triton(python, model_dir, workers)}
+        return {"ganserve": ganserve, "triton": start_oip_peer(python, model_dir, workers)}
     except Exception:
         ganserve.stop()
         raise
 
 
-def start_triton(python: Path, model_dir: Path, instances: int, attempts: int = 2) -> Server:
+def start_oip_peer(python: Path, model_dir: Path, instances: int, attempts: int = 2) -> Server:
     """The peer, tried twice: PyTriton gives each instance's Python stub one second to reach the
     model's process (its handshake), which a busy 2-core machine can miss, and Triton then exits.
     A retry is printed with the first try's log, never silent."""

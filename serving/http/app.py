@@ -214,7 +214,7 @@ def create_app(serving: Serving) -> Starlette:
             engine = served.engine
             require_discriminator(engine.card)
             form = images_form(body, request.headers.get("content-type", ""), serving.score_fields,
-                              engine.card.image_shape)
+                               engine.card.image_shape)
             wanted = score_request(engine.card, form["images"], form["labels"],
                                    max_images=serving.settings.max_score_images, source=form["source"])
             labels = None if wanted.labels is None else np.asarray(wanted.labels, np.int64)
@@ -234,7 +234,7 @@ def create_app(serving: Serving) -> Starlette:
             card = served.engine.card
             require_encoder(card)
             form = images_form(body, request.headers.get("content-type", ""), serving.project_fields,
-                              card.image_shape, "/project")
+                               card.image_shape, "/project")
             options = {name: form[name] for name in ("rounds", "candidates", "format") if name in form}
             wanted = project_request(card, form["images"], form["labels"], max_images=serving.settings.max_score_images,
                                      source=form["source"], **options)

@@ -137,7 +137,7 @@ def multipart_parts(body: bytes, content_type: str, max_parts: int) -> list[Part
 
 
 def images_form(body: bytes, content_type: str, fields: dict[str, Field], shape: tuple[int, int, int],
-               route: str = "/score") -> dict:
+                route: str = "/score") -> dict:
     """A multipart body of images (/score, /project): {images (uint8 N,H,W,C), labels, source,
     and the route's other text fields by name (as text; the request builder checks them)}."""
     if not content_type.startswith("multipart/form-data"):
